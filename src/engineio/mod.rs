@@ -1,0 +1,22 @@
+//! Engine.IO v4: the transport layer. Sessions, heartbeats, HTTP long-polling, WebSocket and the
+//! upgrade between them. It knows nothing of Socket.IO: the layer above receives messages
+//! through [`EngineHandler`].
+
+pub mod config;
+pub mod engine;
+pub mod handler;
+mod heartbeat;
+pub mod packet;
+pub mod payload;
+pub mod polling;
+pub mod request;
+pub mod session;
+pub mod sid;
+pub mod websocket;
+
+pub use config::{EngineConfig, OriginPolicy};
+pub use engine::Engine;
+pub use handler::EngineHandler;
+pub use packet::Frame;
+pub use session::{CloseReason, Handshake, Session, SessionClosed, Transport};
+pub use sid::Sid;

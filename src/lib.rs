@@ -1,0 +1,10 @@
+//! socket-gateway: a Socket.IO server for a Next.js + better-auth chat app.
+//!
+//! Layers, bottom up: [`engineio`] (transport), [`socketio`] (protocol), then the product's
+//! gateway logic and the server edges ([`server`], [`config`], [`shutdown`]).
+
+pub mod config;
+pub mod engineio;
+pub mod server;
+pub mod shutdown;
+pub mod socketio;

@@ -1,0 +1,142 @@
+//! What an application plugs into a namespace: authentication at connect, and callbacks for
+//! connection, events and disconnection.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::socket::Socket;
+use crate::engineio::Session;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Application state attached to a socket when it connects (the authenticated user...).
+pub type Extension = Arc<dyn Any + Send + Sync>;
+
+/// A CONNECT to authorise.
+pub struct ConnectRequest {
+    /// The Engine.IO session: the handshake headers (cookie, origin) live there.
+    pub session: Arc<Session>,
+    pub nsp: String,
+    /// The CONNECT payload (`{}` when the client sent none).
+    pub auth: Value,
+}
+
+/// A refused connection: the client receives `connect_error` with this message and data.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl ConnectError {
+    pub fn new(message: impl Into<String>, data: Option<Value>) -> Self {
+        ConnectError {
+            message: message.into(),
+            data,
+        }
+    }
+}
+
+/// An event received from a client.
+pub struct Event {
+    pub name: String,
+    pub args: Vec<Value>,
+    /// Binary attachments referenced by placeholders in `args`.
+    pub attachments: Vec<Bytes>,
+    /// Present when the client asked for an acknowledgement.
+    pub ack: Option<AckSender>,
+}
+
+/// Answers a client's acknowledgement request exactly once.
+pub struct AckSender {
+    pub(crate) socket: Arc<Socket>,
+    pub(crate) id: u64,
+}
+
+impl AckSender {
+    pub fn send(self, args: Vec<Value>) {
+        self.send_binary(args, Vec::new());
+    }
+
+    pub fn send_binary(self, args: Vec<Value>, attachments: Vec<Bytes>) {
+        self.socket.send_ack(self.id, args, attachments);
+    }
+}
+
+/// Why a socket left its namespace. The strings are the reference's disconnect reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    ClientNamespaceDisconnect,
+    ServerNamespaceDisconnect,
+    TransportClose,
+    TransportError,
+    PingTimeout,
+    ParseError,
+    ForcedServerClose,
+    ServerShuttingDown,
+    SlowConsumer,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::SlowConsumer => "slow consumer",
+        }
+    }
+
+    /// Whether the client may come back and expect its state (connection state recovery).
+    pub fn is_recoverable(self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientNamespaceDisconnect
+                | DisconnectReason::ServerNamespaceDisconnect
+                | DisconnectReason::ParseError
+        )
+    }
+}
+
+impl From<crate::engineio::CloseReason> for DisconnectReason {
+    fn from(r: crate::engineio::CloseReason) -> Self {
+        use crate::engineio::CloseReason as C;
+        match r {
+            C::TransportClose => DisconnectReason::TransportClose,
+            C::TransportError | C::MultiplePolling | C::PayloadTooLarge => {
+                DisconnectReason::TransportError
+            }
+            C::PingTimeout => DisconnectReason::PingTimeout,
+            C::ParseError => DisconnectReason::ParseError,
+            C::ForcedServerClose => DisconnectReason::ForcedServerClose,
+            C::SlowConsumer => DisconnectReason::SlowConsumer,
+            C::ShuttingDown => DisconnectReason::ServerShuttingDown,
+        }
+    }
+}
+
+/// The callbacks of one namespace. All have defaults, so a handler implements what it needs.
+/// Callbacks run on the transport's task: do slow work in a spawned task.
+pub trait NamespaceHandler: Send + Sync + 'static {
+    /// Decides whether a CONNECT succeeds; runs in its own task, so it may call out.
+    fn authenticate(
+        &self,
+        _req: ConnectRequest,
+    ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn on_connect(&self, _socket: &Arc<Socket>) {}
+    fn on_event(&self, _socket: &Arc<Socket>, _event: Event) {}
+    fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
+}

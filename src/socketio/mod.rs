@@ -1,0 +1,19 @@
+//! Socket.IO v5: the protocol layer over [`crate::engineio`]. Packets, namespaces, sockets,
+//! acknowledgements and rooms. It knows nothing of the app, Valkey or chat events.
+
+mod client;
+pub mod encode;
+pub mod handler;
+pub mod namespace;
+pub mod packet;
+pub mod rooms;
+pub mod server;
+pub mod socket;
+
+pub use handler::{
+    AckSender, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension,
+    NamespaceHandler,
+};
+pub use namespace::{BroadcastTarget, Namespace};
+pub use server::{SocketIo, SocketIoConfig};
+pub use socket::{AckError, AckResponse, Socket};

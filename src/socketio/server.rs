@@ -1,0 +1,256 @@
+//! The Socket.IO server: it receives Engine.IO sessions and messages, decodes packets, runs
+//! CONNECTs through their namespace's handler and dispatches events and acks to sockets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::client::Client;
+use super::encode::encode;
+use super::handler::{AckSender, ConnectRequest, DisconnectReason, Event, NamespaceHandler};
+use super::namespace::Namespace;
+use super::packet::{event_parts, Decoded, Packet, PacketType};
+use super::socket::Socket;
+use crate::engineio::{CloseReason, EngineHandler, Session, Sid};
+
+#[derive(Clone, Debug)]
+pub struct SocketIoConfig {
+    /// A session that has joined no namespace after this long is closed.
+    pub connect_timeout: Duration,
+    pub max_attachments: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            connect_timeout: Duration::from_millis(45_000),
+            max_attachments: super::packet::DEFAULT_MAX_ATTACHMENTS,
+        }
+    }
+}
+
+pub struct SocketIo {
+    config: SocketIoConfig,
+    namespaces: HashMap<String, Arc<Namespace>>,
+}
+
+/// Builds a [`SocketIo`] with its namespaces (fixed at start: unknown ones are refused).
+pub struct SocketIoBuilder {
+    config: SocketIoConfig,
+    namespaces: HashMap<String, Arc<Namespace>>,
+}
+
+impl SocketIoBuilder {
+    pub fn namespace(mut self, name: &str, handler: Arc<dyn NamespaceHandler>) -> Self {
+        self.namespaces
+            .insert(name.to_owned(), Arc::new(Namespace::new(name, handler)));
+        self
+    }
+
+    pub fn build(self) -> Arc<SocketIo> {
+        Arc::new(SocketIo {
+            config: self.config,
+            namespaces: self.namespaces,
+        })
+    }
+}
+
+impl SocketIo {
+    pub fn builder(config: SocketIoConfig) -> SocketIoBuilder {
+        SocketIoBuilder {
+            config,
+            namespaces: HashMap::new(),
+        }
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&Arc<Namespace>> {
+        self.namespaces.get(name)
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
+        self.namespaces.values()
+    }
+
+    fn client(session: &Session) -> Option<&Client> {
+        session.data::<Client>()
+    }
+
+    fn dispatch(&self, session: &Arc<Session>, client: &Client, packet: Packet) {
+        if packet.kind == PacketType::Connect {
+            return self.connect(session, client, packet);
+        }
+        let Some(socket) = client.socket(&packet.nsp) else {
+            // A packet for a namespace this client has not joined: the reference closes.
+            return session.close(CloseReason::ParseError);
+        };
+        match packet.kind {
+            PacketType::Event | PacketType::BinaryEvent => {
+                let Some((name, args)) = packet.data.and_then(event_parts) else {
+                    return session.close(CloseReason::ParseError);
+                };
+                let ack = packet.id.map(|id| AckSender {
+                    socket: socket.clone(),
+                    id,
+                });
+                let event = Event {
+                    name,
+                    args,
+                    attachments: packet.attachments,
+                    ack,
+                };
+                socket.ns.handler.on_event(&socket, event);
+            }
+            PacketType::Ack | PacketType::BinaryAck => {
+                let args = match packet.data {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                if let Some(id) = packet.id {
+                    socket.on_ack(id, args, packet.attachments);
+                }
+            }
+            PacketType::Disconnect => {
+                socket.on_disconnect(DisconnectReason::ClientNamespaceDisconnect)
+            }
+            PacketType::Connect | PacketType::ConnectError => {
+                session.close(CloseReason::ParseError)
+            }
+        }
+    }
+
+    fn connect(&self, session: &Arc<Session>, client: &Client, packet: Packet) {
+        let nsp = packet.nsp;
+        let Some(ns) = self.namespaces.get(&nsp).cloned() else {
+            let refusal = Packet::connect_error(&nsp, "Invalid namespace", None);
+            let _ = session.send_all(encode(&refusal));
+            return;
+        };
+        {
+            let mut st = client.lock();
+            let joined = st.sockets.iter().any(|s| s.ns.name == nsp) || st.pending.contains(&nsp);
+            if joined {
+                drop(st);
+                // A second CONNECT for a namespace: a protocol error, never a second socket.
+                return session.close(CloseReason::ParseError);
+            }
+            st.pending.push(nsp.clone());
+        }
+        let auth = packet.data.unwrap_or_else(|| json!({}));
+        let session = session.clone();
+        let request = ConnectRequest {
+            session: session.clone(),
+            nsp: nsp.clone(),
+            auth: auth.clone(),
+        };
+        let verdict = ns.handler.authenticate(request);
+        tokio::spawn(async move {
+            let verdict = verdict.await;
+            let Some(client) = Self::client(&session) else {
+                return;
+            };
+            client.lock().pending.retain(|p| p != &nsp);
+            if session.is_closed() {
+                return;
+            }
+            match verdict {
+                Ok(extension) => {
+                    let sid = Sid::generate();
+                    let socket = Arc::new(Socket::new(
+                        sid,
+                        ns.clone(),
+                        session.clone(),
+                        auth,
+                        extension,
+                    ));
+                    client.lock().sockets.push(socket.clone());
+                    ns.add_socket(socket.clone());
+                    let reply = Packet::connect(&nsp, Some(json!({ "sid": sid.as_str() })));
+                    if socket.send_packet(&reply).is_ok() {
+                        ns.handler.on_connect(&socket);
+                    }
+                }
+                Err(e) => {
+                    let refusal = Packet::connect_error(&nsp, &e.message, e.data);
+                    let _ = session.send_all(encode(&refusal));
+                }
+            }
+        });
+    }
+
+    fn on_parsed(
+        &self,
+        session: &Arc<Session>,
+        client: &Client,
+        decoded: Result<Decoded, super::packet::ParseError>,
+    ) {
+        match decoded {
+            Ok(Decoded::Complete(packet)) => self.dispatch(session, client, packet),
+            Ok(Decoded::NeedsAttachments(partial)) => client.lock().partial = Some(partial),
+            Err(e) => {
+                tracing::debug!(sid = %session.sid, error = %e, "invalid socket.io packet");
+                session.close(CloseReason::ParseError);
+            }
+        }
+    }
+}
+
+impl EngineHandler for SocketIo {
+    fn on_open(&self, session: &Arc<Session>) {
+        session.set_data(Client::default());
+        let timeout = self.config.connect_timeout;
+        let weak = Arc::downgrade(session);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(session) = weak.upgrade() {
+                let idle = Self::client(&session).is_some_and(|c| !c.has_namespace());
+                if idle && !session.is_closed() {
+                    session.close(CloseReason::ForcedServerClose);
+                }
+            }
+        });
+    }
+
+    fn on_message(&self, session: &Arc<Session>, text: &str) {
+        let Some(client) = Self::client(session) else {
+            return;
+        };
+        if client.lock().partial.is_some() {
+            // Text while attachments are expected.
+            return session.close(CloseReason::ParseError);
+        }
+        let decoded = Packet::decode(text, self.config.max_attachments);
+        self.on_parsed(session, client, decoded);
+    }
+
+    fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
+        let Some(client) = Self::client(session) else {
+            return;
+        };
+        let partial = client.lock().partial.take();
+        let Some(mut partial) = partial else {
+            // Binary when none is expected.
+            return session.close(CloseReason::ParseError);
+        };
+        match partial.push(data) {
+            Ok(Some(packet)) => self.dispatch(session, client, packet),
+            Ok(None) => client.lock().partial = Some(partial),
+            Err(e) => {
+                tracing::debug!(sid = %session.sid, error = %e, "invalid binary attachment");
+                session.close(CloseReason::ParseError);
+            }
+        }
+    }
+
+    fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {
+        let Some(client) = Self::client(session) else {
+            return;
+        };
+        let reason = DisconnectReason::from(reason);
+        for socket in client.sockets() {
+            socket.on_disconnect(reason);
+        }
+    }
+}
