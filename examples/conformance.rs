@@ -90,7 +90,7 @@ impl NamespaceHandler for Main {
                 });
             }
             "disconnect-me" => socket.disconnect(),
-            "drop-transport" => socket.session().close(CloseReason::TransportClose),
+            "drop-transport" => socket.session().close(CloseReason::ForcedClose),
             "join" => {
                 if let Some(Value::String(room)) = args.first() {
                     socket.join(&[room.as_str()]);

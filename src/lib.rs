@@ -3,8 +3,10 @@
 //! Layers, bottom up: [`engineio`] (transport), [`socketio`] (protocol), then the product's
 //! gateway logic and the server edges ([`server`], [`config`], [`shutdown`]).
 
+pub mod app;
 pub mod config;
 pub mod engineio;
+pub mod gateway;
 pub mod server;
 pub mod shutdown;
 pub mod socketio;

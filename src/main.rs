@@ -1,1 +1,141 @@
-fn main() {}
+//! The socket-gateway binary: load the config, wire the layers, serve until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
+use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
+use socket_gateway::gateway::{self, Gateway};
+use socket_gateway::server::{self, Readiness};
+use socket_gateway::shutdown;
+use socket_gateway::socketio::{SocketIo, SocketIoConfig};
+
+fn main() -> ExitCode {
+    let cli = match config::parse_cli(std::env::args().skip(1)) {
+        Ok(CliAction::Run(cli)) => cli,
+        Ok(CliAction::Help(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(CliAction::Version) => {
+            println!("socket-gateway {}", config::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", config::usage());
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match cli.source().load() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cfg.log.level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: invalid configuration: log.level: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn engine_config(cfg: &Config) -> EngineConfig {
+    EngineConfig {
+        path: cfg.server.path.clone(),
+        ping_interval: cfg.engine.ping_interval(),
+        ping_timeout: cfg.engine.ping_timeout(),
+        upgrade_timeout: cfg.engine.upgrade_timeout(),
+        max_payload: cfg.engine.max_payload,
+        allow_polling: cfg.engine.allows(Transport::Polling),
+        allow_websocket: cfg.engine.allows(Transport::Websocket),
+        origins: OriginPolicy::List(cfg.security.allowed_origins.clone()),
+        cors_max_age_s: cfg.security.cors_max_age_s,
+        ws_read_buffer: cfg.engine.ws_read_buffer,
+        ws_write_buffer: cfg.engine.ws_write_buffer,
+        max_queued_frames: cfg.engine.outbound_queue,
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    let gateway =
+        Gateway::new(&cfg.app).map_err(|e| format!("cannot build the app client: {e}"))?;
+    let io = SocketIo::builder(SocketIoConfig {
+        connect_timeout: cfg.socketio.connect_timeout(),
+        max_attachments: cfg.socketio.max_attachments,
+    })
+    .namespace("/", gateway.handler())
+    .build();
+    if let Some(ns) = io.namespace("/") {
+        tokio::spawn(gateway::revalidate::run(
+            Arc::downgrade(&gateway),
+            ns.clone(),
+        ));
+    }
+    if cfg.security.allowed_origins.is_empty() {
+        tracing::warn!("security.allowed_origins is empty: every browser Origin is refused (set NEXT_PUBLIC_APP_URL)");
+    }
+    if cfg.redis.enabled {
+        tracing::warn!("the Valkey relay is not built yet: serving local-only");
+    }
+    let engine = Engine::new(engine_config(&cfg), io);
+    let readiness = Readiness::default();
+    let listener = tokio::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                cfg.server.host, cfg.server.port
+            )
+        })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    readiness.set(true);
+    tracing::info!(%addr, path = %cfg.server.path, app = %cfg.app.url, "listening on {addr}");
+    let stop = {
+        let readiness = readiness.clone();
+        async move {
+            shutdown::signal().await;
+            readiness.set(false);
+        }
+    };
+    server::serve(
+        listener,
+        engine,
+        server::health_routes(readiness),
+        stop,
+        cfg.server.shutdown_timeout(),
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}

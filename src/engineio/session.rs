@@ -45,6 +45,8 @@ pub enum CloseReason {
     ParseError,
     /// The server closed it (protocol layer decision, connect timeout...).
     ForcedServerClose,
+    /// The protocol layer closed it after a protocol error (the reference's `conn.close()`).
+    ForcedClose,
     /// The client could not keep up with its outbound queue.
     SlowConsumer,
     /// Two polling requests of the same kind at once.
@@ -62,6 +64,7 @@ impl CloseReason {
             CloseReason::PingTimeout => "ping timeout",
             CloseReason::ParseError => "parse error",
             CloseReason::ForcedServerClose => "forced server close",
+            CloseReason::ForcedClose => "forced close",
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::MultiplePolling => "transport error",
             CloseReason::PayloadTooLarge => "transport error",
@@ -74,6 +77,7 @@ impl CloseReason {
         matches!(
             self,
             CloseReason::ForcedServerClose
+                | CloseReason::ForcedClose
                 | CloseReason::ShuttingDown
                 | CloseReason::SlowConsumer
                 | CloseReason::MultiplePolling

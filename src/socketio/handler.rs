@@ -79,6 +79,7 @@ pub enum DisconnectReason {
     PingTimeout,
     ParseError,
     ForcedServerClose,
+    ForcedClose,
     ServerShuttingDown,
     SlowConsumer,
 }
@@ -93,6 +94,7 @@ impl DisconnectReason {
             DisconnectReason::PingTimeout => "ping timeout",
             DisconnectReason::ParseError => "parse error",
             DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ServerShuttingDown => "server shutting down",
             DisconnectReason::SlowConsumer => "slow consumer",
         }
@@ -120,6 +122,7 @@ impl From<crate::engineio::CloseReason> for DisconnectReason {
             C::PingTimeout => DisconnectReason::PingTimeout,
             C::ParseError => DisconnectReason::ParseError,
             C::ForcedServerClose => DisconnectReason::ForcedServerClose,
+            C::ForcedClose => DisconnectReason::ForcedClose,
             C::SlowConsumer => DisconnectReason::SlowConsumer,
             C::ShuttingDown => DisconnectReason::ServerShuttingDown,
         }
@@ -136,6 +139,10 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
         Box::pin(async { Ok(None) })
     }
+    /// Runs once the socket exists, before the client is told it is connected: join rooms
+    /// here so no broadcast sent after the CONNECT reply can miss the socket.
+    fn prepare(&self, _socket: &Arc<Socket>) {}
+    /// Runs after the CONNECT reply was queued (the reference's `connection` event).
     fn on_connect(&self, _socket: &Arc<Socket>) {}
     fn on_event(&self, _socket: &Arc<Socket>, _event: Event) {}
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}

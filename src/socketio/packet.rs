@@ -1,8 +1,11 @@
 //! Socket.IO v5 packet codec: `<type>[<attachments>-][<nsp>,][<ack id>][<JSON>]`.
 //!
-//! Decoding follows socket.io-parser 4.2.x (the Node reference) so that a packet is rejected exactly
-//! where a Node server would close the connection. Encoding reproduces `JSON.stringify` output for
-//! numbers, so re-emitted payloads are string-identical to what Node would send.
+//! Decoding follows socket.io-parser 4.2.7 (the Node reference): whatever Node rejects is
+//! rejected, plus a few inputs no client produces (see [`Packet::decode`]). Encoding prints
+//! numbers and object-key order the way `JSON.stringify` does, so a relayed payload is
+//! string-identical to what a Node server would send. (Floats with 16-17 significant digits
+//! need serde_json's `float_roundtrip` feature to be *parsed* exactly; without it about 10% of
+//! them come back 1 ulp off.)
 //!
 //! Binary attachments never enter the JSON: `data` keeps the `{"_placeholder":true,"num":N}`
 //! objects and `attachments[N]` holds the bytes, so relaying a binary packet needs no tree rewrite.
@@ -221,9 +224,11 @@ impl Decoder {
 impl Packet {
     /// Decodes the text of an Engine.IO message (the Socket.IO packet WITHOUT the leading Engine.IO '4').
     ///
-    /// Stricter than Node only on input no Socket.IO client produces: non-digit attachment counts,
-    /// whitespace where the ack id goes, EVENT/ACK/CONNECT_ERROR without payload, non-integer
-    /// placeholder indexes, JSON nested deeper than 128.
+    /// Stricter than Node only on input no Socket.IO client produces: empty text, attachment
+    /// counts that are not plain digits, whitespace where the ack id goes, ack ids over 15 digits,
+    /// EVENT/ACK/CONNECT_ERROR without payload, non-integer placeholder indexes, JSON numbers
+    /// beyond f64 range, JSON nested deeper than 128. A count of 0 (`50-[..]`) is refused, as in
+    /// socket.io-parser 4.2.7. Lone UTF-16 surrogate escapes, which JSON.parse accepts, become U+FFFD.
     pub fn decode(text: &str, max_attachments: usize) -> Result<Decoded, ParseError> {
         let mut chars = text.chars();
         let first = chars.next().ok_or(ParseError::Empty)?;
@@ -616,12 +621,24 @@ fn write_js_number(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
     if value == 0.0 {
         return out.write_str("0"); // also -0
     }
+    let abs = value.abs();
     let mut sci = StackStr::new();
-    write!(sci, "{:e}", value.abs())?;
+    write!(sci, "{abs:e}")?;
+    let digits = sci.as_str().find('e').unwrap_or(0).saturating_sub(1).max(1);
+    if digits >= 16 {
+        // Two shortest candidates can be equally close (exact ties need 16+ digits): Rust picks
+        // the upper one, V8 the even one. Exact-precision formatting rounds half to even.
+        let mut exact = StackStr::new();
+        write!(exact, "{:.*e}", digits - 1, abs)?;
+        if exact.as_str() != sci.as_str() && exact.as_str().parse::<f64>() == Ok(abs) {
+            sci = exact;
+        }
+    }
     let (mantissa, exp) = sci.as_str().split_once('e').ok_or(fmt::Error)?;
     let exp: i32 = exp.parse().map_err(|_| fmt::Error)?;
     // mantissa is `d` or `d.ddd`: digits = lead ++ frac, value = 0.digits × 10^n.
     let (lead, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let frac = frac.trim_end_matches('0');
     let k = 1 + i32::try_from(frac.len()).map_err(|_| fmt::Error)?;
     let n = exp + 1;
     if value < 0.0 {
@@ -1413,6 +1430,11 @@ mod tests {
             (-1.5e-7, "-1.5e-7"),
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
+            // Exact ties between two shortest forms: V8 takes the even digit.
+            (606_660_258_652_108.0 + 0.25, "606660258652108.2"),
+            (224_646_600_206_621.0 + 0.625, "224646600206621.62"),
+            (159_718_943_231_548.0 + 0.125, "159718943231548.12"),
+            (0.30000000000000004, "0.30000000000000004"),
             (0.000123, "0.000123"),
             (2.5e-10, "2.5e-10"),
         ];

@@ -84,12 +84,12 @@ impl SocketIo {
         }
         let Some(socket) = client.socket(&packet.nsp) else {
             // A packet for a namespace this client has not joined: the reference closes.
-            return session.close(CloseReason::ParseError);
+            return session.close(CloseReason::ForcedClose);
         };
         match packet.kind {
             PacketType::Event | PacketType::BinaryEvent => {
                 let Some((name, args)) = packet.data.and_then(event_parts) else {
-                    return session.close(CloseReason::ParseError);
+                    return session.close(CloseReason::ForcedClose);
                 };
                 let ack = packet.id.map(|id| AckSender {
                     socket: socket.clone(),
@@ -116,7 +116,7 @@ impl SocketIo {
                 socket.on_disconnect(DisconnectReason::ClientNamespaceDisconnect)
             }
             PacketType::Connect | PacketType::ConnectError => {
-                session.close(CloseReason::ParseError)
+                session.close(CloseReason::ForcedClose)
             }
         }
     }
@@ -134,7 +134,7 @@ impl SocketIo {
             if joined {
                 drop(st);
                 // A second CONNECT for a namespace: a protocol error, never a second socket.
-                return session.close(CloseReason::ParseError);
+                return session.close(CloseReason::ForcedClose);
             }
             st.pending.push(nsp.clone());
         }
@@ -167,6 +167,7 @@ impl SocketIo {
                     ));
                     client.lock().sockets.push(socket.clone());
                     ns.add_socket(socket.clone());
+                    ns.handler.prepare(&socket);
                     let reply = Packet::connect(&nsp, Some(json!({ "sid": sid.as_str() })));
                     if socket.send_packet(&reply).is_ok() {
                         ns.handler.on_connect(&socket);
@@ -191,7 +192,7 @@ impl SocketIo {
             Ok(Decoded::NeedsAttachments(partial)) => client.lock().partial = Some(partial),
             Err(e) => {
                 tracing::debug!(sid = %session.sid, error = %e, "invalid socket.io packet");
-                session.close(CloseReason::ParseError);
+                session.close(CloseReason::ForcedClose);
             }
         }
     }
@@ -219,7 +220,7 @@ impl EngineHandler for SocketIo {
         };
         if client.lock().partial.is_some() {
             // Text while attachments are expected.
-            return session.close(CloseReason::ParseError);
+            return session.close(CloseReason::ForcedClose);
         }
         let decoded = Packet::decode(text, self.config.max_attachments);
         self.on_parsed(session, client, decoded);
@@ -232,14 +233,14 @@ impl EngineHandler for SocketIo {
         let partial = client.lock().partial.take();
         let Some(mut partial) = partial else {
             // Binary when none is expected.
-            return session.close(CloseReason::ParseError);
+            return session.close(CloseReason::ForcedClose);
         };
         match partial.push(data) {
             Ok(Some(packet)) => self.dispatch(session, client, packet),
             Ok(None) => client.lock().partial = Some(partial),
             Err(e) => {
                 tracing::debug!(sid = %session.sid, error = %e, "invalid binary attachment");
-                session.close(CloseReason::ParseError);
+                session.close(CloseReason::ForcedClose);
             }
         }
     }

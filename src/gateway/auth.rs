@@ -1,0 +1,117 @@
+//! Authentication at connect: the browser's cookie goes to the app's session endpoint, then to
+//! the memberships endpoint; the socket connects only with both answers, so it never has half
+//! its rooms. Identical concurrent lookups are coalesced and positive sessions cached briefly.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::rooms::rooms_from_memberships;
+use super::state::SocketState;
+use super::Gateway;
+use crate::app::{AppError, Credentials, Memberships, SessionInfo};
+use crate::engineio::Session;
+use crate::socketio::ConnectError;
+
+pub fn invalid_session() -> ConnectError {
+    ConnectError::new(
+        "Invalid session",
+        Some(json!({ "code": "INVALID_SESSION" })),
+    )
+}
+
+pub fn auth_unavailable() -> ConnectError {
+    ConnectError::new(
+        "Auth unavailable",
+        Some(json!({ "code": "AUTH_UNAVAILABLE", "retryable": true })),
+    )
+}
+
+/// The cookie and client address of a handshake, as forwarded to the app.
+pub fn credentials(session: &Session) -> Option<Credentials> {
+    let hs = &session.handshake;
+    let cookie = hs
+        .header("cookie")
+        .filter(|c| !c.trim().is_empty())?
+        .to_owned();
+    // Behind nginx the client address is already in X-Forwarded-For; otherwise it is our peer.
+    let forwarded_for = hs
+        .header("x-forwarded-for")
+        .map(str::to_owned)
+        .or_else(|| hs.remote_addr.map(|a| a.ip().to_string()));
+    Some(Credentials {
+        cookie,
+        forwarded_for,
+    })
+}
+
+impl Gateway {
+    /// The session behind these credentials: cached when positive, coalesced always.
+    pub async fn lookup_session(
+        &self,
+        creds: &Credentials,
+        use_cache: bool,
+    ) -> Result<Option<SessionInfo>, AppError> {
+        let app = self.app.clone();
+        let c = creds.clone();
+        let (result, _source) = self
+            .sessions
+            .get(
+                creds.key(),
+                use_cache,
+                move || async move { app.session(&c).await },
+                Option::is_some,
+            )
+            .await;
+        result
+    }
+
+    async fn lookup_memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
+        let app = self.app.clone();
+        let c = creds.clone();
+        self.memberships
+            .get(
+                creds.key(),
+                false,
+                move || async move { app.memberships(&c).await },
+                |_| false,
+            )
+            .await
+            .0
+    }
+
+    pub(super) async fn authenticate(
+        self: Arc<Self>,
+        session: Arc<Session>,
+    ) -> Result<Arc<SocketState>, ConnectError> {
+        let Some(creds) = credentials(&session) else {
+            return Err(invalid_session());
+        };
+        let info = match self.lookup_session(&creds, true).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Err(invalid_session()),
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                return Err(auth_unavailable());
+            }
+        };
+        let memberships = match self.lookup_memberships(&creds).await {
+            Ok(m) if m.user_id == info.user.id => m,
+            Ok(_) | Err(AppError::Unauthenticated { .. }) => {
+                self.sessions.forget(&creds.key());
+                return Err(invalid_session());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "memberships lookup failed");
+                return Err(auth_unavailable());
+            }
+        };
+        Ok(Arc::new(SocketState {
+            initial_rooms: rooms_from_memberships(&memberships),
+            user: info.user,
+            credentials: creds,
+            typing: Default::default(),
+            queue: Default::default(),
+        }))
+    }
+}

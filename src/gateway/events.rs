@@ -1,0 +1,188 @@
+//! Chat events that go through the app (`message:send`, `message:delete`): forwarded with the
+//! socket's cookie, the app's `ack` returned to the client and its `emit` list broadcast.
+//! A socket's forwarded events are processed one at a time, in the order they arrived.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::errors::ClientError;
+use super::state::SocketState;
+use super::Gateway;
+use crate::app::client::EventForward;
+use crate::app::AppError;
+use crate::socketio::{AckSender, BroadcastTarget, Socket};
+
+/// A client event waiting for the app.
+pub struct Job {
+    pub name: &'static str,
+    pub args: Vec<Value>,
+    pub ack: Option<AckSender>,
+}
+
+/// Events forwarded to the app, and the check each payload passes first.
+pub fn forwarded(name: &str) -> Option<&'static str> {
+    match name {
+        "message:send" => Some("message:send"),
+        "message:delete" => Some("message:delete"),
+        _ => None,
+    }
+}
+
+fn validate(name: &str, args: &[Value]) -> Result<(), ClientError> {
+    let Some(Value::Object(obj)) = args.first() else {
+        return Err(ClientError::bad_payload(format!(
+            "{name} expects an object"
+        )));
+    };
+    match name {
+        "message:send" => {
+            let targets = ["channelId", "conversationId"]
+                .iter()
+                .filter(|k| obj.get(**k).is_some_and(Value::is_string))
+                .count();
+            if targets != 1 {
+                return Err(ClientError::bad_payload(
+                    "exactly one of channelId or conversationId",
+                ));
+            }
+            if !obj.get("content").is_some_and(Value::is_string) {
+                return Err(ClientError::bad_payload("content must be a string"));
+            }
+        }
+        "message:delete"
+            if !obj
+                .get("messageId")
+                .is_some_and(|v| v.is_string() || v.is_number()) =>
+        {
+            return Err(ClientError::bad_payload("messageId is required"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Gateway {
+    /// Queues a forwarded event; starts the socket's worker when it is idle.
+    pub(super) fn enqueue(
+        self: &Arc<Self>,
+        socket: &Arc<Socket>,
+        state: &Arc<SocketState>,
+        job: Job,
+    ) {
+        if let Err(e) = validate(job.name, &job.args) {
+            return refuse(socket, job.ack, e);
+        }
+        let start = {
+            let mut q = state.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.jobs.len() >= 64 {
+                drop(q);
+                return refuse(
+                    socket,
+                    job.ack,
+                    ClientError::new("RATE_LIMITED", "too many pending events"),
+                );
+            }
+            q.jobs.push_back(job);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let (gw, socket, state) = (self.clone(), socket.clone(), state.clone());
+            tokio::spawn(async move {
+                loop {
+                    let job = {
+                        let mut q = state.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        match q.jobs.pop_front() {
+                            Some(j) => j,
+                            None => {
+                                q.running = false;
+                                return;
+                            }
+                        }
+                    };
+                    gw.forward(&socket, &state, job).await;
+                }
+            });
+        }
+    }
+
+    async fn forward(&self, socket: &Arc<Socket>, state: &SocketState, job: Job) {
+        let body = EventForward {
+            event: job.name,
+            args: &job.args,
+            socket_id: socket.id.as_str(),
+            user_id: &state.user.id,
+        };
+        match self
+            .app
+            .forward_event(&state.credentials, job.name, &body)
+            .await
+        {
+            Ok(reply) => {
+                if let Some(ack) = job.ack {
+                    ack.send(reply.ack.into_iter().collect());
+                }
+                for emit in reply.emit {
+                    socket.ns.emit_to(
+                        &BroadcastTarget::room(emit.room),
+                        &emit.event,
+                        vec![emit.data],
+                    );
+                }
+            }
+            Err(AppError::Refused { error, .. }) => {
+                refuse(socket, job.ack, ClientError::new("APP_REFUSED", error))
+            }
+            Err(AppError::Unauthenticated { .. }) => {
+                refuse(
+                    socket,
+                    job.ack,
+                    ClientError::new("SESSION_EXPIRED", "session expired"),
+                );
+                socket.disconnect();
+            }
+            Err(e @ AppError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, event = job.name, "event forward failed");
+                refuse(socket, job.ack, ClientError::unavailable());
+            }
+        }
+    }
+}
+
+/// Tells the client: an error ack when it asked for one, and always an `error` event.
+pub(super) fn refuse(socket: &Arc<Socket>, ack: Option<AckSender>, e: ClientError) {
+    if let Some(ack) = ack {
+        ack.send(vec![e.ack_value()]);
+    }
+    e.emit_to(socket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payload_checks() {
+        assert!(validate(
+            "message:send",
+            &[json!({"channelId": "c1", "content": "hi"})]
+        )
+        .is_ok());
+        assert!(validate(
+            "message:send",
+            &[json!({"conversationId": "d1", "content": ""})]
+        )
+        .is_ok());
+        assert!(validate("message:send", &[json!("hi")]).is_err());
+        assert!(validate("message:send", &[]).is_err());
+        assert!(validate(
+            "message:send",
+            &[json!({"channelId": "c1", "conversationId": "d1", "content": "x"})]
+        )
+        .is_err());
+        assert!(validate("message:send", &[json!({"channelId": "c1", "content": 3})]).is_err());
+        assert!(validate("message:delete", &[json!({"messageId": "m1"})]).is_ok());
+        assert!(validate("message:delete", &[json!({})]).is_err());
+    }
+}

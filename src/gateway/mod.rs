@@ -1,0 +1,112 @@
+//! The product's policy on top of Socket.IO: cookie authentication through the app at
+//! connect, rooms from memberships, authorised joins, the chat events and typing.
+
+pub mod auth;
+pub mod errors;
+pub mod events;
+pub mod revalidate;
+pub mod rooms;
+pub mod state;
+pub mod typing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::single_flight::SingleFlight;
+use crate::app::{AppClient, AppError, Memberships, SessionInfo};
+use crate::config::AppConfig;
+use crate::socketio::{
+    BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension, NamespaceHandler,
+    Socket,
+};
+
+use events::Job;
+use state::SocketState;
+
+pub struct Gateway {
+    pub(crate) app: Arc<AppClient>,
+    pub(crate) sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
+    pub(crate) memberships: SingleFlight<[u8; 32], Memberships, AppError>,
+    pub(crate) revalidate_interval: Duration,
+}
+
+impl Gateway {
+    pub fn new(cfg: &AppConfig) -> Result<Arc<Self>, reqwest::Error> {
+        Ok(Arc::new(Gateway {
+            app: Arc::new(AppClient::new(cfg)?),
+            sessions: SingleFlight::new(cfg.session_cache_ttl()),
+            memberships: SingleFlight::new(Duration::ZERO),
+            revalidate_interval: cfg.revalidate_interval(),
+        }))
+    }
+
+    /// The gateway as the handler of the main namespace.
+    pub fn handler(self: &Arc<Self>) -> Arc<dyn NamespaceHandler> {
+        Arc::new(MainNamespace(self.clone()))
+    }
+}
+
+fn state_of(socket: &Socket) -> Option<Arc<SocketState>> {
+    socket.extension::<Arc<SocketState>>().cloned()
+}
+
+struct MainNamespace(Arc<Gateway>);
+
+impl NamespaceHandler for MainNamespace {
+    fn authenticate(
+        &self,
+        req: ConnectRequest,
+    ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
+        let gw = self.0.clone();
+        Box::pin(async move {
+            let state = gw.authenticate(req.session).await?;
+            Ok(Some(Arc::new(state) as Extension))
+        })
+    }
+
+    fn prepare(&self, socket: &Arc<Socket>) {
+        if let Some(state) = state_of(socket) {
+            socket.join(&state.initial_rooms);
+        }
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, event: Event) {
+        let Some(state) = state_of(socket) else {
+            return;
+        };
+        let Event {
+            name, args, ack, ..
+        } = event;
+        if let Some(forwarded) = events::forwarded(&name) {
+            return self.0.enqueue(
+                socket,
+                &state,
+                Job {
+                    name: forwarded,
+                    args,
+                    ack,
+                },
+            );
+        }
+        match name.as_str() {
+            "typing:start" => typing::on_typing(socket, &state, &args, true),
+            "typing:stop" => typing::on_typing(socket, &state, &args, false),
+            "room:join" => {
+                tokio::spawn(self.0.clone().join_room(socket.clone(), state, args, ack));
+            }
+            "room:leave" => self.0.leave_room(socket, &args, ack),
+            _ => events::refuse(
+                socket,
+                ack,
+                errors::ClientError::new("UNKNOWN_EVENT", format!("unknown event {name:?}")),
+            ),
+        }
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        tracing::debug!(sid = %socket.id, reason = reason.as_str(), "socket disconnected");
+        if let Some(state) = state_of(socket) {
+            typing::on_disconnect(socket, &state);
+        }
+    }
+}

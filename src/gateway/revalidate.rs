@@ -1,0 +1,67 @@
+//! Periodic re-validation of live sockets: each distinct session is asked of the app again
+//! (bypassing the positive cache). A session that is gone gets `error {code:
+//! "SESSION_EXPIRED"}` and its sockets are disconnected; an app outage changes nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use serde_json::json;
+
+use super::state::SocketState;
+use super::Gateway;
+use crate::socketio::{Namespace, Socket};
+
+pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
+    let Some(interval) = gateway.upgrade().map(|g| g.revalidate_interval) else {
+        return;
+    };
+    if interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(gw) = gateway.upgrade() else { return };
+        gw.revalidate(&ns).await;
+    }
+}
+
+impl Gateway {
+    async fn revalidate(&self, ns: &Namespace) {
+        let mut by_session: HashMap<[u8; 32], Vec<Arc<Socket>>> = HashMap::new();
+        for socket in ns.sockets() {
+            if let Some(state) = socket.extension::<Arc<SocketState>>() {
+                by_session
+                    .entry(state.credentials.key())
+                    .or_default()
+                    .push(socket.clone());
+            }
+        }
+        for (key, sockets) in by_session {
+            let Some(state) = sockets
+                .first()
+                .and_then(|s| s.extension::<Arc<SocketState>>())
+                .cloned()
+            else {
+                continue;
+            };
+            match self.lookup_session(&state.credentials, false).await {
+                Ok(Some(info)) if info.user.id == state.user.id => {}
+                Ok(_) => {
+                    self.sessions.forget(&key);
+                    tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
+                    for socket in sockets {
+                        let _ = socket.emit(
+                            "error",
+                            vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
+                        );
+                        socket.disconnect();
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "revalidation skipped: app unavailable"),
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Room names of the contract, the rooms a socket gets from its memberships, and the
+//! `room:join` / `room:leave` events (a join only after the app's `authorize` allows it).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::errors::ClientError;
+use super::state::SocketState;
+use super::Gateway;
+use crate::app::{AppError, Memberships};
+use crate::socketio::{AckSender, Socket};
+
+const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
+const MAX_ROOM_LEN: usize = 256;
+
+/// A room name of the contract: a known prefix, a non-empty id, no control characters.
+pub fn is_valid_room(room: &str) -> bool {
+    room.len() <= MAX_ROOM_LEN
+        && !room.chars().any(char::is_control)
+        && PREFIXES
+            .iter()
+            .any(|p| room.strip_prefix(p).is_some_and(|id| !id.is_empty()))
+}
+
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+pub fn rooms_from_memberships(m: &Memberships) -> Vec<String> {
+    let mut rooms = vec![user_room(&m.user_id)];
+    rooms.extend(m.workspaces.iter().map(|w| format!("workspace:{w}")));
+    rooms.extend(m.channels.iter().map(|c| format!("channel:{}", c.id)));
+    rooms.extend(m.conversations.iter().map(|d| format!("dm:{}", d.id)));
+    rooms
+}
+
+/// The `{room}` argument of `room:join` / `room:leave`.
+pub fn room_arg(args: &[Value]) -> Result<String, ClientError> {
+    let room = args
+        .first()
+        .and_then(|a| a.get("room"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ClientError::bad_payload("expected {room: string}"))?;
+    if !is_valid_room(room) {
+        return Err(ClientError::bad_payload("unknown room name"));
+    }
+    Ok(room.to_owned())
+}
+
+impl Gateway {
+    pub(super) async fn join_room(
+        self: Arc<Self>,
+        socket: Arc<Socket>,
+        state: Arc<SocketState>,
+        args: Vec<Value>,
+        ack: Option<AckSender>,
+    ) {
+        let result = match room_arg(&args) {
+            Err(e) => Err(e),
+            Ok(room) => match self.app.authorize(&state.credentials, &room).await {
+                Ok(a) if a.allowed => {
+                    socket.join(&[room.as_str()]);
+                    Ok(())
+                }
+                Ok(a) => Err(ClientError::new(
+                    "NOT_ALLOWED",
+                    a.reason.unwrap_or_else(|| "not_allowed".into()),
+                )),
+                Err(AppError::Unauthenticated { .. }) => {
+                    Err(ClientError::new("UNAUTHENTICATED", "session gone"))
+                }
+                Err(AppError::Refused { error, .. }) => Err(ClientError::bad_payload(error)),
+                Err(e @ AppError::Unavailable { .. }) => {
+                    tracing::warn!(error = %e, "authorize failed");
+                    Err(ClientError::unavailable())
+                }
+            },
+        };
+        reply(&socket, ack, result);
+    }
+
+    pub(super) fn leave_room(&self, socket: &Arc<Socket>, args: &[Value], ack: Option<AckSender>) {
+        let result = room_arg(args).map(|room| socket.leave(&room));
+        reply(socket, ack, result);
+    }
+}
+
+/// Acks `{ok:true}` or `{ok:false, error}`; without an ack, a refusal becomes an `error` event.
+fn reply(socket: &Arc<Socket>, ack: Option<AckSender>, result: Result<(), ClientError>) {
+    match (result, ack) {
+        (Ok(()), Some(ack)) => ack.send(vec![json!({ "ok": true })]),
+        (Ok(()), None) => {}
+        (Err(e), Some(ack)) => ack.send(vec![e.ack_value()]),
+        (Err(e), None) => e.emit_to(socket),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        for ok in ["user:1", "workspace:w1", "channel:c1", "dm:d1"] {
+            assert!(is_valid_room(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "channel:",
+            "room:x",
+            "conversation:d1",
+            "channel:\n",
+            &format!("dm:{}", "x".repeat(300)),
+        ] {
+            assert!(!is_valid_room(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! What the gateway keeps on each socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::events::Job;
+use crate::app::{Credentials, UserInfo};
+
+/// Attached to a socket at connect (as its Socket.IO extension).
+pub struct SocketState {
+    pub user: UserInfo,
+    /// Forwarded on every app call made for this socket. Never logged.
+    pub credentials: Credentials,
+    /// Rooms from the memberships call, joined before the CONNECT reply.
+    pub initial_rooms: Vec<String>,
+    /// Per-room typing: when the current "typing" expires.
+    pub typing: Mutex<HashMap<String, Instant>>,
+    /// Client events waiting for the app, processed one at a time in arrival order.
+    pub queue: Mutex<EventQueue>,
+}
+
+#[derive(Default)]
+pub struct EventQueue {
+    pub jobs: VecDeque<Job>,
+    pub running: bool,
+}
+
+impl SocketState {
+    pub fn user_json(&self) -> Value {
+        serde_json::json!({ "id": self.user.id, "name": self.user.name })
+    }
+}
