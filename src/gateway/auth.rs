@@ -72,9 +72,9 @@ impl Gateway {
         self.memberships
             .get(
                 creds.key(),
-                false,
+                true,
                 move || async move { app.memberships(&c).await },
-                |_| false,
+                |_| true,
             )
             .await
             .0

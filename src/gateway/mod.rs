@@ -35,7 +35,9 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
             sessions: SingleFlight::new(cfg.session_cache_ttl()),
-            memberships: SingleFlight::new(Duration::ZERO),
+            // Memberships share the session cache's short TTL: a reconnect storm reuses one answer,
+            // and live membership changes reach sockets through the app's emitter, not this cache.
+            memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
         }))
     }

@@ -51,6 +51,7 @@ impl Gateway {
                 Ok(Some(info)) if info.user.id == state.user.id => {}
                 Ok(_) => {
                     self.sessions.forget(&key);
+                    self.memberships.forget(&key);
                     tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
                     for socket in sockets {
                         let _ = socket.emit(
