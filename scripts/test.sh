@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Runs the tests.
+#
+#   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, Node tests
+#   bash scripts/test.sh rust   # setup, cargo build --all-targets, cargo test
+#   bash scripts/test.sh node   # setup, cargo build (binary + examples), Node tests
+#
+# Exits non-zero if any phase fails; later phases still run when an earlier test phase fails
+# (but not when the build fails). The runners' own summaries are printed unchanged: cargo's
+# `test result:` lines and node's `# tests` / `# pass` / `# fail` lines (from its TAP reporter).
+#
+# Environment: NODE_TEST_TIMEOUT (seconds for the whole Node run, default 1500),
+# CARGO_TEST_TIMEOUT (seconds for cargo test, default 1200), TEST_VERBOSE=1 (child output).
+# Artefacts (TAP log, screenshots, ...) go to test-output/ (gitignored); tests find it in
+# $TEST_OUTPUT_DIR. Tests find the Valkey server at $VALKEY_SERVER (= .cache/bin/valkey-server).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+what=${1:-all}
+case $what in
+  all | rust | node) ;;
+  -h | --help)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "usage: $0 [all|rust|node]" >&2
+    exit 2
+    ;;
+esac
+
+export TEST_OUTPUT_DIR=$ROOT/test-output
+export VALKEY_SERVER=$ROOT/.cache/bin/valkey-server
+export PATH=$ROOT/.cache/bin:$PATH
+export CARGO_PROFILE=debug
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+mkdir -p "$TEST_OUTPUT_DIR"
+
+log() { printf '[test] %s\n' "$*"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+failed=()
+timings=()
+
+# Runs "$@" as a named phase; records its time and whether it failed (never exits here).
+phase() {
+  local name=$1 t0 rc=0
+  shift
+  t0=$(now)
+  log "== $name: $*"
+  "$@" || rc=$?
+  timings+=("$name: $(elapsed "$t0") (exit $rc)")
+  log "== $name: exit $rc after $(elapsed "$t0")"
+  [[ $rc -eq 0 ]] || failed+=("$name")
+  return $rc
+}
+
+summary() {
+  log "---- phases ----"
+  local t
+  for t in "${timings[@]}"; do log "$t"; done
+  if [[ ${#failed[@]} -gt 0 ]]; then
+    log "FAILED: ${failed[*]}"
+    exit 1
+  fi
+  log "all phases passed"
+}
+
+run_node_tests() {
+  local files tap=$TEST_OUTPUT_DIR/node-tests.tap rc=0
+  # Node 20's --test takes no recursive glob: pass the explicit, sorted list.
+  mapfile -t files < <(cd tests/node && find . -path ./node_modules -prune -o -type f -name '*.test.mjs' -print | sed 's|^\./||' | sort)
+  if [[ ${#files[@]} -eq 0 ]]; then
+    log "no tests/node/**/*.test.mjs found"
+    return 1
+  fi
+  log "node test files: ${files[*]}"
+  rm -f "$tap"
+  (
+    cd tests/node
+    timeout --kill-after=30 "${NODE_TEST_TIMEOUT:-1500}" \
+      node --test --test-concurrency=1 \
+      --test-reporter=spec --test-reporter-destination=stdout \
+      --test-reporter=tap --test-reporter-destination="$tap" \
+      "${files[@]}" </dev/null
+  ) || rc=$?
+  [[ $rc -eq 124 || $rc -eq 137 ]] && log "node tests timed out after ${NODE_TEST_TIMEOUT:-1500}s"
+  # The TAP reporter's closing lines, unchanged (# tests, # pass, # fail, ...).
+  if [[ -f $tap ]]; then
+    grep -E '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$tap" || true
+  fi
+  return $rc
+}
+
+T0=$(now)
+phase setup bash scripts/setup.sh || summary
+
+case $what in
+  all | rust) phase cargo-build cargo build --locked --all-targets || summary ;;
+  node) phase cargo-build cargo build --locked --bins --examples || summary ;;
+esac
+
+if [[ $what == all || $what == rust ]]; then
+  phase cargo-test timeout --kill-after=30 "${CARGO_TEST_TIMEOUT:-1200}" cargo test --locked </dev/null || true
+fi
+
+if [[ $what == all || $what == node ]]; then
+  phase node-test run_node_tests || true
+fi
+
+log "total $(elapsed "$T0")"
+summary
