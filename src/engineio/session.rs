@@ -272,7 +272,15 @@ impl Session {
             return;
         };
         if keep_for_get {
-            let grace = engine.config.ping_timeout;
+            // At shutdown a live poller is waiting in a GET already: do not hold the drain.
+            let grace = if reason == CloseReason::ShuttingDown {
+                engine
+                    .config
+                    .ping_timeout
+                    .min(std::time::Duration::from_secs(1))
+            } else {
+                engine.config.ping_timeout
+            };
             let sid = self.sid;
             let weak = Arc::downgrade(&engine);
             tokio::spawn(async move {
