@@ -53,6 +53,7 @@ impl Engine {
     /// Creates a session, queues its open packet and starts its heartbeat.
     pub(crate) fn open(&self, handshake: Handshake, transport: Transport) -> Arc<Session> {
         let cfg = &self.0.config;
+        let start = tokio::time::Instant::now();
         let sid = Sid::generate();
         let session = Arc::new(Session::new(
             sid,
@@ -82,6 +83,7 @@ impl Engine {
         // reference's does: the ping-timeout deadline is measured from here.
         tokio::spawn(super::heartbeat::run(
             session.clone(),
+            start,
             cfg.ping_interval,
             cfg.ping_timeout,
         ));
