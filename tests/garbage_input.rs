@@ -204,26 +204,23 @@ async fn bad_binary_attachments_close_cleanly() {
     still_serves(addr).await;
 }
 
+/// Opens a polling session; returns the URL that addresses it.
+async fn open_polling(client: &reqwest::Client, base: &str) -> String {
+    let open = client.get(base).send().await.unwrap().text().await.unwrap();
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    format!("{base}&sid={sid}")
+}
+
 #[tokio::test]
 async fn polling_garbage_and_oversized_bodies() {
     let (addr, _stop) = start().await;
     let client = reqwest::Client::new();
     let base = format!("http://{addr}/socket.io/?EIO=4&transport=polling");
-    let open = client
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sid = open
-        .split("\"sid\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
-    let url = format!("{base}&sid={sid}");
+    let url = open_polling(&client, &base).await;
     let res = client
         .post(&url)
         .body("x".repeat(20_000))
@@ -238,21 +235,7 @@ async fn polling_garbage_and_oversized_bodies() {
     );
 
     for body in ["abc", "b!!!", "4a\x1e\x1e4b", "\u{1e}", "2", "3probe"] {
-        let open = client
-            .get(&base)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let sid = open
-            .split("\"sid\":\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_string();
-        let url = format!("{base}&sid={sid}");
+        let url = open_polling(&client, &base).await;
         let res = client.post(&url).body(body).send().await.unwrap();
         assert_eq!(res.status(), 400, "{body:?}");
         // The session is gone (400), or its last GET carries the close packet.
@@ -264,21 +247,7 @@ async fn polling_garbage_and_oversized_bodies() {
             "{body:?} closes the session: {status} {text:?}"
         );
     }
-    let open = client
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sid = open
-        .split("\"sid\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_string();
-    let url = format!("{base}&sid={sid}");
+    let url = open_polling(&client, &base).await;
     let bin = client
         .post(&url)
         .header("content-type", "application/octet-stream")

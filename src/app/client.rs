@@ -71,11 +71,12 @@ impl AppClient {
         h
     }
 
+    /// Sends a call. Transport failures, 5xx and 429 are an outage whatever the call.
     async fn send(
         &self,
         call: &'static str,
         req: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, bytes::Bytes), AppError> {
+    ) -> Result<Reply, AppError> {
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
         let res = req.send().await.map_err(|e| {
             let kind = if e.is_timeout() {
@@ -95,58 +96,35 @@ impl AppClient {
             .bytes()
             .await
             .map_err(|_| unavailable("body".to_owned()))?;
-        Ok((status, body))
+        Ok(Reply { call, status, body })
+    }
+
+    fn get(&self, url: &str, creds: &Credentials) -> reqwest::RequestBuilder {
+        self.http.get(url).headers(Self::headers(creds))
     }
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
-        const CALL: &str = "session";
-        let (status, body) = self
-            .send(
-                CALL,
-                self.http
-                    .get(&self.session_url)
-                    .headers(Self::headers(creds)),
-            )
+        let reply = self
+            .send("session", self.get(&self.session_url, creds))
             .await?;
-        match status {
-            StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Ok(None),
-            s => {
-                return Err(AppError::Unavailable {
-                    call: CALL,
-                    detail: format!("status {}", s.as_u16()),
-                })
-            }
+        match reply.status {
+            StatusCode::OK => Ok(reply
+                .json::<Option<SessionBody>>()?
+                .map(|b| SessionInfo { user: b.user })),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(reply.unexpected_status()),
         }
-        let parsed: Option<SessionBody> =
-            serde_json::from_slice(&body).map_err(|_| AppError::Unavailable {
-                call: CALL,
-                detail: "unexpected body".into(),
-            })?;
-        Ok(parsed.map(|b| SessionInfo { user: b.user }))
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
-        const CALL: &str = "memberships";
-        let (status, body) = self
-            .send(
-                CALL,
-                self.http
-                    .get(&self.memberships_url)
-                    .headers(Self::headers(creds)),
-            )
+        let reply = self
+            .send("memberships", self.get(&self.memberships_url, creds))
             .await?;
-        match status {
-            StatusCode::OK => serde_json::from_slice(&body).map_err(|_| AppError::Unavailable {
-                call: CALL,
-                detail: "unexpected body".into(),
-            }),
-            StatusCode::UNAUTHORIZED => Err(AppError::Unauthenticated { call: CALL }),
-            s => Err(AppError::Unavailable {
-                call: CALL,
-                detail: format!("status {}", s.as_u16()),
-            }),
+        match reply.status {
+            StatusCode::OK => reply.json(),
+            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
+            _ => Err(reply.unexpected_status()),
         }
     }
 
@@ -155,24 +133,14 @@ impl AppClient {
         creds: &Credentials,
         room: &str,
     ) -> Result<Authorization, AppError> {
-        const CALL: &str = "authorize";
         let req = self
-            .http
-            .get(&self.authorize_url)
-            .query(&[("room", room)])
-            .headers(Self::headers(creds));
-        let (status, body) = self.send(CALL, req).await?;
-        match status {
-            StatusCode::OK => serde_json::from_slice(&body).map_err(|_| AppError::Unavailable {
-                call: CALL,
-                detail: "unexpected body".into(),
-            }),
-            StatusCode::UNAUTHORIZED => Err(AppError::Unauthenticated { call: CALL }),
-            s => Err(AppError::Refused {
-                call: CALL,
-                status: s.as_u16(),
-                error: error_text(&body),
-            }),
+            .get(&self.authorize_url, creds)
+            .query(&[("room", room)]);
+        let reply = self.send("authorize", req).await?;
+        match reply.status {
+            StatusCode::OK => reply.json(),
+            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
+            _ => Err(reply.refused()),
         }
     }
 
@@ -182,26 +150,58 @@ impl AppClient {
         event: &str,
         body: &EventForward<'_>,
     ) -> Result<EventReply, AppError> {
-        const CALL: &str = "event";
         let url = format!("{}/{}", self.events_url.trim_end_matches('/'), event);
         let req = self.http.post(url).headers(Self::headers(creds)).json(body);
-        let (status, bytes) = self.send(CALL, req).await?;
-        match status {
-            StatusCode::OK => {
-                if bytes.is_empty() {
-                    return Ok(EventReply::default());
-                }
-                serde_json::from_slice(&bytes).map_err(|_| AppError::Unavailable {
-                    call: CALL,
-                    detail: "unexpected body".into(),
-                })
-            }
-            StatusCode::UNAUTHORIZED => Err(AppError::Unauthenticated { call: CALL }),
-            s => Err(AppError::Refused {
-                call: CALL,
-                status: s.as_u16(),
-                error: error_text(&bytes),
-            }),
+        let reply = self.send("event", req).await?;
+        match reply.status {
+            StatusCode::OK if reply.body.is_empty() => Ok(EventReply::default()),
+            StatusCode::OK => reply.json(),
+            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
+            _ => Err(reply.refused()),
+        }
+    }
+}
+
+/// An answer that was not an outage, to be read as the call expects.
+struct Reply {
+    call: &'static str,
+    status: StatusCode,
+    body: bytes::Bytes,
+}
+
+impl Reply {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_json::from_slice(&self.body).map_err(|_| AppError::Unavailable {
+            call: self.call,
+            detail: "unexpected body".into(),
+        })
+    }
+
+    fn unexpected_status(&self) -> AppError {
+        AppError::Unavailable {
+            call: self.call,
+            detail: format!("status {}", self.status.as_u16()),
+        }
+    }
+
+    fn unauthenticated(&self) -> AppError {
+        AppError::Unauthenticated { call: self.call }
+    }
+
+    /// A 4xx refusal, with the `error` field of the app's body (kept short).
+    fn refused(&self) -> AppError {
+        let error = serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .map(|s| s.chars().take(200).collect())
+            })
+            .unwrap_or_else(|| "refused".to_owned());
+        AppError::Refused {
+            call: self.call,
+            status: self.status.as_u16(),
+            error,
         }
     }
 }
@@ -215,16 +215,4 @@ pub struct EventForward<'a> {
     pub socket_id: &'a str,
     #[serde(rename = "userId")]
     pub user_id: &'a str,
-}
-
-/// The `error` field of a refusal, or a generic word (the body is the app's, keep it short).
-fn error_text(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("error")
-                .and_then(|e| e.as_str())
-                .map(|s| s.chars().take(200).collect())
-        })
-        .unwrap_or_else(|| "refused".to_owned())
 }

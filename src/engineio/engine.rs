@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 use super::config::EngineConfig;
 use super::handler::EngineHandler;
@@ -110,24 +109,6 @@ impl Engine {
             Packet::Upgrade | Packet::Noop => {}
         }
         Ok(())
-    }
-
-    pub(crate) fn handshake(
-        parts: &http::request::Parts,
-        query: &str,
-        remote_addr: Option<std::net::SocketAddr>,
-    ) -> Handshake {
-        Handshake {
-            headers: parts.headers.clone(),
-            query: query.to_owned(),
-            remote_addr,
-            issued: SystemTime::now(),
-            url: parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-        }
     }
 }
 

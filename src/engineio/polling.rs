@@ -14,7 +14,7 @@ use super::engine::Engine;
 use super::packet::Frame;
 use super::payload;
 use super::request::{self, EngineError, EngineQuery, Verified};
-use super::session::{CloseReason, Session, Transport};
+use super::session::{CloseReason, Handshake, Session, Transport};
 
 /// The peer address, put into request extensions by the server's accept loop.
 #[derive(Clone, Copy, Debug)]
@@ -82,11 +82,10 @@ where
     let verified = request::verify(cfg, &method, &headers, &q, false, |sid| {
         engine.session(sid).map(|s| s.transport())
     });
-    let res = match verified {
+    let mut res = match verified {
         Err(e) => e.response(&cors),
         Ok(Verified::Handshake(Transport::Polling)) => {
-            let parts = request_parts(&method, &query, &headers);
-            let hs = Engine::handshake(&parts, &query, addr.map(|a| a.0));
+            let hs = Handshake::new(headers.clone(), &cfg.path, &query, addr.map(|a| a.0));
             let session = engine.open(hs, Transport::Polling);
             poll(&session).await
         }
@@ -101,21 +100,10 @@ where
         },
         Ok(_) => EngineError::BadRequest.response(&cors),
     };
-    let mut res = res;
     for (k, v) in cors {
         res.headers_mut().insert(k, v);
     }
     res.into_response()
-}
-
-fn request_parts(method: &Method, query: &str, headers: &HeaderMap) -> http::request::Parts {
-    let mut req = http::Request::new(());
-    *req.method_mut() = method.clone();
-    *req.headers_mut() = headers.clone();
-    if let Ok(uri) = format!("/?{query}").parse() {
-        *req.uri_mut() = uri;
-    }
-    req.into_parts().0
 }
 
 fn status(code: StatusCode, body: &'static str) -> Response<Bytes> {

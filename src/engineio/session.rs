@@ -97,6 +97,22 @@ pub struct Handshake {
 }
 
 impl Handshake {
+    /// Captures a handshake request (`path` and `query` form the URL the reference reports).
+    pub fn new(
+        headers: HeaderMap,
+        path: &str,
+        query: &str,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        Handshake {
+            headers,
+            query: query.to_owned(),
+            remote_addr,
+            issued: SystemTime::now(),
+            url: format!("{path}?{query}"),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -12,14 +12,14 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::engine::Engine;
 use super::packet::{Frame, Packet};
 use super::polling::matches_path;
 use super::request::{self, EngineError, EngineQuery, Verified};
-use super::session::{CloseReason, Session, Transport};
+use super::session::{CloseReason, Handshake, Session, Transport};
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -65,39 +65,31 @@ pub fn upgrade<B: Send + 'static>(
         .max_write_buffer_size(cfg.max_payload.saturating_mul(4).max(1 << 20))
         .max_message_size(Some(cfg.max_payload))
         .max_frame_size(Some(cfg.max_payload));
-    let (parts, _) = {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        let engine = engine.clone();
-        let (parts, body) = req.into_parts();
-        let handshake = Engine::handshake(&parts, &query, addr);
-        tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!(error = %e, "websocket upgrade failed");
-                    return;
-                }
-            };
-            let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(ws_config),
-            )
-            .await;
-            match verified {
-                Verified::Handshake(_) => {
-                    let session = engine.open(handshake, Transport::Websocket);
-                    run(&engine, &session, ws).await;
-                }
-                Verified::Existing(sid, _) => match engine.session(&sid) {
-                    Some(session) => upgrade_session(&engine, &session, ws).await,
-                    None => close_quietly(ws).await,
-                },
+    let handshake = Handshake::new(req.headers().clone(), req.uri().path(), &query, addr);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
             }
-        });
-        (parts, body)
-    };
-    let _ = parts;
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        match verified {
+            Verified::Handshake(_) => {
+                let session = engine.open(handshake, Transport::Websocket);
+                run(&engine, &session, ws).await;
+            }
+            Verified::Existing(sid, _) => match engine.session(&sid) {
+                Some(session) => upgrade_session(&engine, &session, ws).await,
+                None => close_quietly(ws).await,
+            },
+        }
+    });
     let mut res = Response::new(Bytes::new());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
@@ -144,11 +136,7 @@ async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
             Some(Ok(Message::Text(t))) if t.as_str() == "2probe" => {}
             _ => return false,
         }
-        if ws
-            .send(Message::Text(Frame::pong_probe_text()))
-            .await
-            .is_err()
-        {
+        if ws.send(to_message(Frame::pong_probe())).await.is_err() {
             return false;
         }
         matches!(ws.next().await, Some(Ok(Message::Text(t))) if t.as_str() == "5")
@@ -169,12 +157,6 @@ async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
         run(engine, session, ws).await;
     } else {
         close_quietly(ws).await;
-    }
-}
-
-impl Frame {
-    fn pong_probe_text() -> Utf8Bytes {
-        Utf8Bytes::from_static("3probe")
     }
 }
 

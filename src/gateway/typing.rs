@@ -47,7 +47,7 @@ pub fn on_typing(socket: &Arc<Socket>, state: &Arc<SocketState>, args: &[Value],
         Ok(r) => r,
         Err(e) => return e.emit_to(socket),
     };
-    if !socket.rooms().iter().any(|r| **r == *room) {
+    if !socket.in_room(&room) {
         return ClientError::new("NOT_MEMBER", "not in this room").emit_to(socket);
     }
     let was_typing = {

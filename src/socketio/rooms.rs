@@ -98,6 +98,13 @@ impl RoomIndex {
         self.read().rooms_of.get(&sid).cloned().unwrap_or_default()
     }
 
+    pub fn is_member(&self, sid: Sid, room: &str) -> bool {
+        self.read()
+            .members
+            .get(room)
+            .is_some_and(|m| m.contains(&sid))
+    }
+
     pub fn all_rooms(&self) -> Vec<Room> {
         self.read().members.keys().cloned().collect()
     }
@@ -167,5 +174,6 @@ mod tests {
         assert_eq!(idx.leave_all(a).deleted, vec![Arc::from("r1")]);
         assert!(!idx.contains_room("r1"));
         assert_eq!(idx.rooms_of(c), vec![Arc::from("r2")]);
+        assert!(idx.is_member(c, "r2") && !idx.is_member(c, "r1"));
     }
 }

@@ -150,6 +150,10 @@ impl Socket {
         self.ns.leave(self.id, room);
     }
 
+    pub fn in_room(&self, room: &str) -> bool {
+        self.ns.rooms.is_member(self.id, room)
+    }
+
     pub fn rooms(&self) -> Vec<Room> {
         self.ns.rooms.rooms_of(self.id)
     }

@@ -1,19 +1,9 @@
 // Acknowledgements in both directions with socket.io-client 4.8.4.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, clientPool, waitFor, connected, sleep, TRANSPORTS } from "./target.mjs";
+import { useTarget, waitFor, connected, sleep, TRANSPORTS } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 const ARGS = [1, "2", { 3: [false] }, "ünïcødé 😀", "", null, [{ a: [] }]];
 

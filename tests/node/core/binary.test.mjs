@@ -1,20 +1,10 @@
 // Binary attachments both ways (Buffer / Uint8Array / ArrayBuffer, nested, empty, large) with socket.io-client 4.8.4.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startTarget, clientPool, waitFor, connected, collect, normalizeBinary, TRANSPORTS } from "./target.mjs";
+import { useTarget, waitFor, connected, collect, normalizeBinary, TRANSPORTS } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 const bytes = (...b) => Buffer.from(b);
 const ALL_BYTES = Buffer.from([...Array(256).keys()]);

@@ -1,20 +1,10 @@
 // Connection lifecycle with socket.io-client 4.8.4: transport drop + auto-reconnect, manual reconnect,
 // server-initiated disconnect, heartbeat over several ping intervals.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, clientPool, waitFor, connected, sleep, record, TRANSPORTS } from "./target.mjs";
+import { useTarget, waitFor, connected, sleep, record, TRANSPORTS } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 const RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200, randomizationFactor: 0 };
 

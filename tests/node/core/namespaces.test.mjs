@@ -1,20 +1,10 @@
 // Namespaces with socket.io-client 4.8.4: auth payloads, unknown namespace, multiplexing on one Manager.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Manager } from "socket.io-client";
-import { startTarget, clientPool, waitFor, connected, sleep, record, TRANSPORTS } from "./target.mjs";
+import { useTarget, waitFor, connected, sleep, record, TRANSPORTS } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 describe("namespaces", { timeout: 40000 }, () => {
   for (const { name, opts } of TRANSPORTS) {
@@ -62,7 +52,7 @@ describe("namespaces", { timeout: 40000 }, () => {
       });
 
       it("multiplexing / and /custom on one Manager (one Engine.IO session)", { timeout: 8000 }, async () => {
-        const manager = new Manager(target.url, { ...opts, reconnection: false, timeout: 3000 });
+        const manager = new Manager(url(), { ...opts, reconnection: false, timeout: 3000 });
         const main = pool.track(manager.socket("/", { auth: { who: "main" } }));
         const custom = pool.track(manager.socket("/custom", { auth: { who: "custom" } }));
         const mainAuth = waitFor(main, "auth");
@@ -112,7 +102,7 @@ describe("namespaces", { timeout: 40000 }, () => {
       });
 
       it("multiplexing with an unknown namespace leaves / working", { timeout: 5000 }, async () => {
-        const manager = new Manager(target.url, { ...opts, reconnection: false, timeout: 3000 });
+        const manager = new Manager(url(), { ...opts, reconnection: false, timeout: 3000 });
         const main = pool.track(manager.socket("/"));
         const nope = pool.track(manager.socket("/nope"));
         const nopeError = waitFor(nope, "connect_error");

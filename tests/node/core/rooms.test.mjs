@@ -1,19 +1,9 @@
 // Rooms with socket.io-client 4.8.4: join, broadcast to a room (sender included), absence outside the room.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, clientPool, waitFor, connected, sleep, record, normalizeBinary } from "./target.mjs";
+import { useTarget, waitFor, connected, sleep, record, normalizeBinary } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 const ABSENCE_MS = 400;
 

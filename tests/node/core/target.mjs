@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { before, after, afterEach } from "node:test";
 import { io as ioClient } from "socket.io-client";
 import { freePort, startProcess, stopProcess, cargoArtifact } from "../lib/procs.mjs";
 
@@ -190,3 +191,21 @@ export const TRANSPORTS = [
   { name: "websocket", opts: { transports: ["websocket"] } },
   { name: "polling", opts: { transports: ["polling"] } },
 ];
+
+/**
+ * Registers the file's hooks: one target started before its tests and stopped after them, and
+ * the client pool closed after each test. Returns { pool, url() }.
+ */
+export function useTarget() {
+  let target;
+  const pool = clientPool(() => target.url);
+  before(async () => {
+    target = await startTarget();
+  });
+  after(async () => {
+    pool.closeAll();
+    await target?.stop();
+  });
+  afterEach(() => pool.closeAll());
+  return { pool, url: () => target.url };
+}

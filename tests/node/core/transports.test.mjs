@@ -1,19 +1,9 @@
 // socket.io-client 4.8.4 against the target: transport selection, upgrade, round trips of mixed payloads, ordering.
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, clientPool, waitFor, connected, collect, TRANSPORTS } from "./target.mjs";
+import { useTarget, waitFor, connected, collect, TRANSPORTS } from "./target.mjs";
 
-let target;
-const pool = clientPool(() => target.url);
-
-before(async () => {
-  target = await startTarget();
-});
-after(async () => {
-  pool.closeAll();
-  await target?.stop();
-});
-afterEach(() => pool.closeAll());
+const { pool, url } = useTarget();
 
 const MIXED = [
   0,
