@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
 use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
+use socket_gateway::gateway::presence::Presence;
 use socket_gateway::gateway::{self, Gateway};
 use socket_gateway::relay::subscriber::Timing;
 use socket_gateway::relay::{Relay, RelayConfig};
@@ -93,8 +94,8 @@ fn engine_config(cfg: &Config) -> EngineConfig {
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let gateway =
-        Gateway::new(&cfg.app).map_err(|e| format!("cannot build the app client: {e}"))?;
+    let gateway = Gateway::new(&cfg.app, cfg.recovery.recheck_session)
+        .map_err(|e| format!("cannot build the app client: {e}"))?;
     let io = SocketIo::builder(SocketIoConfig {
         connect_timeout: cfg.socketio.connect_timeout(),
         max_attachments: cfg.socketio.max_attachments,
@@ -111,17 +112,31 @@ async fn run(cfg: Config) -> Result<(), String> {
         tracing::warn!("security.allowed_origins is empty: every browser Origin is refused (set NEXT_PUBLIC_APP_URL)");
     }
     let readiness = Readiness::default();
+    if cfg.recovery.enabled && !cfg.redis.enabled {
+        tracing::warn!(
+            "recovery.enabled needs the relay (redis.enabled): connection state recovery is off"
+        );
+    }
     let relay = if cfg.redis.enabled {
         let config = RelayConfig {
             url: cfg.redis.url.clone(),
             prefix: cfg.redis.prefix.clone(),
             ack_timeout: cfg.socketio.ack_timeout(),
             timing: Timing::default(),
+            recovery: cfg
+                .recovery
+                .enabled
+                .then(|| cfg.recovery.max_disconnection()),
         };
         Some(Relay::start(config, &io, readiness.clone()).map_err(|e| e.to_string())?)
     } else {
         None
     };
+    let presence = io.namespace("/").map(|ns| {
+        let p = Presence::start(&cfg.presence, ns, relay.as_ref(), &cfg.redis.prefix);
+        gateway.attach_presence(p.clone());
+        p
+    });
     let engine = Engine::new(engine_config(&cfg), io);
     let listener = tokio::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .await
@@ -149,6 +164,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         cfg.server.shutdown_timeout(),
     )
     .await;
+    if let Some(presence) = presence {
+        presence.stop().await;
+    }
     if let Some(relay) = relay {
         relay.stop();
     }

@@ -83,11 +83,12 @@ impl Gateway {
     pub(super) async fn authenticate(
         self: Arc<Self>,
         session: Arc<Session>,
+        use_cache: bool,
     ) -> Result<Arc<SocketState>, ConnectError> {
         let Some(creds) = credentials(&session) else {
             return Err(invalid_session());
         };
-        let info = match self.lookup_session(&creds, true).await {
+        let info = match self.lookup_session(&creds, use_cache).await {
             Ok(Some(info)) => info,
             Ok(None) => return Err(invalid_session()),
             Err(e) => {

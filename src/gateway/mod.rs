@@ -4,12 +4,13 @@
 pub mod auth;
 pub mod errors;
 pub mod events;
+pub mod presence;
 pub mod revalidate;
 pub mod rooms;
 pub mod state;
 pub mod typing;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::app::single_flight::SingleFlight;
@@ -28,10 +29,14 @@ pub struct Gateway {
     pub(crate) sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
     pub(crate) memberships: SingleFlight<[u8; 32], Memberships, AppError>,
     pub(crate) revalidate_interval: Duration,
+    /// Whether a CONNECT asking for its session back asks the app again, past the cache.
+    pub(crate) recheck_on_recovery: bool,
+    /// Set once at start, after the relay (see [`presence`]).
+    pub(crate) presence: OnceLock<Arc<presence::Presence>>,
 }
 
 impl Gateway {
-    pub fn new(cfg: &AppConfig) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(cfg: &AppConfig, recheck_on_recovery: bool) -> Result<Arc<Self>, reqwest::Error> {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
             sessions: SingleFlight::new(cfg.session_cache_ttl()),
@@ -39,6 +44,8 @@ impl Gateway {
             // and live membership changes reach sockets through the app's emitter, not this cache.
             memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
+            recheck_on_recovery,
+            presence: OnceLock::new(),
         }))
     }
 
@@ -61,7 +68,11 @@ impl NamespaceHandler for MainNamespace {
     ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
         let gw = self.0.clone();
         Box::pin(async move {
-            let state = gw.authenticate(req.session).await?;
+            // A client asking for a kept session back: a session revoked during the gap
+            // must not come back through a cached answer.
+            let recovering = req.auth.get("pid").is_some() && req.auth.get("offset").is_some();
+            let use_cache = !(recovering && gw.recheck_on_recovery);
+            let state = gw.authenticate(req.session, use_cache).await?;
             Ok(Some(Arc::new(state) as Extension))
         })
     }
@@ -69,6 +80,12 @@ impl NamespaceHandler for MainNamespace {
     fn prepare(&self, socket: &Arc<Socket>) {
         if let Some(state) = state_of(socket) {
             socket.join(&state.initial_rooms);
+        }
+    }
+
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        if let Some(state) = state_of(socket) {
+            self.0.presence_connect(socket, &state);
         }
     }
 
@@ -97,6 +114,8 @@ impl NamespaceHandler for MainNamespace {
                 tokio::spawn(self.0.clone().join_room(socket.clone(), state, args, ack));
             }
             "room:leave" => self.0.leave_room(socket, &args, ack),
+            "presence:setAway" => self.0.presence_set(socket, true, ack),
+            "presence:setActive" => self.0.presence_set(socket, false, ack),
             _ => events::refuse(
                 socket,
                 ack,
@@ -109,6 +128,7 @@ impl NamespaceHandler for MainNamespace {
         tracing::debug!(sid = %socket.id, reason = reason.as_str(), "socket disconnected");
         if let Some(state) = state_of(socket) {
             typing::on_disconnect(socket, &state);
+            self.0.presence_disconnect(socket);
         }
     }
 
