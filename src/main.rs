@@ -6,9 +6,11 @@ use std::sync::Arc;
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
 use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
 use socket_gateway::gateway::{self, Gateway};
+use socket_gateway::metrics;
 use socket_gateway::server::{self, Readiness};
 use socket_gateway::shutdown;
 use socket_gateway::socketio::{SocketIo, SocketIoConfig};
+use warp::Filter;
 
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args().skip(1)) {
@@ -87,12 +89,14 @@ fn engine_config(cfg: &Config) -> EngineConfig {
         ws_read_buffer: cfg.engine.ws_read_buffer,
         ws_write_buffer: cfg.engine.ws_write_buffer,
         max_queued_frames: cfg.engine.outbound_queue,
+        max_sessions: cfg.server.max_connections,
+        handshakes_per_s: Some(cfg.limits.connect_rate_per_s),
     }
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let gateway =
-        Gateway::new(&cfg.app).map_err(|e| format!("cannot build the app client: {e}"))?;
+    let gateway = Gateway::new(&cfg.app, &cfg.limits)
+        .map_err(|e| format!("cannot build the app client: {e}"))?;
     let io = SocketIo::builder(SocketIoConfig {
         connect_timeout: cfg.socketio.connect_timeout(),
         max_attachments: cfg.socketio.max_attachments,
@@ -111,7 +115,14 @@ async fn run(cfg: Config) -> Result<(), String> {
     if cfg.redis.enabled {
         tracing::warn!("the Valkey relay is not built yet: serving local-only");
     }
-    let engine = Engine::new(engine_config(&cfg), io);
+    let engine = Engine::new(engine_config(&cfg), io.clone());
+    let sources = metrics::exporter::Sources {
+        engine: engine.clone(),
+        io,
+    };
+    let metrics_route = metrics::exporter::start(&cfg.metrics, config::VERSION, sources)
+        .await
+        .map_err(|e| e.to_string())?;
     let readiness = Readiness::default();
     let listener = tokio::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .await
@@ -131,12 +142,16 @@ async fn run(cfg: Config) -> Result<(), String> {
             readiness.set(false);
         }
     };
+    let routes = match metrics_route {
+        Some(m) => server::health_routes(readiness).or(m).unify().boxed(),
+        None => server::health_routes(readiness),
+    };
     server::serve(
         listener,
         engine,
-        server::health_routes(readiness),
+        routes,
         stop,
-        cfg.server.shutdown_timeout(),
+        server::Drain::from_config(&cfg.server),
     )
     .await;
     tracing::info!("stopped");

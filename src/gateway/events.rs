@@ -123,11 +123,12 @@ impl Gateway {
                     ack.send(reply.ack.into_iter().collect());
                 }
                 for emit in reply.emit {
-                    socket.ns.emit_to(
+                    let recipients = socket.ns.emit_to(
                         &BroadcastTarget::room(emit.room),
                         &emit.event,
                         vec![emit.data],
                     );
+                    crate::metrics::broadcast(&emit.event, recipients);
                 }
             }
             Err(AppError::Refused { error, .. }) => {

@@ -39,7 +39,8 @@ fn typing_room(args: &[Value]) -> Result<String, ClientError> {
 fn broadcast(socket: &Arc<Socket>, state: &SocketState, room: &str, typing: bool) {
     let target = BroadcastTarget::room(room).except(socket.id.as_str());
     let update = json!({ "room": room, "userId": state.user.id, "user": state.user_json(), "isTyping": typing });
-    socket.ns.emit_to(&target, "typing:update", vec![update]);
+    let recipients = socket.ns.emit_to(&target, "typing:update", vec![update]);
+    crate::metrics::broadcast("typing:update", recipients);
 }
 
 pub fn on_typing(socket: &Arc<Socket>, state: &Arc<SocketState>, args: &[Value], start: bool) {
