@@ -210,11 +210,12 @@ async fn close_gradually(engines: &[Engine], window: Duration) {
     );
     let start = tokio::time::Instant::now();
     for (i, session) in sessions.iter().enumerate() {
-        if session.is_closed() {
-            continue; // gone by itself: no need to wait for its turn
+        let turn = start + window.mul_f64(i as f64 / n as f64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(turn) => session.close(CloseReason::ShuttingDown),
+            // Gone by itself (the client left): the next one's turn may already have come.
+            _ = session.closed() => {}
         }
-        tokio::time::sleep_until(start + window.mul_f64(i as f64 / n as f64)).await;
-        session.close(CloseReason::ShuttingDown);
     }
     drop(sessions);
     // Polling clients fetch their close packet with their next GET: a session waits for it at
