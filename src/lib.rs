@@ -9,6 +9,7 @@ pub mod engineio;
 pub mod gateway;
 pub mod limits;
 pub mod metrics;
+pub mod relay;
 pub mod server;
 pub mod shutdown;
 pub mod socketio;
