@@ -181,7 +181,9 @@ impl Relay {
         match wire::decode_broadcast(payload) {
             Ok(b) if b.uid == self.uid || b.nsp != ns.name => {}
             Ok(b) => {
-                ns.broadcast_local(&b.target, &b.packet);
+                let recipients = ns.broadcast_local(&b.target, &b.packet);
+                let event = b.packet.data.as_ref().and_then(|d| d.get(0));
+                crate::metrics::broadcast(event.and_then(|e| e.as_str()).unwrap_or(""), recipients);
             }
             Err(e) => {
                 metrics::counter!("socket_gateway_valkey_errors_total", "op" => "decode")

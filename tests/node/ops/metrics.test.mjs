@@ -6,7 +6,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startFixtureApp, signIn, memberships, stats, resetStats } from "../lib/app.mjs";
 import { startGateway, connect, connectError, closeAllClients, waitFor, emitAck, tamperCookie, sleep, assertAlive } from "../lib/gateway.mjs";
-import { freePort } from "../lib/procs.mjs";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { Emitter } from "@socket.io/redis-emitter";
+import { freePort, startProcess, stopProcess, repoRoot } from "../lib/procs.mjs";
 import { openRawWs } from "../lib/rawws.mjs";
 import { pollingHandshake, scrape, value, sum, eventually } from "../lib/ops.mjs";
 
@@ -207,5 +211,75 @@ test("metrics.enabled = false serves no /metrics", async () => {
   } finally {
     closeAllClients();
     await gw.stop();
+  }
+});
+
+const valkeyBin = process.env.VALKEY_SERVER || path.join(repoRoot, ".cache/bin/valkey-server");
+
+test("with the relay: valkey_* series are recorded, and a broadcast from the app's emitter counts as events out", {
+  skip: !existsSync(valkeyBin) && `no valkey-server at ${valkeyBin} (run scripts/setup.sh)`,
+}, async () => {
+  const port = await freePort();
+  const valkey = await startProcess(valkeyBin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    ready: /Ready to accept connections/,
+    name: "valkey",
+  });
+  const redis = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 1 });
+  const gw = await startGateway({
+    appUrl: app.url,
+    env: { ...env, GATEWAY_REDIS__ENABLED: "true", REDIS_URL: `redis://127.0.0.1:${port}` },
+  });
+  try {
+    await eventually(async () => (await (await fetch(`${gw.url}/readyz`)).json()).relay === "up", 5000, "relay up");
+    const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
+    const bob = await connect(gw.url, cookies.bob, { transports: ["websocket"] });
+    await redis.connect();
+    // The app's side: @socket.io/redis-emitter, as the product uses it.
+    const emitter = new Emitter(redis);
+    const marker = `from-emitter ${Date.now()}`;
+    const got = [alice, bob].map((s) => waitFor(s, "message:new", 3000, (m) => m?.content === marker));
+    await eventually(async () => {
+      emitter.to("channel:c1").emit("message:new", { content: marker });
+      return Promise.race([got[0].then(() => true), sleep(300).then(() => false)]);
+    }, 4000, "the emitter's broadcast reaching alice");
+    await Promise.all(got);
+    // One message from a socket: published to Valkey for the other instances.
+    const ack = await emitAck(alice, "message:send", { channelId: "c1", content: "to the fleet" });
+    assert.equal(ack?.ok, true, JSON.stringify(ack));
+
+    const m = await eventually(async () => {
+      const s = await scrape(gw.url);
+      return value(s, "socket_gateway_valkey_publishes_total") >= 1 ? s : null;
+    }, 3000, "a publish counted");
+    for (const name of [
+      "socket_gateway_valkey_connected",
+      "socket_gateway_valkey_subscriptions",
+      "socket_gateway_valkey_messages_received_total",
+      "socket_gateway_valkey_publishes_total",
+    ]) {
+      assert.ok(m.get(name)?.help, `${name}: no HELP`);
+    }
+    assert.equal(value(m, "socket_gateway_valkey_connected"), 1);
+    assert.ok(value(m, "socket_gateway_valkey_subscriptions") >= 1);
+    assert.ok(value(m, "socket_gateway_valkey_messages_received_total") >= 1);
+    // Relayed and local broadcasts alike: message:new to alice and bob, per broadcast.
+    let last;
+    const relayed = await eventually(async () => {
+      last = await scrape(gw.url);
+      return value(last, "socket_gateway_events_out_total", { event: "message:new" }) >= 4 ? last : null;
+    }, 3000, "message:new counted").catch((err) => {
+      const seen = value(last, "socket_gateway_events_out_total", { event: "message:new" });
+      throw new Error(`${err.message}: events_out{message:new} = ${seen}, broadcasts = ${value(last, "socket_gateway_broadcast_recipients_count")}`);
+    });
+    const out = value(relayed, "socket_gateway_events_out_total", { event: "message:new" });
+    const broadcasts = value(relayed, "socket_gateway_broadcast_recipients_count");
+    // Retries of the emitter may have delivered the marker more than once; each delivery is 2.
+    assert.equal(out, 2 * broadcasts, `events_out ${out}, broadcasts ${broadcasts}`);
+    assert.ok(broadcasts >= 2);
+  } finally {
+    closeAllClients();
+    await gw.stop();
+    redis.disconnect();
+    await stopProcess(valkey);
   }
 });
