@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppError, Memberships, SessionInfo};
-use crate::config::AppConfig;
+use crate::config::{AppConfig, LimitsConfig};
+use crate::metrics::{self, ConnectResult};
 use crate::socketio::{
     BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension, NamespaceHandler,
     Socket,
@@ -29,6 +30,9 @@ pub struct Gateway {
     pub(crate) sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
     pub(crate) memberships: SingleFlight<[u8; 32], Memberships, AppError>,
     pub(crate) revalidate_interval: Duration,
+    /// Each socket's event bucket: sustained rate and burst.
+    pub(crate) events_per_s: u32,
+    pub(crate) events_burst: u32,
     /// Whether a CONNECT asking for its session back asks the app again, past the cache.
     pub(crate) recheck_on_recovery: bool,
     /// Set once at start, after the relay (see [`presence`]).
@@ -36,7 +40,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(cfg: &AppConfig, recheck_on_recovery: bool) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(
+        cfg: &AppConfig,
+        limits: &LimitsConfig,
+        recheck_on_recovery: bool,
+    ) -> Result<Arc<Self>, reqwest::Error> {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
             sessions: SingleFlight::new(cfg.session_cache_ttl()),
@@ -44,6 +52,8 @@ impl Gateway {
             // and live membership changes reach sockets through the app's emitter, not this cache.
             memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
+            events_per_s: limits.events_per_s,
+            events_burst: limits.events_burst,
             recheck_on_recovery,
             presence: OnceLock::new(),
         }))
@@ -83,12 +93,6 @@ impl NamespaceHandler for MainNamespace {
         }
     }
 
-    fn on_connect(&self, socket: &Arc<Socket>) {
-        if let Some(state) = state_of(socket) {
-            self.0.presence_connect(socket, &state);
-        }
-    }
-
     fn on_event(&self, socket: &Arc<Socket>, event: Event) {
         let Some(state) = state_of(socket) else {
             return;
@@ -96,6 +100,15 @@ impl NamespaceHandler for MainNamespace {
         let Event {
             name, args, ack, ..
         } = event;
+        metrics::event_in(&name);
+        if !state.events.try_take() {
+            // Dropped, not queued: a flood must not cost the app or the room anything.
+            return events::refuse(
+                socket,
+                ack,
+                errors::ClientError::new("RATE_LIMITED", "too many events, slow down"),
+            );
+        }
         if let Some(forwarded) = events::forwarded(&name) {
             return self.0.enqueue(
                 socket,
@@ -124,7 +137,15 @@ impl NamespaceHandler for MainNamespace {
         }
     }
 
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        metrics::connect(ConnectResult::Ok);
+        if let Some(state) = state_of(socket) {
+            self.0.presence_connect(socket, &state);
+        }
+    }
+
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        metrics::disconnect(reason.as_str());
         tracing::debug!(sid = %socket.id, reason = reason.as_str(), "socket disconnected");
         if let Some(state) = state_of(socket) {
             typing::on_disconnect(socket, &state);

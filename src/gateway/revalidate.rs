@@ -54,10 +54,13 @@ impl Gateway {
                     self.memberships.forget(&key);
                     tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
                     for socket in sockets {
-                        let _ = socket.emit(
+                        let sent = socket.emit(
                             "error",
                             vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
                         );
+                        if sent.is_ok() {
+                            crate::metrics::events_out("error", 1);
+                        }
                         socket.disconnect();
                     }
                 }

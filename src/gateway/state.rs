@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::events::Job;
 use crate::app::{Credentials, UserInfo};
+use crate::limits::TokenBucket;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
@@ -20,6 +21,8 @@ pub struct SocketState {
     pub typing: Mutex<HashMap<String, Instant>>,
     /// Client events waiting for the app, processed one at a time in arrival order.
     pub queue: Mutex<EventQueue>,
+    /// The socket's event rate (`limits.events_per_s`, `limits.events_burst`).
+    pub events: TokenBucket,
 }
 
 #[derive(Default)]

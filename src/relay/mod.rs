@@ -34,7 +34,6 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::server::Readiness;
 use crate::socketio::adapter::{Offset, Restored, SessionRecord};
-use crate::socketio::encode::encode;
 use crate::socketio::packet::Packet;
 use crate::socketio::rooms::RoomChanges;
 use crate::socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SocketIo};
@@ -223,8 +222,11 @@ impl Relay {
             Ok(b) if (b.uid == self.uid && !recording) || b.nsp != ns.name => {}
             Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
                 Some(offset) if recording => {
-                    let packet = recovery::with_offset(b.packet, offset);
-                    ns.deliver(&b.target, &encode(&packet), Some(offset));
+                    ns.deliver_event(
+                        &b.target,
+                        &recovery::with_offset(b.packet, offset),
+                        Some(offset),
+                    );
                 }
                 _ => {
                     ns.broadcast_local(&b.target, &b.packet);

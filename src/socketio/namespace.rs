@@ -176,8 +176,25 @@ impl Namespace {
     /// Sends `packet` to the local sockets of `target` only (a relayed broadcast). It is
     /// encoded once and its frames are shared by every recipient's queue.
     pub fn broadcast_local(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
-        let frames = encode(packet);
-        self.deliver(target, &frames, None)
+        self.deliver_event(target, packet, None)
+    }
+
+    /// Encodes and delivers an event to the local sockets of `target`, with its place in the
+    /// recovery log when it has one, and counts it (`events_out_total`, fan-out histogram).
+    pub fn deliver_event(
+        &self,
+        target: &BroadcastTarget,
+        packet: &Packet,
+        offset: Option<Offset>,
+    ) -> usize {
+        let recipients = self.deliver(target, &encode(packet), offset);
+        let event = packet
+            .data
+            .as_ref()
+            .and_then(|d| d.get(0))
+            .and_then(Value::as_str);
+        crate::metrics::broadcast(event.unwrap_or_default(), recipients);
+        recipients
     }
 
     /// Delivers already-encoded frames to local sockets; `offset` is the packet's place in

@@ -53,7 +53,7 @@ end
 -- Sets (value) or removes (value == nil) one socket field of a user, recomputes the user's
 -- status over the sockets of live instances, keeps the workspace hashes in step, and returns
 -- {changed, status, lastSeen, targets}: targets are the workspaces to tell (all of the user's
--- when the status changed; otherwise only workspaces that did not list the user yet).
+-- when the status changed; otherwise only workspaces none of the user's sockets was in).
 local function apply(user, field, value, seen)
   local ukey = P .. ':user:' .. user
   local h = redis.call('HGETALL', ukey)
