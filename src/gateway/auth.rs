@@ -74,7 +74,10 @@ impl Gateway {
         result
     }
 
-    async fn lookup_memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
+    pub(super) async fn lookup_memberships(
+        &self,
+        creds: &Credentials,
+    ) -> Result<Memberships, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
         let (result, source) = self
@@ -137,7 +140,7 @@ impl Gateway {
             }
         };
         Ok(Arc::new(SocketState {
-            initial_rooms: rooms_from_memberships(&memberships),
+            membership_rooms: std::sync::Mutex::new(rooms_from_memberships(&memberships)),
             user: info.user,
             credentials: creds,
             typing: Default::default(),

@@ -89,7 +89,12 @@ impl NamespaceHandler for MainNamespace {
 
     fn prepare(&self, socket: &Arc<Socket>) {
         if let Some(state) = state_of(socket) {
-            socket.join(&state.initial_rooms);
+            let rooms = state
+                .membership_rooms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            socket.join(&rooms);
         }
     }
 

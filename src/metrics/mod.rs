@@ -31,6 +31,7 @@ pub mod names {
     pub const RECOVERY_ATTEMPTS: &str = "socket_gateway_recovery_attempts_total";
     pub const ROOMS: &str = "socket_gateway_rooms";
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
+    pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
 }
 
@@ -145,6 +146,11 @@ pub fn describe_all() {
         SLOW_CONSUMER_DISCONNECTS,
         Unit::Count,
         "Sessions closed because their outbound queue overflowed (the client stopped reading)."
+    );
+    describe_counter!(
+        PRESENCE_UPDATES,
+        Unit::Count,
+        "Users' status changes this instance announced, by new status (online|away|offline)."
     );
     describe_gauge!(
         BUILD_INFO,
@@ -325,6 +331,7 @@ mod tests {
             VALKEY_ERRORS,
             RECOVERY_ATTEMPTS,
             SLOW_CONSUMER_DISCONNECTS,
+            PRESENCE_UPDATES,
         ];
         for c in counters {
             assert!(

@@ -258,7 +258,7 @@ impl Worker {
         } else {
             ns.emit_to(&target, "presence:update", vec![update]);
         }
-        metrics::counter!("socket_gateway_presence_updates_total", "status" => status.as_str())
+        metrics::counter!(crate::metrics::names::PRESENCE_UPDATES, "status" => status.as_str())
             .increment(1);
     }
 
