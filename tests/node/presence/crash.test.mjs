@@ -80,7 +80,11 @@ test(`SIGKILL of instance A → its users go offline on B within TTL + heartbeat
 });
 
 test("SIGTERM of instance C: a user who reconnects elsewhere within the grace period stays online; one who does not goes offline after it", async (t) => {
-  const C = await startGateway({ appUrl: s.app.url, env: relayEnv(valkey.url, presenceEnv()) });
+  // A short drain window: the grace period is what this test times, not the drain's spreading.
+  const C = await startGateway({
+    appUrl: s.app.url,
+    env: relayEnv(valkey.url, { ...presenceEnv(), GATEWAY_SERVER__DRAIN_WINDOW_MS: "100" }),
+  });
   try {
     await waitRelay(C, "up");
     const bobB = await connect(B.url, s.cookies.bob);
