@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod engineio;
 pub mod gateway;
+pub mod relay;
 pub mod server;
 pub mod shutdown;
 pub mod socketio;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
 use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
 use socket_gateway::gateway::{self, Gateway};
+use socket_gateway::relay::subscriber::Timing;
+use socket_gateway::relay::{Relay, RelayConfig};
 use socket_gateway::server::{self, Readiness};
 use socket_gateway::shutdown;
 use socket_gateway::socketio::{SocketIo, SocketIoConfig};
@@ -108,11 +110,19 @@ async fn run(cfg: Config) -> Result<(), String> {
     if cfg.security.allowed_origins.is_empty() {
         tracing::warn!("security.allowed_origins is empty: every browser Origin is refused (set NEXT_PUBLIC_APP_URL)");
     }
-    if cfg.redis.enabled {
-        tracing::warn!("the Valkey relay is not built yet: serving local-only");
-    }
-    let engine = Engine::new(engine_config(&cfg), io);
     let readiness = Readiness::default();
+    let relay = if cfg.redis.enabled {
+        let config = RelayConfig {
+            url: cfg.redis.url.clone(),
+            prefix: cfg.redis.prefix.clone(),
+            ack_timeout: cfg.socketio.ack_timeout(),
+            timing: Timing::default(),
+        };
+        Some(Relay::start(config, &io, readiness.clone()).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let engine = Engine::new(engine_config(&cfg), io);
     let listener = tokio::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .await
         .map_err(|e| {
@@ -139,6 +149,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         cfg.server.shutdown_timeout(),
     )
     .await;
+    if let Some(relay) = relay {
+        relay.stop();
+    }
     tracing::info!("stopped");
     Ok(())
 }

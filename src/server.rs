@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,31 +22,75 @@ use warp::{Filter, Reply};
 use crate::engineio::polling::ClientAddr;
 use crate::engineio::{websocket, CloseReason, Engine};
 
-/// Whether the instance takes new connections (`/readyz`).
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// The relay's state as `/readyz` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RelayState {
+    /// Configured off: a single instance on its own.
+    Disabled = 0,
+    /// Subscribed and publishing.
+    Up = 1,
+    /// Valkey unreachable: serving local-only while retrying.
+    Down = 2,
+}
 
-impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
-    }
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+impl RelayState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Disabled => "disabled",
+            RelayState::Up => "up",
+            RelayState::Down => "down",
+        }
     }
 }
 
-/// `/healthz` (the process answers) and `/readyz` (it accepts new sockets).
+/// Whether the instance takes new connections (`/readyz`), and whether its relay is up.
+///
+/// A degraded relay leaves the instance ready: it still serves its own sockets, and making
+/// every instance unready when the shared Valkey fails would take the whole fleet out.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    relay: Arc<AtomicU8>,
+}
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+    pub fn get(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+    pub fn set_relay(&self, state: RelayState) {
+        self.relay.store(state as u8, Ordering::Release);
+    }
+    pub fn relay(&self) -> RelayState {
+        match self.relay.load(Ordering::Acquire) {
+            1 => RelayState::Up,
+            2 => RelayState::Down,
+            _ => RelayState::Disabled,
+        }
+    }
+}
+
+/// `/healthz` (the process answers) and `/readyz` (it accepts new sockets; JSON
+/// `{"ready":bool,"relay":"up"|"down"|"disabled"}`, 503 when not ready).
 pub fn health_routes(readiness: Readiness) -> BoxedFilter<(warp::reply::Response,)> {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::with_status("ok", http::StatusCode::OK).into_response());
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
-        if readiness.get() {
-            warp::reply::with_status("ready", http::StatusCode::OK).into_response()
+        let ready = readiness.get();
+        let body = warp::reply::json(&serde_json::json!({
+            "ready": ready,
+            "relay": readiness.relay().as_str(),
+        }));
+        let status = if ready {
+            http::StatusCode::OK
         } else {
-            warp::reply::with_status("not ready", http::StatusCode::SERVICE_UNAVAILABLE)
-                .into_response()
-        }
+            http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        warp::reply::with_status(body, status).into_response()
     });
     healthz.or(readyz).unify().boxed()
 }

@@ -111,4 +111,12 @@ impl NamespaceHandler for MainNamespace {
             typing::on_disconnect(socket, &state);
         }
     }
+
+    /// What Node peers' `fetchSockets()` see: the user id, never the credentials.
+    fn socket_data(&self, socket: &Socket) -> serde_json::Value {
+        match state_of(socket) {
+            Some(state) => serde_json::json!({ "userId": state.user.id }),
+            None => serde_json::json!({}),
+        }
+    }
 }

@@ -146,4 +146,9 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     fn on_connect(&self, _socket: &Arc<Socket>) {}
     fn on_event(&self, _socket: &Arc<Socket>, _event: Event) {}
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
+    /// What other servers see as this socket's `data` (Node's `fetchSockets()`); never
+    /// credentials. `{}` by default, as Node's `socket.data`.
+    fn socket_data(&self, _socket: &Socket) -> Value {
+        Value::Object(serde_json::Map::new())
+    }
 }

@@ -1,6 +1,7 @@
 //! Socket.IO v5: the protocol layer over [`crate::engineio`]. Packets, namespaces, sockets,
 //! acknowledgements and rooms. It knows nothing of the app, Valkey or chat events.
 
+pub mod adapter;
 mod client;
 pub mod encode;
 pub mod handler;
@@ -10,6 +11,7 @@ pub mod rooms;
 pub mod server;
 pub mod socket;
 
+pub use adapter::Adapter;
 pub use handler::{
     AckSender, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension,
     NamespaceHandler,

@@ -1,11 +1,12 @@
 //! A namespace: its sockets, its room index and broadcasting to them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::adapter::Adapter;
 use super::encode::encode;
 use super::handler::NamespaceHandler;
 use super::packet::Packet;
@@ -33,18 +34,13 @@ impl BroadcastTarget {
     }
 }
 
-/// Observes room membership changes (a relay subscribes to a room's channel while it has
-/// local members).
-pub trait RoomObserver: Send + Sync + 'static {
-    fn rooms_changed(&self, nsp: &str, changes: RoomChanges);
-}
-
 pub struct Namespace {
     pub name: String,
     pub(crate) handler: Arc<dyn NamespaceHandler>,
     sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
     pub rooms: RoomIndex,
-    observer: RwLock<Option<Arc<dyn RoomObserver>>>,
+    /// Set once at start when a relay runs; read on every broadcast, hence no lock.
+    adapter: OnceLock<Arc<dyn Adapter>>,
 }
 
 impl Namespace {
@@ -54,25 +50,22 @@ impl Namespace {
             handler,
             sockets: RwLock::new(HashMap::new()),
             rooms: RoomIndex::default(),
-            observer: RwLock::new(None),
+            adapter: OnceLock::new(),
         }
     }
 
-    pub fn set_room_observer(&self, observer: Arc<dyn RoomObserver>) {
-        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    /// Attaches the adapter that relays this namespace's broadcasts. Only the first call
+    /// counts: an adapter is wired once, before sockets arrive.
+    pub fn set_adapter(&self, adapter: Arc<dyn Adapter>) -> bool {
+        self.adapter.set(adapter).is_ok()
     }
 
     fn notify(&self, changes: RoomChanges) {
         if changes.created.is_empty() && changes.deleted.is_empty() {
             return;
         }
-        let observer = self
-            .observer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(o) = observer {
-            o.rooms_changed(&self.name, changes);
+        if let Some(adapter) = self.adapter.get() {
+            adapter.rooms_changed(&self.name, changes);
         }
     }
 
@@ -142,8 +135,18 @@ impl Namespace {
             .collect()
     }
 
-    /// Emits an event to the local sockets of `target`. The packet is encoded once and its
-    /// frames are shared by every recipient's queue. Returns the number of recipients.
+    /// Sends `packet` to every socket of `target`, here and (through the adapter) on the
+    /// other instances. Returns the number of local recipients.
+    pub fn broadcast(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
+        let delivered = self.broadcast_local(target, packet);
+        if let Some(adapter) = self.adapter.get() {
+            adapter.publish(&self.name, target, packet);
+        }
+        delivered
+    }
+
+    /// Sends `packet` to the local sockets of `target` only (a relayed broadcast). It is
+    /// encoded once and its frames are shared by every recipient's queue.
     pub fn broadcast_local(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
         let frames = encode(packet);
         self.deliver(target, &frames)
@@ -163,6 +166,7 @@ impl Namespace {
         delivered
     }
 
+    /// Emits an event to every socket of `target`, on every instance.
     pub fn emit_to(&self, target: &BroadcastTarget, event: &str, args: Vec<Value>) -> usize {
         self.emit_binary_to(target, event, args, Vec::new())
     }
@@ -174,7 +178,7 @@ impl Namespace {
         args: Vec<Value>,
         attachments: Vec<Bytes>,
     ) -> usize {
-        self.broadcast_local(
+        self.broadcast(
             target,
             &Packet::event(&self.name, event, args, attachments, None),
         )

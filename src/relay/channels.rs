@@ -1,0 +1,69 @@
+//! Channel names, as `@socket.io/redis-adapter` derives them from its key prefix.
+
+/// The channels of one namespace.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    /// `{prefix}#{nsp}#`: broadcasts to no room or to several rooms.
+    pub broadcast: String,
+    /// `{prefix}-request#{nsp}#`: requests (socketsJoin, fetchSockets...).
+    pub request: String,
+    /// `{prefix}-response#{nsp}#`: the generic response channel.
+    pub response: String,
+}
+
+impl Channels {
+    pub fn new(prefix: &str, nsp: &str) -> Self {
+        Channels {
+            broadcast: format!("{prefix}#{nsp}#"),
+            request: format!("{prefix}-request#{nsp}#"),
+            response: format!("{prefix}-response#{nsp}#"),
+        }
+    }
+
+    /// `{prefix}#{nsp}#{room}#`: broadcasts to exactly this one room.
+    pub fn room(&self, room: &str) -> String {
+        let mut s = String::with_capacity(self.broadcast.len() + room.len() + 1);
+        s.push_str(&self.broadcast);
+        s.push_str(room);
+        s.push('#');
+        s
+    }
+
+    /// Where a response to a requester goes: its own channel when it gave its uid (8.x
+    /// requesters listen there and on the generic one), else the generic one.
+    pub fn response_to(&self, uid: Option<&str>) -> String {
+        match uid {
+            Some(uid) => format!("{}{uid}#", self.response),
+            None => self.response.clone(),
+        }
+    }
+
+    /// Which room a broadcast channel names: `Some("")` for the namespace channel, `None`
+    /// when the channel is not one of this namespace's broadcast channels.
+    pub fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        let rest = channel.strip_prefix(self.broadcast.as_str())?;
+        if rest.is_empty() {
+            return Some("");
+        }
+        rest.strip_suffix('#')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_node_adapter() {
+        let c = Channels::new("socket.io", "/");
+        assert_eq!(c.broadcast, "socket.io#/#");
+        assert_eq!(c.room("channel:1"), "socket.io#/#channel:1#");
+        assert_eq!(c.request, "socket.io-request#/#");
+        assert_eq!(c.response_to(Some("abc")), "socket.io-response#/#abc#");
+        assert_eq!(c.response_to(None), "socket.io-response#/#");
+        assert_eq!(c.room_of("socket.io#/#"), Some(""));
+        assert_eq!(c.room_of("socket.io#/#a#b#"), Some("a#b"));
+        assert_eq!(c.room_of("socket.io#/admin#x#"), None);
+        assert_eq!(c.room_of("socket.io-request#/#"), None);
+    }
+}

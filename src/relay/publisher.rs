@@ -1,0 +1,131 @@
+//! Publishing to Valkey.
+//!
+//! Broadcasts run on sockets' tasks and must not wait for Valkey, so they go into a bounded
+//! queue. One task drains it and sends everything queued as one pipeline on one pooled
+//! connection: order is kept, and a burst costs one round trip instead of one per message.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deadpool_redis::{redis, Connection, Pool};
+use tokio::sync::mpsc;
+
+use super::link::Link;
+
+/// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
+/// rather than let memory grow while Valkey is slow.
+const QUEUE: usize = 16_384;
+/// Most PUBLISH commands in one pipeline.
+const BATCH: usize = 512;
+
+struct Outgoing {
+    channel: String,
+    payload: Bytes,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Publisher {
+    /// Starts the publishing task; it ends when every `Publisher` clone is dropped.
+    pub fn start(pool: Pool, link: Arc<Link>) -> (Publisher, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(pool, rx, link));
+        (Publisher { tx }, task)
+    }
+
+    /// Queues a PUBLISH. Returns false when it was dropped (queue full or task gone).
+    pub fn publish(&self, channel: String, payload: impl Into<Bytes>) -> bool {
+        let queued = self
+            .tx
+            .try_send(Outgoing {
+                channel,
+                payload: payload.into(),
+            })
+            .is_ok();
+        if !queued {
+            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
+                .increment(1);
+        }
+        queued
+    }
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Outgoing>, link: Arc<Link>) {
+    let mut conn: Option<(u64, Connection)> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let n = batch.len() as u64;
+        // Degraded means local-only: messages are not held back for a Valkey that may not
+        // return soon (the subscriber side is down too, so nothing would be consistent).
+        if !link.is_up() {
+            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
+                .increment(n);
+            batch.clear();
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for m in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(&m.channel)
+                .arg(&m.payload[..])
+                .ignore();
+        }
+        batch.clear();
+        // A connection from before the last reconnection is dead for sure. A dropped one
+        // gets one retry on a fresh connection, so a Valkey restart loses no message; other
+        // failures (a timeout) are not retried, as the PUBLISH may have happened.
+        if conn.as_ref().is_some_and(|(g, _)| *g != link.generation()) {
+            conn = None;
+        }
+        let mut result = send(&pool, &link, &mut conn, &pipe).await;
+        if result.as_ref().is_err_and(PublishError::is_dropped) {
+            conn = None;
+            result = send(&pool, &link, &mut conn, &pipe).await;
+        }
+        match result {
+            Ok(()) => {
+                metrics::counter!("socket_gateway_valkey_publishes_total").increment(n);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dropped = n, "relay: publishing failed");
+                metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
+                    .increment(n);
+                conn = None;
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("no Valkey connection: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Command(#[from] redis::RedisError),
+}
+
+impl PublishError {
+    fn is_dropped(&self) -> bool {
+        match self {
+            PublishError::Pool(_) => true,
+            PublishError::Command(e) => e.is_connection_dropped(),
+        }
+    }
+}
+
+async fn send(
+    pool: &Pool,
+    link: &Link,
+    conn: &mut Option<(u64, Connection)>,
+    pipe: &redis::Pipeline,
+) -> Result<(), PublishError> {
+    let (_, c) = match conn {
+        Some(c) => c,
+        None => conn.insert((link.generation(), pool.get().await?)),
+    };
+    pipe.query_async::<()>(&mut **c).await?;
+    Ok(())
+}

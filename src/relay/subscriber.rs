@@ -1,0 +1,221 @@
+//! The dedicated Pub/Sub connection: it follows the rooms this instance has members in,
+//! reconnects by itself and restores every subscription after a reconnect.
+//!
+//! Pub/Sub cannot be pooled (a subscribed connection takes no other commands) and redis-rs'
+//! `PubSub` does not reconnect, so this task supervises one: connect, subscribe to what is
+//! wanted now, then follow changes in batches until the connection fails; back off and
+//! start over. Messages published while it is down are lost to this instance: that is the
+//! degraded, local-only mode, and `/readyz` says so.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::link::Link;
+
+/// What the subscriber serves.
+pub trait Inbox: Send + Sync + 'static {
+    /// Every channel wanted right now (after a (re)connect).
+    fn desired(&self) -> Vec<String>;
+    /// Whether `channel` is wanted now (after a change was signalled for it).
+    fn wanted(&self, channel: &str) -> bool;
+    fn on_message(&self, channel: &str, payload: &[u8]);
+}
+
+/// Channels whose wanted state may have changed since the last flush. Joins and leaves only
+/// record the channel name here; the subscriber decides later, so a room created and
+/// deleted between two flushes costs nothing.
+#[derive(Default)]
+pub struct Interest {
+    changed: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl Interest {
+    pub fn changed(&self, channels: impl IntoIterator<Item = String>) {
+        let mut set = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        let before = set.len();
+        set.extend(channels);
+        if set.len() != before {
+            drop(set);
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Timing of the supervision loop.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub connect_timeout: Duration,
+    /// Liveness PING on an idle subscribed connection (a silent network failure ends no stream).
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            connect_timeout: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(3),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Most channels per SUBSCRIBE/UNSUBSCRIBE command.
+const CHUNK: usize = 1024;
+
+pub async fn run(
+    client: redis::Client,
+    inbox: Arc<dyn Inbox>,
+    interest: Arc<Interest>,
+    link: Arc<Link>,
+    timing: Timing,
+) {
+    let mut delay = timing.backoff_min;
+    loop {
+        let ended = match session(&client, &*inbox, &interest, &link, &timing).await {
+            Ok(()) => "connection closed".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        metrics::gauge!("socket_gateway_valkey_subscriptions").set(0.0);
+        if link.is_up() {
+            // It had been working: retry at once, then back off from the minimum.
+            delay = timing.backoff_min;
+        } else {
+            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "connect").increment(1);
+        }
+        link.set_down(&ended);
+        tracing::debug!(error = %ended, retry_in_ms = delay.as_millis() as u64, "relay: subscriber down");
+        tokio::time::sleep(jitter(delay)).await;
+        delay = (delay * 2).min(timing.backoff_max);
+    }
+}
+
+/// Between half and all of `d`, so a fleet does not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connecting: {0}")]
+    Connect(redis::RedisError),
+    #[error("connecting: no answer within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("{op}: {source}")]
+    Command {
+        op: &'static str,
+        source: redis::RedisError,
+    },
+    #[error("no PING answer within {0:?}")]
+    PingTimeout(Duration),
+}
+
+/// One connection's life: returns when it fails.
+async fn session(
+    client: &redis::Client,
+    inbox: &dyn Inbox,
+    interest: &Interest,
+    link: &Link,
+    timing: &Timing,
+) -> Result<(), SessionError> {
+    let pubsub = tokio::time::timeout(timing.connect_timeout, client.get_async_pubsub())
+        .await
+        .map_err(|_| SessionError::ConnectTimeout(timing.connect_timeout))?
+        .map_err(SessionError::Connect)?;
+    let (mut sink, mut stream) = pubsub.split();
+
+    // Pending changes are dropped first: `desired()` below already includes them, and any
+    // change from now on is recorded again.
+    interest.take();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    subscribe(&mut sink, inbox.desired(), &mut subscribed).await?;
+    metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
+    link.set_up(subscribed.len());
+
+    let mut ping = tokio::time::interval(timing.ping_interval);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    metrics::counter!("socket_gateway_valkey_messages_received_total").increment(1);
+                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
+                }
+                None => return Ok(()),
+            },
+            _ = interest.wake.notified() => {
+                flush(&mut sink, inbox, interest, &mut subscribed).await?;
+                metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(timing.ping_timeout, sink.ping::<()>()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(source)) => return Err(SessionError::Command { op: "PING", source }),
+                    Err(_) => return Err(SessionError::PingTimeout(timing.ping_timeout)),
+                }
+            }
+        }
+    }
+}
+
+/// Applies the recorded changes: one SUBSCRIBE and one UNSUBSCRIBE for the whole batch.
+async fn flush(
+    sink: &mut redis::aio::PubSubSink,
+    inbox: &dyn Inbox,
+    interest: &Interest,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    for channel in interest.take() {
+        match (inbox.wanted(&channel), subscribed.contains(&channel)) {
+            (true, false) => add.push(channel),
+            (false, true) => remove.push(channel),
+            _ => {}
+        }
+    }
+    subscribe(sink, add, subscribed).await?;
+    for chunk in remove.chunks(CHUNK) {
+        sink.unsubscribe(chunk)
+            .await
+            .map_err(|source| SessionError::Command {
+                op: "UNSUBSCRIBE",
+                source,
+            })?;
+        for c in chunk {
+            subscribed.remove(c);
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe(
+    sink: &mut redis::aio::PubSubSink,
+    channels: Vec<String>,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    for chunk in channels.chunks(CHUNK) {
+        sink.subscribe(chunk)
+            .await
+            .map_err(|source| SessionError::Command {
+                op: "SUBSCRIBE",
+                source,
+            })?;
+        subscribed.extend(chunk.iter().cloned());
+    }
+    Ok(())
+}
