@@ -1,15 +1,18 @@
-//! One monotonic clock for the whole process: publishers stamp payloads with it and receivers
-//! (in the same process) subtract, so latency needs no clock synchronisation.
+//! One clock for all the load generator's processes: publishers stamp payloads with
+//! CLOCK_MONOTONIC and receivers (in the same or a worker process on the same machine) subtract,
+//! so latency needs no clock synchronisation.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Microseconds since the first call in this process.
+/// Microseconds of CLOCK_MONOTONIC (the same clock in every process of the machine).
 pub fn now_us() -> u64 {
-    let start = *START.get_or_init(Instant::now);
-    start.elapsed().as_micros() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_nsec as u64 / 1000)
 }
 
 /// Writes the timestamp marker `T~<micros>~` that receivers look for in any payload.
@@ -52,5 +55,7 @@ mod tests {
         assert_eq!(find_stamp(s.as_bytes()), Some(1234567));
         assert_eq!(find_stamp(b"T~~ T~12"), None);
         assert_eq!(find_stamp(b"xxT~9~"), Some(9));
+        let a = now_us();
+        assert!(now_us() >= a);
     }
 }

@@ -57,9 +57,34 @@ impl Hist {
 }
 
 /// Bucket counts at one instant.
+#[derive(Clone)]
 pub struct Snapshot(Vec<u64>);
 
 impl Snapshot {
+    /// No counts.
+    pub fn empty() -> Snapshot {
+        Snapshot(vec![0; FINE + COARSE + 1])
+    }
+
+    /// The non-empty buckets as (index, count) pairs (to send between processes).
+    pub fn to_sparse(&self) -> Vec<(usize, u64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i, *c))
+            .collect()
+    }
+
+    /// Adds (index, count) pairs; pairs out of range are ignored.
+    pub fn add_sparse(&mut self, pairs: impl IntoIterator<Item = (usize, u64)>) {
+        for (i, c) in pairs {
+            if let Some(b) = self.0.get_mut(i) {
+                *b += c;
+            }
+        }
+    }
+
     /// The counts recorded between `earlier` and `self`.
     pub fn since(&self, earlier: &Snapshot) -> Snapshot {
         Snapshot(
@@ -129,6 +154,11 @@ mod tests {
         assert_eq!(s.quantile(0.5), Some(501));
         assert_eq!(s.quantile(0.99), Some(991));
         assert_eq!(s.max(), Some(250_000));
+        let mut merged = Snapshot::empty();
+        merged.add_sparse(s.to_sparse());
+        merged.add_sparse(s.to_sparse());
+        assert_eq!(merged.count(), 2002);
+        assert_eq!(merged.quantile(0.5), Some(501));
         h.record(20_000_000);
         assert_eq!(h.snapshot().max(), Some(COARSE_LIMIT));
     }
