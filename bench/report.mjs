@@ -57,7 +57,7 @@ if (s1.length) {
   for (const level of levels) {
     metrics.push([`server RSS at ${fmt(level, 0)} (MiB)`, (s) => (at(s, level) ? at(s, level).rss_kib / 1024 : undefined), 1]);
   }
-  sections.push(table("S1 idle sockets (one instance, ~10 rooms per socket)", metrics));
+  sections.push(table(`S1 idle sockets (${s1[0]?.instances ?? "?"} instance(s) of each server, ~10 rooms per socket)`, metrics));
 }
 
 // ---- S2
@@ -111,7 +111,7 @@ if (s3.length) {
     );
   }
   const n = s3[0]?.sockets;
-  sections.push(table(`S3 connect storm (${fmt(n, 0)} sockets, one instance)`, metrics));
+  sections.push(table(`S3 connect storm (${fmt(n, 0)} sockets, ${s3[0]?.instances ?? "?"} instance(s) of each server)`, metrics));
 }
 
 const env = rows.filter((r) => r.scenario === "env");

@@ -27,7 +27,9 @@
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
 # BENCH_SOURCES (8 source addresses),
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
-# default target/bench/<time>), BENCH_NO_BUILD=1 (use the existing release binaries).
+# default target/bench/<time>), BENCH_NO_BUILD=1 (use the existing release binaries),
+# BENCH_PROFILE=1 (perf record -e cpu-clock on the gateway during S2's fixed phase and S3's
+# storm, into $BENCH_OUT/perf-*.data: it perturbs those figures, use it in a separate run).
 # Results: $BENCH_OUT/results.jsonl (one JSON line per measurement), report.md, logs/.
 set -euo pipefail
 
@@ -170,7 +172,7 @@ grep -q "Ready to accept" "$LOGS/valkey.log" || die "valkey did not start"
 REDIS_URL=redis://127.0.0.1:$VPORT
 
 # ---- users (cached: creating 10k users takes ~10 s; sessions last 7 days, rebuilt after 5)
-CACHE=$ROOT/.cache/bench/users-$BENCH_USERS
+CACHE=$ROOT/.cache/bench/users-v2-$BENCH_USERS
 if [[ ! -f $CACHE/users.jsonl || -n $(find "$CACHE/users.jsonl" -mtime +5 2>/dev/null) ]]; then
   rm -rf "$CACHE"
   mkdir -p "$CACHE"
@@ -249,10 +251,14 @@ loadgen() {
   shift 2
   local mode=sio
   [[ $kind == raw ]] && mode=raw
+  PROFILE=()
+  if [[ -n ${BENCH_PROFILE:-} && $kind == gateway ]]; then
+    PROFILE=(--profile-cmd "perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p $(join "${SERVER_PIDS[@]}") -o $BENCH_OUT/perf-{tag}-$kind.data")
+  fi
   "$LOADGEN" "$@" --mode "$mode" --users "$USERS" --targets "$(join "${SERVER_ADDRS[@]}")" \
     --sources "$BENCH_SOURCES" --server-pids "$(join "${SERVER_PIDS[@]}")" --app-pid "$APP_PID" \
     --valkey-pid "$VALKEY_PID" --app "$APP_URL" --gc-urls "$(join "${GC_URLS[@]}")" \
-    --label "server=$kind,instances=${#SERVER_PIDS[@]}" >>"$RESULTS"
+    --label "server=$kind,instances=${#SERVER_PIDS[@]}" "${PROFILE[@]}" >>"$RESULTS"
 }
 
 node_fixed_rate() {

@@ -50,6 +50,9 @@ common:
   --app URL               fixture app base URL (its /test/stats counts the app calls)
   --gc-urls U,V           GET before each RSS reading (the Node baseline's /bench/gc)
   --label k=v,k=v         copied into every result line
+  --profile-cmd CMD       run `sh -c \"exec CMD\"` ({tag} replaced) during the measured window
+                          of S2's fixed phase and S3's first wave, stopped with SIGINT at its end
+                          (e.g. perf record -p PIDS -o perf-{tag}.data)
 idle (S1):
   --levels 10000,20000,50000   --settle-s 5
 fanout (S2):
@@ -168,6 +171,7 @@ async fn worker(args: &Args) -> Result<()> {
 
 struct Ctx {
     workers: Workers,
+    profile_cmd: Option<String>,
     server_pids: Vec<String>,
     app_pid: Option<String>,
     valkey_pid: Option<String>,
@@ -200,6 +204,7 @@ impl Ctx {
         }
         Ok(Ctx {
             workers,
+            profile_cmd: args.str("profile-cmd").map(str::to_owned),
             server_pids: args.list("server-pids")?,
             app_pid: args.str("app-pid").map(str::to_owned),
             valkey_pid: args.str("valkey-pid").map(str::to_owned),
@@ -261,6 +266,38 @@ impl Ctx {
             if let Err(e) = http::post_json(&format!("{base}/test/stats/reset"), "{}").await {
                 eprintln!("warning: {e}");
             }
+        }
+    }
+
+    /// Starts the profiler command, if any, for the window called `tag`.
+    fn start_profile(&self, tag: &str) -> Option<tokio::process::Child> {
+        let cmd = self.profile_cmd.as_ref()?.replace("{tag}", tag);
+        match tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: cannot start the profiler: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stops the profiler with SIGINT (perf then writes its data) and waits for it.
+    async fn stop_profile(&self, child: Option<tokio::process::Child>) {
+        let Some(mut child) = child else { return };
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+        }
+        if tokio::time::timeout(Duration::from_secs(120), child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("warning: the profiler did not stop within 120 s");
         }
     }
 
@@ -518,11 +555,15 @@ async fn phase(
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut start: Option<Snap> = None;
+    let mut profiler = None;
     loop {
         tick.tick().await;
         let el = t0.elapsed();
         if start.is_none() && el >= warmup {
             start = Some(snap(ctx, p).await?);
+            if phase_name == "fixed" {
+                profiler = ctx.start_profile("S2-fixed");
+            }
         }
         if el >= warmup + dur {
             break;
@@ -539,6 +580,7 @@ async fn phase(
         p.flush().await?;
     }
     let end = snap(ctx, p).await?;
+    ctx.stop_profile(profiler).await;
     let start = start.ok_or("phase too short")?;
     let window = end.at.duration_since(start.at).as_secs_f64();
     let delivered = end.stats.delivered - start.stats.delivered;
@@ -712,9 +754,15 @@ async fn storm(ctx: &mut Ctx, args: &Args) -> Result<()> {
         let server0 = ctx.server()?;
         let app0 = ctx.side(&ctx.app_pid);
         let client0 = ctx.client()?;
+        let profiler = if wave == 1 {
+            ctx.start_profile("S3-wave1")
+        } else {
+            None
+        };
         ctx.workers.connect(0, sockets, spread).await?;
         let (took, complete, _) = ctx.wait_connected(sockets, limit).await?;
         let server = ctx.server()?.since(&server0);
+        ctx.stop_profile(profiler).await;
         let app = side_json(ctx.side(&ctx.app_pid), app0, took.as_secs_f64());
         let client = ctx.client()?.since(&client0);
         let calls = ctx.app_stats().await;
