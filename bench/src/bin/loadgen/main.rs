@@ -59,7 +59,7 @@ fanout (S2):
   --sockets N  --redis H:P  --prefix socket.io  --room-prefix channel:f  --room-count 100
   --rates R1,R2,...       publish rates (publishes/s) of the ramp; it stops at saturation
   --step-s 4  --warmup-s 1  --fixed-rate R|auto|0  --fixed-s 10  --payload-bytes 160
-  --ramp true|false
+  --ramp true|false       --interactive-p99-ms 50 (the summary's best step with p99 within it)
 storm (S3):
   --sockets N  --waves 1  --spread-s 1  --pause-s 2  --storm-timeout-s 180
                           every socket starts at a random time within --spread-s (like
@@ -530,6 +530,8 @@ async fn snap(ctx: &mut Ctx, p: &mut Publisher) -> Result<Snap> {
 }
 
 struct PhaseResult {
+    p99_us: u64,
+    p50_us: u64,
     delivered_per_s: f64,
     expected_per_s: f64,
     publish_rate: f64,
@@ -638,6 +640,8 @@ async fn phase(
         "latency": latency_json(&lat),
     }));
     Ok(PhaseResult {
+        p99_us: lat.quantile(0.99).unwrap_or(0),
+        p50_us: lat.quantile(0.5).unwrap_or(0),
         delivered_per_s,
         expected_per_s,
         publish_rate,
@@ -689,11 +693,25 @@ async fn fanout(ctx: &mut Ctx, args: &Args) -> Result<()> {
         phase(ctx, &mut p, "fixed", r, warmup, fixed_s, &mut next_room).await?;
     }
     let mut best: Option<(f64, f64)> = None; // (delivered/s, rate)
+    // The best step whose p99 stayed within `interactive_p99` (a chat message late by more
+    // than that is noticed).
+    let interactive_p99 = args.get::<u64>("interactive-p99-ms", 50)? * 1000;
+    let mut best_interactive: Option<(f64, f64)> = None;
     if ramp {
         for &rate in &rates {
             let r = phase(ctx, &mut p, "ramp", rate, warmup, step, &mut next_room).await?;
             if best.is_none_or(|(d, _)| r.delivered_per_s > d) {
                 best = Some((r.delivered_per_s, rate));
+            }
+            if !r.saturated
+                && r.p99_us <= interactive_p99
+                && best_interactive.is_none_or(|(d, _)| r.delivered_per_s > d)
+            {
+                best_interactive = Some((r.delivered_per_s, rate));
+            }
+            if r.p50_us > 1_000_000 {
+                eprintln!("S2: median latency above 1 s at {rate:.0}/s: stopping the ramp");
+                break;
             }
             if r.saturated {
                 eprintln!(
@@ -723,6 +741,9 @@ async fn fanout(ctx: &mut Ctx, args: &Args) -> Result<()> {
         "mean_room_size": round(mean_room, 2),
         "max_delivered_per_s": best.map(|b| round(b.0, 1)),
         "max_at_rate": best.map(|b| b.1),
+        "interactive_p99_ms": interactive_p99 / 1000,
+        "max_interactive_delivered_per_s": best_interactive.map(|b| round(b.0, 1)),
+        "max_interactive_at_rate": best_interactive.map(|b| b.1),
         "fixed_rate": fixed_rate,
         "fixed_rate_auto": auto_rate,
         "replies": p.replies.load(std::sync::atomic::Ordering::Relaxed),
