@@ -693,8 +693,8 @@ async fn fanout(ctx: &mut Ctx, args: &Args) -> Result<()> {
         phase(ctx, &mut p, "fixed", r, warmup, fixed_s, &mut next_room).await?;
     }
     let mut best: Option<(f64, f64)> = None; // (delivered/s, rate)
-    // The best step whose p99 stayed within `interactive_p99` (a chat message late by more
-    // than that is noticed).
+                                             // The best step whose p99 stayed within `interactive_p99` (a chat message late by more
+                                             // than that is noticed).
     let interactive_p99 = args.get::<u64>("interactive-p99-ms", 50)? * 1000;
     let mut best_interactive: Option<(f64, f64)> = None;
     if ramp {
