@@ -29,7 +29,9 @@
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
 # default target/bench/<time>), BENCH_NO_BUILD=1 (use the existing release binaries),
 # BENCH_PROFILE=1 (perf record -e cpu-clock on the gateway during S2's fixed phase and S3's
-# storm, into $BENCH_OUT/perf-*.data: it perturbs those figures, use it in a separate run).
+# storm, into $BENCH_OUT/perf-*.data: it perturbs those figures, use it in a separate run),
+# GATEWAY_WRAPPER (a command the gateway runs under, e.g. "valgrind --tool=dhat"),
+# BENCH_STOP_GRACE_S (5: seconds between SIGTERM and SIGKILL when stopping a process).
 # Results: $BENCH_OUT/results.jsonl (one JSON line per measurement), report.md, logs/.
 set -euo pipefail
 
@@ -86,7 +88,7 @@ PIDS=()
 stop_pid() {
   local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 50); do
+  for i in $(seq $((${BENCH_STOP_GRACE_S:-5} * 10))); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done
@@ -211,7 +213,7 @@ start_server() {
         GATEWAY_SERVER__MAX_CONNECTIONS=200000 GATEWAY_LIMITS__CONNECT_RATE_PER_S=100000 \
         GATEWAY_LIMITS__EVENTS_PER_S=100000 GATEWAY_LIMITS__EVENTS_BURST=100000 \
         GATEWAY_ENGINE__OUTBOUND_QUEUE=4096 GATEWAY_APP__REVALIDATE_INTERVAL_MS=0 \
-        "$GATEWAY_BIN"
+        ${GATEWAY_WRAPPER:-} "$GATEWAY_BIN"
       ;;
     raw)
       start_bg "$name" "$RAW_BIN" --host 127.0.0.1 --port 0 --redis "127.0.0.1:$VPORT"
