@@ -161,7 +161,10 @@ async fn main() -> std::io::Result<()> {
         vec![sio_engine, echo_engine],
         routes,
         socket_gateway::shutdown::signal(),
-        Duration::from_secs(2),
+        server::Drain {
+            window: Duration::ZERO,
+            timeout: Duration::from_secs(2),
+        },
     )
     .await;
     Ok(())

@@ -132,7 +132,8 @@ install_browser() {
     log "chromium: already installed ($(/usr/bin/chromium --version 2>/dev/null || echo '?'))"
     return
   fi
-  apt_install chromium
+  # A font explicitly: chromium only recommends one, and pages without fonts screenshot as boxes.
+  apt_install chromium fonts-liberation
   log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 }
 

@@ -59,6 +59,7 @@ pub struct Config {
     pub app: AppConfig,
     pub redis: RedisConfig,
     pub recovery: RecoveryConfig,
+    pub presence: PresenceConfig,
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -302,6 +303,8 @@ impl Default for RedisConfig {
 pub struct RecoveryConfig {
     pub enabled: bool,
     pub max_disconnection_ms: u64,
+    /// Ask the app again (no cache) whether the session is valid before restoring it.
+    pub recheck_session: bool,
 }
 
 impl Default for RecoveryConfig {
@@ -309,6 +312,7 @@ impl Default for RecoveryConfig {
         Self {
             enabled: true,
             max_disconnection_ms: 120_000,
+            recheck_session: true,
         }
     }
 }
@@ -316,6 +320,40 @@ impl Default for RecoveryConfig {
 impl RecoveryConfig {
     pub fn max_disconnection(&self) -> Duration {
         Duration::from_millis(self.max_disconnection_ms)
+    }
+}
+
+/// Presence (online / away / offline per user, over all instances).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// How long a disconnected socket still counts, so a page reload does not flap.
+    pub grace_ms: u64,
+    /// How often each instance tells Valkey it is alive.
+    pub heartbeat_ms: u64,
+    /// An instance silent for this long is dead and its users are removed.
+    pub ttl_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace_ms: 4_000,
+            heartbeat_ms: 2_000,
+            ttl_ms: 6_000,
+        }
+    }
+}
+
+impl PresenceConfig {
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
     }
 }
 
@@ -921,6 +959,17 @@ impl Config {
             positive(&mut out, "recovery.max_disconnection_ms", ms);
         }
 
+        let presence = &self.presence;
+        positive(&mut out, "presence.heartbeat_ms", presence.heartbeat_ms);
+        // One late heartbeat must not make a live instance look dead.
+        if presence.ttl_ms < presence.heartbeat_ms.saturating_mul(2) {
+            out.push(bad(
+                "presence.ttl_ms",
+                presence.ttl_ms,
+                "at least twice presence.heartbeat_ms (3 times is the usual choice)",
+            ));
+        }
+
         let limits = &self.limits;
         positive(
             &mut out,
@@ -1242,7 +1291,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 39);
+            assert_eq!(keys(&defaults)?.len(), 43);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
@@ -1625,6 +1674,29 @@ mod tests {
             let config = ok(load(None));
             assert_eq!(config.metrics.listen, "[::1]:9091");
             assert_eq!(config.redis.url, "unix:/run/valkey.sock");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn presence_checks() {
+        jail(|j| {
+            j.set_env("GATEWAY_PRESENCE__HEARTBEAT_MS", "0");
+            assert_has(
+                &load_err(None),
+                &["presence.heartbeat_ms: invalid value 0, expected a number greater than 0 (from env var GATEWAY_PRESENCE__HEARTBEAT_MS)"],
+            );
+            j.set_env("GATEWAY_PRESENCE__HEARTBEAT_MS", "500");
+            j.set_env("GATEWAY_PRESENCE__TTL_MS", "999");
+            assert_has(
+                &load_err(None),
+                &["presence.ttl_ms: invalid value 999, expected at least twice presence.heartbeat_ms"],
+            );
+            j.set_env("GATEWAY_PRESENCE__TTL_MS", "1500");
+            j.set_env("GATEWAY_PRESENCE__GRACE_MS", "0");
+            let config = ok(load(None));
+            assert_eq!(config.presence.ttl(), Duration::from_millis(1500));
+            assert_eq!(config.presence.grace(), Duration::ZERO);
             Ok(())
         });
     }

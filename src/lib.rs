@@ -7,6 +7,8 @@ pub mod app;
 pub mod config;
 pub mod engineio;
 pub mod gateway;
+pub mod limits;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod shutdown;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
 use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
+use socket_gateway::gateway::presence::Presence;
 use socket_gateway::gateway::{self, Gateway};
+use socket_gateway::metrics;
 use socket_gateway::relay::subscriber::Timing;
 use socket_gateway::relay::{Relay, RelayConfig};
 use socket_gateway::server::{self, Readiness};
 use socket_gateway::shutdown;
 use socket_gateway::socketio::{SocketIo, SocketIoConfig};
+use warp::Filter;
 
 fn main() -> ExitCode {
     let cli = match config::parse_cli(std::env::args().skip(1)) {
@@ -89,12 +92,14 @@ fn engine_config(cfg: &Config) -> EngineConfig {
         ws_read_buffer: cfg.engine.ws_read_buffer,
         ws_write_buffer: cfg.engine.ws_write_buffer,
         max_queued_frames: cfg.engine.outbound_queue,
+        max_sessions: cfg.server.max_connections,
+        handshakes_per_s: Some(cfg.limits.connect_rate_per_s),
     }
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let gateway =
-        Gateway::new(&cfg.app).map_err(|e| format!("cannot build the app client: {e}"))?;
+    let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session)
+        .map_err(|e| format!("cannot build the app client: {e}"))?;
     let io = SocketIo::builder(SocketIoConfig {
         connect_timeout: cfg.socketio.connect_timeout(),
         max_attachments: cfg.socketio.max_attachments,
@@ -111,18 +116,40 @@ async fn run(cfg: Config) -> Result<(), String> {
         tracing::warn!("security.allowed_origins is empty: every browser Origin is refused (set NEXT_PUBLIC_APP_URL)");
     }
     let readiness = Readiness::default();
+    if cfg.recovery.enabled && !cfg.redis.enabled {
+        tracing::warn!(
+            "recovery.enabled needs the relay (redis.enabled): connection state recovery is off"
+        );
+    }
+    let engine = Engine::new(engine_config(&cfg), io.clone());
+    // Metrics before the relay: it records its Valkey state from the first attempt on.
+    let sources = metrics::exporter::Sources {
+        engine: engine.clone(),
+        io: io.clone(),
+    };
+    let metrics_route = metrics::exporter::start(&cfg.metrics, config::VERSION, sources)
+        .await
+        .map_err(|e| e.to_string())?;
     let relay = if cfg.redis.enabled {
         let config = RelayConfig {
             url: cfg.redis.url.clone(),
             prefix: cfg.redis.prefix.clone(),
             ack_timeout: cfg.socketio.ack_timeout(),
             timing: Timing::default(),
+            recovery: cfg
+                .recovery
+                .enabled
+                .then(|| cfg.recovery.max_disconnection()),
         };
         Some(Relay::start(config, &io, readiness.clone()).map_err(|e| e.to_string())?)
     } else {
         None
     };
-    let engine = Engine::new(engine_config(&cfg), io);
+    let presence = io.namespace("/").map(|ns| {
+        let p = Presence::start(&cfg.presence, ns, relay.as_ref(), &cfg.redis.prefix);
+        gateway.attach_presence(p.clone());
+        p
+    });
     let listener = tokio::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .await
         .map_err(|e| {
@@ -141,14 +168,21 @@ async fn run(cfg: Config) -> Result<(), String> {
             readiness.set(false);
         }
     };
+    let routes = match metrics_route {
+        Some(m) => server::health_routes(readiness).or(m).unify().boxed(),
+        None => server::health_routes(readiness),
+    };
     server::serve(
         listener,
         engine,
-        server::health_routes(readiness),
+        routes,
         stop,
-        cfg.server.shutdown_timeout(),
+        server::Drain::from_config(&cfg.server),
     )
     .await;
+    if let Some(presence) = presence {
+        presence.stop().await;
+    }
     if let Some(relay) = relay {
         relay.stop();
     }

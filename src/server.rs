@@ -20,7 +20,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
 use crate::engineio::polling::ClientAddr;
-use crate::engineio::{websocket, CloseReason, Engine};
+use crate::engineio::{websocket, CloseReason, Engine, Session};
 
 /// The relay's state as `/readyz` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,16 +95,38 @@ pub fn health_routes(readiness: Readiness) -> BoxedFilter<(warp::reply::Response
     healthz.or(readyz).unify().boxed()
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, closes every session (clients are
-/// told and reconnect elsewhere) and waits for them, at most `drain_timeout`.
+/// How a shutdown proceeds once its signal came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drain {
+    /// Open sessions are closed one after another, evenly spread over this window, so their
+    /// clients do not all reconnect to the rest of the fleet in the same instant.
+    pub window: Duration,
+    /// From the signal, the longest the shutdown may take; whatever is left is abandoned.
+    pub timeout: Duration,
+}
+
+impl Drain {
+    /// `server.drain_window_ms` and `server.shutdown_timeout_ms`.
+    pub fn from_config(cfg: &crate::config::ServerConfig) -> Self {
+        Drain {
+            window: cfg.drain_window(),
+            timeout: cfg.shutdown_timeout(),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains: new handshakes are refused with 503 while
+/// the listener keeps serving (so `/readyz` answers 503 and polling sessions keep working until
+/// their turn), every session is closed within `drain.window` (clients are told and reconnect
+/// elsewhere), and it returns once they are gone, at most `drain.timeout` after the signal.
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
     routes: BoxedFilter<(warp::reply::Response,)>,
     shutdown: impl Future<Output = ()>,
-    drain_timeout: Duration,
+    drain: Drain,
 ) {
-    serve_with(listener, vec![engine], routes, shutdown, drain_timeout).await
+    serve_with(listener, vec![engine], routes, shutdown, drain).await
 }
 
 /// [`serve`] for several engines on distinct paths (the conformance example's two servers).
@@ -113,7 +135,7 @@ pub async fn serve_with(
     engines: Vec<Engine>,
     routes: BoxedFilter<(warp::reply::Response,)>,
     shutdown: impl Future<Output = ()>,
-    drain_timeout: Duration,
+    drain: Drain,
 ) {
     let routes = engines.iter().fold(routes, |acc, engine| {
         crate::engineio::polling::filter(engine.clone())
@@ -122,20 +144,45 @@ pub async fn serve_with(
             .boxed()
     });
     let engines: Arc<[Engine]> = engines.into();
-    let warp_svc = warp::service(routes);
-    tokio::pin!(shutdown);
+    let accept = accept_loop(listener, engines.clone(), warp::service(routes));
+    tokio::pin!(accept);
+    tokio::select! {
+        _ = &mut accept => return,
+        _ = shutdown => {}
+    }
+    for engine in engines.iter() {
+        engine.start_draining();
+    }
+    let drained = tokio::time::timeout(drain.timeout, close_gradually(&engines, drain.window));
+    tokio::select! {
+        _ = &mut accept => {}
+        done = drained => {
+            if done.is_err() {
+                let left: usize = engines.iter().map(Engine::session_count).sum();
+                tracing::warn!(left, "shutdown timeout reached");
+            }
+        }
+    }
+}
+
+/// Accepts connections for ever; each is served on its own task.
+async fn accept_loop<S>(listener: TcpListener, engines: Arc<[Engine]>, warp_svc: S)
+where
+    S: Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
+        let (stream, addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(
@@ -145,21 +192,45 @@ pub async fn serve_with(
             warp_svc.clone(),
         ));
     }
-    drop(listener);
-    let open = || engines.iter().map(Engine::session_count).sum::<usize>();
-    tracing::info!(sessions = open(), "shutting down: closing sessions");
-    for engine in engines.iter() {
-        engine.close_all(CloseReason::ShuttingDown);
-    }
-    let drained = tokio::time::timeout(drain_timeout, async {
-        while open() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// Closes the sessions open now at evenly spaced instants over `window` (the first at once),
+/// then waits until every one has left the session tables.
+async fn close_gradually(engines: &[Engine], window: Duration) {
+    let sessions: Vec<Arc<Session>> = engines
+        .iter()
+        .flat_map(Engine::sessions)
+        .filter(|s| !s.is_closed())
+        .collect();
+    let n = sessions.len();
+    tracing::info!(
+        sessions = n,
+        window_ms = window.as_millis() as u64,
+        "draining: closing sessions over the drain window"
+    );
+    let start = tokio::time::Instant::now();
+    for (i, session) in sessions.iter().enumerate() {
+        let turn = start + window.mul_f64(i as f64 / n as f64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(turn) => session.close(CloseReason::ShuttingDown),
+            // Gone by itself (the client left): the next one's turn may already have come.
+            _ = session.closed() => {}
         }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(left = open(), "drain timeout reached");
     }
+    drop(sessions);
+    // Polling clients fetch their close packet with their next GET: a session waits for it at
+    // most a second (also one closed earlier for another reason, which would wait longer).
+    // WebSocket tasks finish writing their close frames.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let sessions = engines.iter().map(Engine::session_count).sum::<usize>();
+        let writers = engines.iter().map(Engine::websocket_tasks).sum::<usize>();
+        if writers == 0 && (sessions == 0 || tokio::time::Instant::now() >= settle) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!("drained");
 }
 
 async fn serve_connection<S>(

@@ -40,7 +40,10 @@ async fn start() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
         async move {
             let _ = rx.await;
         },
-        Duration::from_secs(1),
+        server::Drain {
+            window: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        },
     ));
     (addr, tx)
 }

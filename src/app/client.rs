@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
+use crate::metrics::AppCallTimer;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -77,25 +78,39 @@ impl AppClient {
         call: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<Reply, AppError> {
+        let timer = AppCallTimer::start(call);
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
-        let res = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timeout"
-            } else if e.is_connect() {
-                "connect"
-            } else {
-                "request"
-            };
-            unavailable(kind.to_owned())
-        })?;
+        let res = match req.send().await {
+            Ok(res) => res,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "request"
+                };
+                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                return Err(unavailable(kind.to_owned()));
+            }
+        };
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            timer.finish("error");
             return Err(unavailable(format!("status {}", status.as_u16())));
         }
-        let body = res
-            .bytes()
-            .await
-            .map_err(|_| unavailable("body".to_owned()))?;
+        let body = match res.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                return Err(unavailable("body".to_owned()));
+            }
+        };
+        timer.finish(if status.is_client_error() {
+            "refused"
+        } else {
+            "ok"
+        });
         Ok(Reply { call, status, body })
     }
 

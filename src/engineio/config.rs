@@ -39,6 +39,11 @@ pub struct EngineConfig {
     pub ws_write_buffer: usize,
     /// Frames queued for one session before it counts as a slow consumer and is closed.
     pub max_queued_frames: usize,
+    /// Most sessions open at once; handshakes beyond it get 503.
+    pub max_sessions: usize,
+    /// New sessions per second across the engine (a token bucket holding one second's worth);
+    /// `None` for no limit. Handshakes beyond it get 503.
+    pub handshakes_per_s: Option<u32>,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +61,8 @@ impl Default for EngineConfig {
             ws_read_buffer: 4096,
             ws_write_buffer: 4096,
             max_queued_frames: 1024,
+            max_sessions: usize::MAX,
+            handshakes_per_s: None,
         }
     }
 }

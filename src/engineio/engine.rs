@@ -2,8 +2,10 @@
 //! received packets, heartbeats and closing everything at shutdown.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::admission::{Admission, Refusal, Slot};
 use super::config::EngineConfig;
 use super::handler::EngineHandler;
 use super::packet::{Frame, Packet};
@@ -14,6 +16,9 @@ pub struct EngineInner {
     pub config: EngineConfig,
     pub(crate) handler: Arc<dyn EngineHandler>,
     sessions: RwLock<HashMap<Sid, Arc<Session>>>,
+    admission: Admission,
+    /// WebSocket connection tasks alive: a drain waits for them to write their close frames.
+    ws_tasks: AtomicUsize,
 }
 
 /// A cheap handle on the Engine.IO server.
@@ -22,10 +27,13 @@ pub struct Engine(pub(crate) Arc<EngineInner>);
 
 impl Engine {
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Self {
+        let admission = Admission::new(config.max_sessions, config.handshakes_per_s);
         Engine(Arc::new(EngineInner {
             config,
             handler,
             sessions: RwLock::new(HashMap::new()),
+            admission,
+            ws_tasks: AtomicUsize::new(0),
         }))
     }
 
@@ -41,6 +49,50 @@ impl Engine {
         self.0.read().len()
     }
 
+    /// Every session in the table (including closed ones still delivering their close packet).
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.0.read().values().cloned().collect()
+    }
+
+    /// Open sessions by transport: `(polling, websocket)`.
+    pub fn transport_counts(&self) -> (usize, usize) {
+        let (mut polling, mut websocket) = (0, 0);
+        for s in self.0.read().values() {
+            let st = s.lock();
+            match (st.closed.is_some(), st.transport) {
+                (true, _) => {}
+                (false, Transport::Polling) => polling += 1,
+                (false, Transport::Websocket) => websocket += 1,
+            }
+        }
+        (polling, websocket)
+    }
+
+    /// WebSocket connections still being served (possibly writing a closed session's last frames).
+    pub fn websocket_tasks(&self) -> usize {
+        self.0.ws_tasks.load(Ordering::Acquire)
+    }
+
+    /// Counts a WebSocket connection task for as long as the guard lives.
+    pub(crate) fn track_websocket_task(&self) -> WsTaskGuard {
+        self.0.ws_tasks.fetch_add(1, Ordering::AcqRel);
+        WsTaskGuard(self.0.clone())
+    }
+
+    /// Refuses every new handshake from now on (503); live sessions are not touched.
+    pub fn start_draining(&self) {
+        self.0.admission.start_draining();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.admission.is_draining()
+    }
+
+    /// Reserves room for a new session (capacity, handshake rate, drain).
+    pub(crate) fn admit(&self) -> Result<Slot, Refusal> {
+        self.0.admission.admit()
+    }
+
     /// Closes every session (shutdown). Clients are told, so they reconnect elsewhere.
     pub fn close_all(&self, reason: CloseReason) {
         let sessions: Vec<_> = self.0.read().values().cloned().collect();
@@ -49,8 +101,13 @@ impl Engine {
         }
     }
 
-    /// Creates a session, queues its open packet and starts its heartbeat.
-    pub(crate) fn open(&self, handshake: Handshake, transport: Transport) -> Arc<Session> {
+    /// Creates a session in an admitted slot, queues its open packet and starts its heartbeat.
+    pub(crate) fn open(
+        &self,
+        handshake: Handshake,
+        transport: Transport,
+        slot: Slot,
+    ) -> Arc<Session> {
         let cfg = &self.0.config;
         let start = tokio::time::Instant::now();
         let sid = Sid::generate();
@@ -78,6 +135,8 @@ impl Engine {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(sid, session.clone());
+        // The table holds the slot from now on; `remove` gives it back.
+        slot.commit();
         // The heartbeat clock starts now, before the handshake response leaves, as the
         // reference's does: the ping-timeout deadline is measured from here.
         tokio::spawn(super::heartbeat::run(
@@ -112,6 +171,15 @@ impl Engine {
     }
 }
 
+/// Keeps a WebSocket connection task counted in [`Engine::websocket_tasks`].
+pub(crate) struct WsTaskGuard(Arc<EngineInner>);
+
+impl Drop for WsTaskGuard {
+    fn drop(&mut self) {
+        self.0.ws_tasks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl EngineInner {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Sid, Arc<Session>>> {
         self.sessions.read().unwrap_or_else(|e| e.into_inner())
@@ -121,10 +189,15 @@ impl EngineInner {
         self.read().get(sid).cloned()
     }
 
+    /// Takes a session out of the table (at most once per session) and frees its slot.
     pub(crate) fn remove(&self, sid: &Sid) {
-        self.sessions
+        let removed = self
+            .sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(sid);
+        if removed.is_some() {
+            self.admission.release();
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! upgrade between them. It knows nothing of Socket.IO: the layer above receives messages
 //! through [`EngineHandler`].
 
+mod admission;
 pub mod config;
 pub mod engine;
 pub mod handler;
@@ -14,6 +15,7 @@ pub mod session;
 pub mod sid;
 pub mod websocket;
 
+pub use admission::Refusal;
 pub use config::{EngineConfig, OriginPolicy};
 pub use engine::Engine;
 pub use handler::EngineHandler;

@@ -84,11 +84,14 @@ where
     });
     let mut res = match verified {
         Err(e) => e.response(&cors),
-        Ok(Verified::Handshake(Transport::Polling)) => {
-            let hs = Handshake::new(headers.clone(), &cfg.path, &query, addr.map(|a| a.0));
-            let session = engine.open(hs, Transport::Polling);
-            poll(&session).await
-        }
+        Ok(Verified::Handshake(Transport::Polling)) => match engine.admit() {
+            Err(refusal) => refusal.response(&cors),
+            Ok(slot) => {
+                let hs = Handshake::new(headers.clone(), &cfg.path, &query, addr.map(|a| a.0));
+                let session = engine.open(hs, Transport::Polling, slot);
+                poll(&session).await
+            }
+        },
         Ok(Verified::Existing(sid, Transport::Polling)) => match engine.session(&sid) {
             None => EngineError::UnknownSid.response(&cors),
             Some(session) if method == Method::GET => poll(&session).await,

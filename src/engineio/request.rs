@@ -107,7 +107,12 @@ pub fn verify(
         Some("websocket") if cfg.allow_websocket => Transport::Websocket,
         _ => return Err(EngineError::UnknownTransport),
     };
-    check_origin(&cfg.origins, headers)?;
+    if let Err(e) = check_origin(&cfg.origins, headers) {
+        if e == EngineError::Forbidden && query.sid.is_none() {
+            crate::metrics::connect(crate::metrics::ConnectResult::OriginRefused);
+        }
+        return Err(e);
+    }
     if let Some(raw_sid) = query.sid {
         let sid = Sid::parse(raw_sid).ok_or(EngineError::UnknownSid)?;
         let current = session_transport(&sid).ok_or(EngineError::UnknownSid)?;

@@ -284,6 +284,9 @@ impl Session {
         };
         self.wake.notify_waiters();
         tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
+        if reason == CloseReason::SlowConsumer {
+            crate::metrics::slow_consumer();
+        }
         let Some(engine) = self.engine.upgrade() else {
             return;
         };

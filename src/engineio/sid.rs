@@ -75,6 +75,13 @@ impl serde::Serialize for Sid {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Sid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Sid::parse(&s).ok_or_else(|| serde::de::Error::custom("not a session id"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

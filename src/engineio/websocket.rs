@@ -11,15 +11,19 @@ use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::admission::Slot;
 use super::engine::Engine;
 use super::packet::{Frame, Packet};
 use super::polling::matches_path;
 use super::request::{self, EngineError, EngineQuery, Verified};
 use super::session::{CloseReason, Handshake, Session, Transport};
+use super::sid::Sid;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -59,6 +63,19 @@ pub fn upgrade<B: Send + 'static>(
     let Some(key) = key.filter(|_| version_ok) else {
         return refuse(StatusCode::BAD_REQUEST, EngineError::BadRequest.message());
     };
+    // A new session needs a slot (capacity, handshake rate, drain) before the 101 goes out.
+    let target = match verified {
+        Verified::Handshake(_) => match engine.admit() {
+            Ok(slot) => Target::New(slot),
+            Err(refusal) => {
+                let mut res = refusal.response(&[]);
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return res;
+            }
+        },
+        Verified::Existing(sid, _) => Target::Existing(sid),
+    };
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.ws_read_buffer)
         .write_buffer_size(cfg.ws_write_buffer)
@@ -79,12 +96,12 @@ pub fn upgrade<B: Send + 'static>(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        match verified {
-            Verified::Handshake(_) => {
-                let session = engine.open(handshake, Transport::Websocket);
+        match target {
+            Target::New(slot) => {
+                let session = engine.open(handshake, Transport::Websocket, slot);
                 run(&engine, &session, ws).await;
             }
-            Verified::Existing(sid, _) => match engine.session(&sid) {
+            Target::Existing(sid) => match engine.session(&sid) {
                 Some(session) => upgrade_session(&engine, &session, ws).await,
                 None => close_quietly(ws).await,
             },
@@ -99,6 +116,14 @@ pub fn upgrade<B: Send + 'static>(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     res
+}
+
+/// What an accepted upgrade request becomes.
+enum Target {
+    /// A new session, in this admitted slot.
+    New(Slot),
+    /// The upgrade of this polling session.
+    Existing(Sid),
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response<Bytes> {
@@ -169,6 +194,7 @@ fn to_message(frame: Frame) -> Message {
 
 /// The connection loop of a WebSocket session.
 async fn run(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
+    let _task = engine.track_websocket_task();
     loop {
         let notified = session.notified();
         tokio::pin!(notified);
@@ -176,7 +202,7 @@ async fn run(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
         let (frames, closed) = {
             let mut st = session.lock();
             let frames: Vec<Frame> = st.outbox.drain(..).collect();
-            (frames, st.closed.is_some())
+            (frames, st.closed)
         };
         if !frames.is_empty() {
             // All queued frames go out in one flush: fewer syscalls and TCP segments under load.
@@ -189,15 +215,20 @@ async fn run(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
             let written = tokio::select! {
                 r = write => r.is_ok(),
                 // A peer that stopped reading must not pin this task once the session closed.
-                _ = session.closed(), if !closed => false,
+                _ = session.closed(), if closed.is_none() => false,
             };
             if !written {
                 session.close(CloseReason::TransportError);
                 return;
             }
         }
-        if closed {
-            let _ = tokio::time::timeout(engine.config().ping_timeout, ws.close(None)).await;
+        if let Some(reason) = closed {
+            // An oversized message gets the WebSocket code for it (1009), as the reference's.
+            let frame = (reason == CloseReason::PayloadTooLarge).then(|| CloseFrame {
+                code: CloseCode::Size,
+                reason: "message too big".into(),
+            });
+            let _ = tokio::time::timeout(engine.config().ping_timeout, ws.close(frame)).await;
             return;
         }
         tokio::select! {
@@ -210,6 +241,7 @@ async fn run(engine: &Engine, session: &Arc<Session>, mut ws: Ws) {
                     Some(Ok(Message::Binary(b))) => engine.on_packet(session, Packet::Binary(b)),
                     Some(Ok(Message::Close(_))) | None => Err(CloseReason::TransportClose),
                     Some(Ok(_)) => Ok(()),
+                    Some(Err(tungstenite::Error::Capacity(_))) => Err(CloseReason::PayloadTooLarge),
                     Some(Err(e)) => {
                         tracing::debug!(sid = %session.sid, error = %e, "websocket error");
                         Err(CloseReason::TransportError)

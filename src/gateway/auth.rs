@@ -9,8 +9,11 @@ use serde_json::json;
 use super::rooms::rooms_from_memberships;
 use super::state::SocketState;
 use super::Gateway;
+use crate::app::single_flight::Source;
 use crate::app::{AppError, Credentials, Memberships, SessionInfo};
 use crate::engineio::Session;
+use crate::limits::TokenBucket;
+use crate::metrics::{self, ConnectResult};
 use crate::socketio::ConnectError;
 
 pub fn invalid_session() -> ConnectError {
@@ -54,7 +57,7 @@ impl Gateway {
     ) -> Result<Option<SessionInfo>, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
-        let (result, _source) = self
+        let (result, source) = self
             .sessions
             .get(
                 creds.key(),
@@ -63,55 +66,104 @@ impl Gateway {
                 Option::is_some,
             )
             .await;
+        match source {
+            Source::Cache => metrics::session_cache_hit(),
+            Source::Coalesced => metrics::app_call_coalesced(),
+            Source::Call => {}
+        }
         result
     }
 
-    async fn lookup_memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
+    pub(super) async fn lookup_memberships(
+        &self,
+        creds: &Credentials,
+    ) -> Result<Memberships, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
-        self.memberships
+        let (result, source) = self
+            .memberships
             .get(
                 creds.key(),
                 true,
                 move || async move { app.memberships(&c).await },
                 |_| true,
             )
-            .await
-            .0
+            .await;
+        if source == Source::Coalesced {
+            metrics::app_call_coalesced();
+        }
+        result
     }
 
+    /// [`Self::authenticate_session`], counted in `connects_total` when refused (a success is
+    /// counted once the socket is connected).
     pub(super) async fn authenticate(
         self: Arc<Self>,
         session: Arc<Session>,
+        use_cache: bool,
     ) -> Result<Arc<SocketState>, ConnectError> {
+        let result = self.authenticate_session(session, use_cache).await;
+        if let Err(e) = &result {
+            metrics::connect(match e {
+                AuthFailure::InvalidSession => ConnectResult::InvalidSession,
+                AuthFailure::Unavailable => ConnectResult::AuthUnavailable,
+            });
+        }
+        result.map_err(AuthFailure::into_connect_error)
+    }
+
+    async fn authenticate_session(
+        self: Arc<Self>,
+        session: Arc<Session>,
+        use_cache: bool,
+    ) -> Result<Arc<SocketState>, AuthFailure> {
         let Some(creds) = credentials(&session) else {
-            return Err(invalid_session());
+            return Err(AuthFailure::InvalidSession);
         };
-        let info = match self.lookup_session(&creds, true).await {
+        let info = match self.lookup_session(&creds, use_cache).await {
             Ok(Some(info)) => info,
-            Ok(None) => return Err(invalid_session()),
+            Ok(None) => return Err(AuthFailure::InvalidSession),
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
-                return Err(auth_unavailable());
+                return Err(AuthFailure::Unavailable);
             }
         };
         let memberships = match self.lookup_memberships(&creds).await {
             Ok(m) if m.user_id == info.user.id => m,
             Ok(_) | Err(AppError::Unauthenticated { .. }) => {
                 self.sessions.forget(&creds.key());
-                return Err(invalid_session());
+                return Err(AuthFailure::InvalidSession);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "memberships lookup failed");
-                return Err(auth_unavailable());
+                return Err(AuthFailure::Unavailable);
             }
         };
         Ok(Arc::new(SocketState {
-            initial_rooms: rooms_from_memberships(&memberships),
+            membership_rooms: std::sync::Mutex::new(rooms_from_memberships(&memberships)),
             user: info.user,
             credentials: creds,
             typing: Default::default(),
             queue: Default::default(),
+            events: TokenBucket::new(self.events_per_s, self.events_burst),
         }))
+    }
+}
+
+/// Why a CONNECT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthFailure {
+    /// No cookie, or the app says there is no valid session.
+    InvalidSession,
+    /// The app could not answer: the client may retry.
+    Unavailable,
+}
+
+impl AuthFailure {
+    fn into_connect_error(self) -> ConnectError {
+        match self {
+            AuthFailure::InvalidSession => invalid_session(),
+            AuthFailure::Unavailable => auth_unavailable(),
+        }
     }
 }

@@ -31,9 +31,12 @@ impl ClientError {
     }
 
     pub fn emit_to(&self, socket: &Arc<Socket>) {
-        let _ = socket.emit(
+        let sent = socket.emit(
             "error",
             vec![json!({ "code": self.code, "message": self.message })],
         );
+        if sent.is_ok() {
+            crate::metrics::events_out("error", 1);
+        }
     }
 }

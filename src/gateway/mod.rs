@@ -4,17 +4,19 @@
 pub mod auth;
 pub mod errors;
 pub mod events;
+pub mod presence;
 pub mod revalidate;
 pub mod rooms;
 pub mod state;
 pub mod typing;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppError, Memberships, SessionInfo};
-use crate::config::AppConfig;
+use crate::config::{AppConfig, LimitsConfig};
+use crate::metrics::{self, ConnectResult};
 use crate::socketio::{
     BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension, NamespaceHandler,
     Socket,
@@ -28,10 +30,21 @@ pub struct Gateway {
     pub(crate) sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
     pub(crate) memberships: SingleFlight<[u8; 32], Memberships, AppError>,
     pub(crate) revalidate_interval: Duration,
+    /// Each socket's event bucket: sustained rate and burst.
+    pub(crate) events_per_s: u32,
+    pub(crate) events_burst: u32,
+    /// Whether a CONNECT asking for its session back asks the app again, past the cache.
+    pub(crate) recheck_on_recovery: bool,
+    /// Set once at start, after the relay (see [`presence`]).
+    pub(crate) presence: OnceLock<Arc<presence::Presence>>,
 }
 
 impl Gateway {
-    pub fn new(cfg: &AppConfig) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(
+        cfg: &AppConfig,
+        limits: &LimitsConfig,
+        recheck_on_recovery: bool,
+    ) -> Result<Arc<Self>, reqwest::Error> {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
             sessions: SingleFlight::new(cfg.session_cache_ttl()),
@@ -39,6 +52,10 @@ impl Gateway {
             // and live membership changes reach sockets through the app's emitter, not this cache.
             memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
+            events_per_s: limits.events_per_s,
+            events_burst: limits.events_burst,
+            recheck_on_recovery,
+            presence: OnceLock::new(),
         }))
     }
 
@@ -61,14 +78,23 @@ impl NamespaceHandler for MainNamespace {
     ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
         let gw = self.0.clone();
         Box::pin(async move {
-            let state = gw.authenticate(req.session).await?;
+            // A client asking for a kept session back: a session revoked during the gap
+            // must not come back through a cached answer.
+            let recovering = req.auth.get("pid").is_some() && req.auth.get("offset").is_some();
+            let use_cache = !(recovering && gw.recheck_on_recovery);
+            let state = gw.authenticate(req.session, use_cache).await?;
             Ok(Some(Arc::new(state) as Extension))
         })
     }
 
     fn prepare(&self, socket: &Arc<Socket>) {
         if let Some(state) = state_of(socket) {
-            socket.join(&state.initial_rooms);
+            let rooms = state
+                .membership_rooms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            socket.join(&rooms);
         }
     }
 
@@ -79,6 +105,15 @@ impl NamespaceHandler for MainNamespace {
         let Event {
             name, args, ack, ..
         } = event;
+        metrics::event_in(&name);
+        if !state.events.try_take() {
+            // Dropped, not queued: a flood must not cost the app or the room anything.
+            return events::refuse(
+                socket,
+                ack,
+                errors::ClientError::new("RATE_LIMITED", "too many events, slow down"),
+            );
+        }
         if let Some(forwarded) = events::forwarded(&name) {
             return self.0.enqueue(
                 socket,
@@ -97,6 +132,8 @@ impl NamespaceHandler for MainNamespace {
                 tokio::spawn(self.0.clone().join_room(socket.clone(), state, args, ack));
             }
             "room:leave" => self.0.leave_room(socket, &args, ack),
+            "presence:setAway" => self.0.presence_set(socket, true, ack),
+            "presence:setActive" => self.0.presence_set(socket, false, ack),
             _ => events::refuse(
                 socket,
                 ack,
@@ -105,10 +142,19 @@ impl NamespaceHandler for MainNamespace {
         }
     }
 
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        metrics::connect(ConnectResult::Ok);
+        if let Some(state) = state_of(socket) {
+            self.0.presence_connect(socket, &state);
+        }
+    }
+
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        metrics::disconnect(reason.as_str());
         tracing::debug!(sid = %socket.id, reason = reason.as_str(), "socket disconnected");
         if let Some(state) = state_of(socket) {
             typing::on_disconnect(socket, &state);
+            self.0.presence_disconnect(socket);
         }
     }
 

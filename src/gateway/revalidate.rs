@@ -1,6 +1,10 @@
 //! Periodic re-validation of live sockets: each distinct session is asked of the app again
 //! (bypassing the positive cache). A session that is gone gets `error {code:
 //! "SESSION_EXPIRED"}` and its sockets are disconnected; an app outage changes nothing.
+//! A valid session's memberships are asked again too, and its sockets leave the membership
+//! rooms it lost and join the ones it gained, so a change the app did not push through the
+//! emitter (`socketsLeave`/`socketsJoin`) still takes effect within one interval. Rooms joined
+//! otherwise (`room:join`, the emitter) are left alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -48,16 +52,31 @@ impl Gateway {
                 continue;
             };
             match self.lookup_session(&state.credentials, false).await {
-                Ok(Some(info)) if info.user.id == state.user.id => {}
+                Ok(Some(info)) if info.user.id == state.user.id => {
+                    self.memberships.forget(&key);
+                    match self.lookup_memberships(&state.credentials).await {
+                        Ok(m) if m.user_id == state.user.id => {
+                            let rooms = super::rooms::rooms_from_memberships(&m);
+                            for socket in &sockets {
+                                refresh_rooms(socket, &rooms);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "memberships refresh skipped"),
+                    }
+                }
                 Ok(_) => {
                     self.sessions.forget(&key);
                     self.memberships.forget(&key);
                     tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
                     for socket in sockets {
-                        let _ = socket.emit(
+                        let sent = socket.emit(
                             "error",
                             vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
                         );
+                        if sent.is_ok() {
+                            crate::metrics::events_out("error", 1);
+                        }
                         socket.disconnect();
                     }
                 }
@@ -65,4 +84,24 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Moves one socket from its previous membership rooms to `rooms`.
+fn refresh_rooms(socket: &Arc<Socket>, rooms: &[String]) {
+    let Some(state) = socket.extension::<Arc<SocketState>>() else {
+        return;
+    };
+    let mut current = state
+        .membership_rooms
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if *current == rooms {
+        return;
+    }
+    for lost in current.iter().filter(|r| !rooms.contains(r)) {
+        socket.leave(lost);
+    }
+    let gained: Vec<&String> = rooms.iter().filter(|r| !current.contains(r)).collect();
+    socket.join(&gained);
+    *current = rooms.to_vec();
 }

@@ -8,18 +8,22 @@ use serde_json::Value;
 
 use super::events::Job;
 use crate::app::{Credentials, UserInfo};
+use crate::limits::TokenBucket;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
     pub user: UserInfo,
     /// Forwarded on every app call made for this socket. Never logged.
     pub credentials: Credentials,
-    /// Rooms from the memberships call, joined before the CONNECT reply.
-    pub initial_rooms: Vec<String>,
+    /// Rooms from the memberships call, joined before the CONNECT reply; re-validation
+    /// replaces them with the app's current answer (leaving and joining the difference).
+    pub membership_rooms: Mutex<Vec<String>>,
     /// Per-room typing: when the current "typing" expires.
     pub typing: Mutex<HashMap<String, Instant>>,
     /// Client events waiting for the app, processed one at a time in arrival order.
     pub queue: Mutex<EventQueue>,
+    /// The socket's event rate (`limits.events_per_s`, `limits.events_burst`).
+    pub events: TokenBucket,
 }
 
 #[derive(Default)]

@@ -9,6 +9,9 @@ pub struct Channels {
     pub request: String,
     /// `{prefix}-response#{nsp}#`: the generic response channel.
     pub response: String,
+    /// `{prefix}-csr#{nsp}#`: with recovery on, broadcasts as recorded in the log, each with
+    /// its offset, in log order. Gateways listen here instead of on `broadcast`.
+    pub recorded: String,
 }
 
 impl Channels {
@@ -17,16 +20,21 @@ impl Channels {
             broadcast: format!("{prefix}#{nsp}#"),
             request: format!("{prefix}-request#{nsp}#"),
             response: format!("{prefix}-response#{nsp}#"),
+            recorded: format!("{prefix}-csr#{nsp}#"),
         }
     }
 
     /// `{prefix}#{nsp}#{room}#`: broadcasts to exactly this one room.
     pub fn room(&self, room: &str) -> String {
-        let mut s = String::with_capacity(self.broadcast.len() + room.len() + 1);
-        s.push_str(&self.broadcast);
-        s.push_str(room);
-        s.push('#');
-        s
+        room_in(&self.broadcast, room)
+    }
+
+    /// The channel of a broadcast to `rooms` under `base`: the room's own for exactly one.
+    pub fn target_in(base: &str, rooms: &[String]) -> String {
+        match rooms {
+            [room] => room_in(base, room),
+            _ => base.to_owned(),
+        }
     }
 
     /// Where a response to a requester goes: its own channel when it gave its uid (8.x
@@ -41,12 +49,26 @@ impl Channels {
     /// Which room a broadcast channel names: `Some("")` for the namespace channel, `None`
     /// when the channel is not one of this namespace's broadcast channels.
     pub fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        let rest = channel.strip_prefix(self.broadcast.as_str())?;
-        if rest.is_empty() {
-            return Some("");
-        }
-        rest.strip_suffix('#')
+        room_of_in(&self.broadcast, channel)
     }
+}
+
+/// `{base}{room}#`.
+pub fn room_in(base: &str, room: &str) -> String {
+    let mut s = String::with_capacity(base.len() + room.len() + 1);
+    s.push_str(base);
+    s.push_str(room);
+    s.push('#');
+    s
+}
+
+/// The room a channel under `base` names (`""` for `base` itself).
+pub fn room_of_in<'a>(base: &str, channel: &'a str) -> Option<&'a str> {
+    let rest = channel.strip_prefix(base)?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    rest.strip_suffix('#')
 }
 
 #[cfg(test)]

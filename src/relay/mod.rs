@@ -19,6 +19,8 @@ pub mod channels;
 mod link;
 pub mod msgpack;
 mod publisher;
+pub mod recorder;
+pub mod recovery;
 mod requests;
 pub mod subscriber;
 pub mod wire;
@@ -31,9 +33,10 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::server::Readiness;
+use crate::socketio::adapter::{Offset, Restored, SessionRecord};
 use crate::socketio::packet::Packet;
 use crate::socketio::rooms::RoomChanges;
-use crate::socketio::{Adapter, BroadcastTarget, Namespace, SocketIo};
+use crate::socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SocketIo};
 use channels::Channels;
 use link::Link;
 use publisher::Publisher;
@@ -56,6 +59,8 @@ pub struct RelayConfig {
     /// timeout.
     pub ack_timeout: Duration,
     pub timing: Timing,
+    /// Connection state recovery's window, when it is on.
+    pub recovery: Option<Duration>,
 }
 
 /// How often the relay measures Pub/Sub lag with a probe through Valkey.
@@ -71,6 +76,8 @@ struct Space {
 pub struct Relay {
     /// This instance's id in messages; it ignores messages carrying it.
     uid: String,
+    /// For the futures it hands out, which must not keep it alive.
+    me: Weak<Relay>,
     spaces: Vec<Space>,
     publisher: Publisher,
     pool: Pool,
@@ -78,6 +85,7 @@ pub struct Relay {
     link: Arc<Link>,
     probe_channel: String,
     ack_timeout: Duration,
+    recovery: Option<recovery::Recovery>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -105,10 +113,14 @@ impl Relay {
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .map_err(|e| RelayError::Pool(e.to_string()))?;
-        let uid = Alphanumeric.sample_string(&mut rand::rng(), 6);
+        // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
+        let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
         let link = Arc::new(Link::new(readiness));
-        let (publisher, publisher_task) = Publisher::start(pool.clone(), link.clone());
-        let relay = Arc::new(Relay {
+        let interest = Arc::new(Interest::default());
+        let (publisher, publisher_task) =
+            Publisher::start(pool.clone(), link.clone(), interest.clone());
+        let relay = Arc::new_cyclic(|me| Relay {
+            me: me.clone(),
             spaces: io
                 .namespaces()
                 .map(|ns| Space {
@@ -121,13 +133,26 @@ impl Relay {
             uid,
             publisher,
             pool,
-            interest: Arc::new(Interest::default()),
+            interest,
             link,
             ack_timeout: config.ack_timeout,
+            recovery: config
+                .recovery
+                .map(|window| recovery::Recovery::new(&config.prefix, window)),
             tasks: Mutex::new(vec![publisher_task.abort_handle()]),
         });
         for ns in io.namespaces() {
             ns.set_adapter(relay.clone());
+        }
+        if relay.recovery.is_some() {
+            let weak = Arc::downgrade(&relay);
+            let tasks = [
+                tokio::spawn(recorder::run(weak.clone(), client.clone())),
+                tokio::spawn(keep_sessions(weak)),
+            ];
+            relay
+                .lock_tasks()
+                .extend(tasks.iter().map(|t| t.abort_handle()));
         }
         let subscriber = tokio::spawn(subscriber::run(
             client,
@@ -142,6 +167,10 @@ impl Relay {
             .extend([subscriber.abort_handle(), probe.abort_handle()]);
         tracing::info!(uid = %relay.uid, prefix = %config.prefix, "relay starting");
         Ok(relay)
+    }
+
+    fn me(&self) -> Weak<Relay> {
+        self.me.clone()
     }
 
     pub fn uid(&self) -> &str {
@@ -172,17 +201,37 @@ impl Relay {
         self.spaces.iter().find(|s| s.name == nsp)
     }
 
+    /// Where this instance receives broadcasts: the recovery channels when recovery is on
+    /// (everything recorded, its own broadcasts included, in log order), else the adapter's.
+    fn listen<'a>(&self, space: &'a Space) -> &'a str {
+        if self.recovery.is_some() {
+            &space.channels.recorded
+        } else {
+            &space.channels.broadcast
+        }
+    }
+
     fn on_broadcast(&self, space: &Space, room: &str, payload: &[u8]) {
         let Some(ns) = space.ns.upgrade() else { return };
         // A message for a room we just left (the UNSUBSCRIBE is still on its way).
         if !room.is_empty() && !ns.rooms.contains_room(room) {
             return;
         }
+        let recording = self.recovery.is_some();
         match wire::decode_broadcast(payload) {
-            Ok(b) if b.uid == self.uid || b.nsp != ns.name => {}
-            Ok(b) => {
-                ns.broadcast_local(&b.target, &b.packet);
-            }
+            Ok(b) if (b.uid == self.uid && !recording) || b.nsp != ns.name => {}
+            Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
+                Some(offset) if recording => {
+                    ns.deliver_event(
+                        &b.target,
+                        &recovery::with_offset(b.packet, offset),
+                        Some(offset),
+                    );
+                }
+                _ => {
+                    ns.broadcast_local(&b.target, &b.packet);
+                }
+            },
             Err(e) => {
                 metrics::counter!("socket_gateway_valkey_errors_total", "op" => "decode")
                     .increment(1);
@@ -211,29 +260,126 @@ impl Adapter for Relay {
             return;
         }
         let Some(space) = self.space(nsp) else { return };
-        let payload = match wire::encode_broadcast(&self.uid, target, packet) {
+        let payload = match wire::encode_broadcast(&self.uid, target, packet, false) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "relay: cannot encode a broadcast");
                 return;
             }
         };
-        let channel = match target.rooms.as_slice() {
-            [room] => space.channels.room(room),
-            _ => space.channels.broadcast.clone(),
-        };
+        let channel = Channels::target_in(&space.channels.broadcast, &target.rooms);
         self.publisher.publish(channel, payload);
     }
 
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges) {
         let Some(space) = self.space(nsp) else { return };
+        let base = self.listen(space);
         self.interest.changed(
             changes
                 .created
                 .iter()
                 .chain(&changes.deleted)
-                .map(|room| space.channels.room(room)),
+                .map(|room| channels::room_in(base, room)),
         );
+    }
+
+    fn records(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    fn broadcast_recorded(&self, nsp: &str, target: BroadcastTarget, packet: Packet) {
+        let (Some(space), Some(recovery)) = (self.space(nsp), self.recovery.as_ref()) else {
+            return;
+        };
+        let message = wire::encode_broadcast(&self.uid, &target, &packet, true);
+        let plain = Channels::target_in(&space.channels.broadcast, &target.rooms);
+        let recorded = Channels::target_in(&space.channels.recorded, &target.rooms);
+        let ns = space.ns.clone();
+        // Without Valkey (or when the call fails) it is still delivered here, without offset.
+        let local = move || {
+            if let Some(ns) = ns.upgrade() {
+                ns.broadcast_local(&target, &packet);
+            }
+        };
+        match message {
+            Ok(message) if self.link.is_up() => {
+                let cmd = recovery.record_cmd(nsp, &message, Some(&plain), &recorded, None);
+                self.publisher.record(cmd, Box::new(local));
+            }
+            Ok(_) => local(),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: cannot encode a broadcast");
+                local();
+            }
+        }
+    }
+
+    fn socket_rooms_changed(&self, nsp: &str, sid: crate::engineio::Sid) {
+        if let Some(recovery) = &self.recovery {
+            recovery.mark_dirty(nsp, sid);
+        }
+    }
+
+    fn session_opened(&self, record: SessionRecord) {
+        if let Some(r) = &self.recovery {
+            if let Some(cmd) = r.save_cmd(&record, r.live_ttl(), true) {
+                self.publisher.command(cmd);
+            }
+        }
+    }
+
+    fn session_closed(&self, record: SessionRecord, recoverable: bool) {
+        let Some(r) = &self.recovery else { return };
+        let cmd = if recoverable {
+            r.save_cmd(&record, r.window, false)
+        } else {
+            Some(r.forget_cmd(&record.pid))
+        };
+        if let Some(cmd) = cmd {
+            self.publisher.command(cmd);
+        }
+    }
+
+    fn restore(&self, nsp: &str, pid: &str, offset: Offset) -> BoxFuture<Option<Restored>> {
+        let (Some(_), true) = (&self.recovery, self.link.is_up()) else {
+            return Box::pin(async { None });
+        };
+        let (relay, nsp, pid) = (self.me(), nsp.to_owned(), pid.to_owned());
+        Box::pin(async move {
+            let relay = relay.upgrade()?;
+            let recovery = relay.recovery.as_ref()?;
+            let restored = recovery.restore(&relay.pool, &nsp, &pid, offset).await;
+            metrics::counter!(
+                "socket_gateway_recovery_attempts_total",
+                "outcome" => if restored.is_some() { "restored" } else { "unknown_session" }
+            )
+            .increment(1);
+            restored
+        })
+    }
+
+    fn missed(
+        &self,
+        nsp: &str,
+        rooms: Vec<String>,
+        offset: Offset,
+    ) -> BoxFuture<Option<Vec<(Offset, Packet)>>> {
+        let (relay, nsp) = (self.me(), nsp.to_owned());
+        Box::pin(async move {
+            let relay = relay.upgrade()?;
+            let recovery = relay.recovery.as_ref()?;
+            let missed = recovery.missed(&relay.pool, &nsp, &rooms, offset).await;
+            if missed.is_none() {
+                metrics::counter!("socket_gateway_recovery_attempts_total", "outcome" => "log_unavailable")
+                    .increment(1);
+            }
+            missed
+        })
+    }
+
+    fn settled(&self) -> BoxFuture<()> {
+        let interest = self.interest.clone();
+        Box::pin(async move { interest.settled(Duration::from_secs(1)).await })
     }
 }
 
@@ -241,27 +387,31 @@ impl Inbox for Relay {
     fn desired(&self) -> Vec<String> {
         let mut out = vec![self.probe_channel.clone()];
         for space in &self.spaces {
-            out.push(space.channels.broadcast.clone());
+            let base = self.listen(space);
+            out.push(base.to_owned());
             out.push(space.channels.request.clone());
             if let Some(ns) = space.ns.upgrade() {
-                out.extend(ns.rooms.all_rooms().iter().map(|r| space.channels.room(r)));
+                out.extend(
+                    ns.rooms
+                        .all_rooms()
+                        .iter()
+                        .map(|r| channels::room_in(base, r)),
+                );
             }
         }
         out
     }
 
     fn wanted(&self, channel: &str) -> bool {
-        self.spaces
-            .iter()
-            .any(|space| match space.channels.room_of(channel) {
-                Some("") => true,
-                Some(room) => space
-                    .ns
-                    .upgrade()
-                    .is_some_and(|ns| ns.rooms.contains_room(room)),
-                None => channel == space.channels.request,
-            })
-            || channel == self.probe_channel
+        let wanted_in = |space: &Space| match channels::room_of_in(self.listen(space), channel) {
+            Some("") => true,
+            Some(room) => space
+                .ns
+                .upgrade()
+                .is_some_and(|ns| ns.rooms.contains_room(room)),
+            None => channel == space.channels.request,
+        };
+        self.spaces.iter().any(wanted_in) || channel == self.probe_channel
     }
 
     fn on_message(&self, channel: &str, payload: &[u8]) {
@@ -272,7 +422,7 @@ impl Inbox for Relay {
             if channel == space.channels.request {
                 return self.on_request(space, payload);
             }
-            if let Some(room) = space.channels.room_of(channel) {
+            if let Some(room) = channels::room_of_in(self.listen(space), channel) {
                 return self.on_broadcast(space, room, payload);
             }
         }
@@ -296,6 +446,68 @@ async fn probe(relay: Weak<Relay>) {
             relay
                 .publisher
                 .publish(relay.probe_channel.clone(), now_micros().to_string());
+        }
+    }
+}
+
+/// Keeps recoverable sessions in step: rewrites those whose rooms changed (every 500 ms)
+/// and pushes back the expiry of every live one (every quarter window), so sessions of an
+/// instance that dies stay restorable for the whole window.
+async fn keep_sessions(relay: Weak<Relay>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_refresh = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(r) = relay.upgrade() else { return };
+        let Some(recovery) = r.recovery.as_ref() else {
+            return;
+        };
+        if !r.link.is_up() {
+            continue;
+        }
+        for (nsp, sid) in recovery.take_dirty() {
+            let record = r
+                .space(&nsp)
+                .and_then(|s| s.ns.upgrade())
+                .and_then(|ns| ns.socket(&sid))
+                .and_then(|socket| socket.session_record());
+            if let Some(cmd) =
+                record.and_then(|rec| recovery.save_cmd(&rec, recovery.live_ttl(), false))
+            {
+                r.publisher.command(cmd);
+            }
+        }
+        if last_refresh.elapsed() < recovery.refresh_every() {
+            continue;
+        }
+        last_refresh = tokio::time::Instant::now();
+        let pids: Vec<String> = r
+            .spaces
+            .iter()
+            .filter_map(|s| s.ns.upgrade())
+            .flat_map(|ns| ns.sockets())
+            .filter_map(|s| s.pid().map(str::to_owned))
+            .collect();
+        if let Ok(mut c) = r.pool.get().await {
+            for chunk in pids.chunks(1000) {
+                if let Err(e) = recovery
+                    .refresh_cmds(chunk)
+                    .query_async::<()>(&mut *c)
+                    .await
+                {
+                    tracing::warn!(error = %e, "relay: cannot refresh recoverable sessions");
+                    break;
+                }
+            }
+            for space in &r.spaces {
+                let _: Result<(), _> = redis::cmd("XTRIM")
+                    .arg(recovery.log_key(&space.name))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(recovery::MAX_LOG)
+                    .query_async(&mut *c)
+                    .await;
+            }
         }
     }
 }

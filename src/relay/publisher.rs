@@ -11,16 +11,29 @@ use deadpool_redis::{redis, Connection, Pool};
 use tokio::sync::mpsc;
 
 use super::link::Link;
+use super::subscriber::Interest;
 
 /// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
 /// rather than let memory grow while Valkey is slow.
 const QUEUE: usize = 16_384;
 /// Most PUBLISH commands in one pipeline.
 const BATCH: usize = 512;
+/// Longest wait for pending subscriptions before publishing a recorded broadcast.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-struct Outgoing {
-    channel: String,
-    payload: Bytes,
+enum Outgoing {
+    Publish {
+        channel: String,
+        payload: Bytes,
+    },
+    /// A command whose answer nobody waits for (session writes).
+    Command(redis::Cmd),
+    /// A recording script call (it publishes what it records). `on_fail` runs when the
+    /// call could not be made, so the caller can still deliver locally.
+    Record {
+        cmd: redis::Cmd,
+        on_fail: Box<dyn FnOnce() + Send>,
+    },
 }
 
 #[derive(Clone)]
@@ -30,21 +43,42 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the publishing task; it ends when every `Publisher` clone is dropped.
-    pub fn start(pool: Pool, link: Arc<Link>) -> (Publisher, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        pool: Pool,
+        link: Arc<Link>,
+        interest: Arc<Interest>,
+    ) -> (Publisher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(pool, rx, link));
+        let task = tokio::spawn(run(pool, rx, link, interest));
         (Publisher { tx }, task)
     }
 
     /// Queues a PUBLISH. Returns false when it was dropped (queue full or task gone).
     pub fn publish(&self, channel: String, payload: impl Into<Bytes>) -> bool {
-        let queued = self
-            .tx
-            .try_send(Outgoing {
-                channel,
-                payload: payload.into(),
-            })
-            .is_ok();
+        self.queue(Outgoing::Publish {
+            channel,
+            payload: payload.into(),
+        })
+    }
+
+    /// Queues a recording script call; `on_fail` runs if it cannot be made.
+    pub fn record(&self, cmd: redis::Cmd, on_fail: Box<dyn FnOnce() + Send>) {
+        if let Err(e) = self.tx.try_send(Outgoing::Record { cmd, on_fail }) {
+            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
+                .increment(1);
+            if let Outgoing::Record { on_fail, .. } = e.into_inner() {
+                on_fail();
+            }
+        }
+    }
+
+    /// Queues a command after the broadcasts queued before it.
+    pub fn command(&self, cmd: redis::Cmd) -> bool {
+        self.queue(Outgoing::Command(cmd))
+    }
+
+    fn queue(&self, job: Outgoing) -> bool {
+        let queued = self.tx.try_send(job).is_ok();
         if !queued {
             metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
                 .increment(1);
@@ -53,27 +87,44 @@ impl Publisher {
     }
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Outgoing>, link: Arc<Link>) {
+async fn run(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Outgoing>,
+    link: Arc<Link>,
+    interest: Arc<Interest>,
+) {
     let mut conn: Option<(u64, Connection)> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let n = batch.len() as u64;
+        let mut fallbacks = Vec::new();
+        let mut pipe = redis::pipe();
+        for job in batch.drain(..) {
+            match job {
+                Outgoing::Publish { channel, payload } => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+                }
+                Outgoing::Command(cmd) => {
+                    pipe.add_command(cmd).ignore();
+                }
+                Outgoing::Record { cmd, on_fail } => {
+                    pipe.add_command(cmd).ignore();
+                    fallbacks.push(on_fail);
+                }
+            }
+        }
         // Degraded means local-only: messages are not held back for a Valkey that may not
         // return soon (the subscriber side is down too, so nothing would be consistent).
         if !link.is_up() {
             metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
                 .increment(n);
-            batch.clear();
+            fallbacks.into_iter().for_each(|f| f());
             continue;
         }
-        let mut pipe = redis::pipe();
-        for m in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(&m.channel)
-                .arg(&m.payload[..])
-                .ignore();
+        if !fallbacks.is_empty() {
+            // Rooms joined just now must be subscribed before their broadcasts come back.
+            interest.settled(SETTLE_LIMIT).await;
         }
-        batch.clear();
         // A connection from before the last reconnection is dead for sure. A dropped one
         // gets one retry on a fresh connection, so a Valkey restart loses no message; other
         // failures (a timeout) are not retried, as the PUBLISH may have happened.
@@ -94,6 +145,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Outgoing>, link: Arc<Link>) {
                 metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
                     .increment(n);
                 conn = None;
+                fallbacks.into_iter().for_each(|f| f());
             }
         }
     }

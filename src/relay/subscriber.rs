@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::link::Link;
 
@@ -29,25 +29,67 @@ pub trait Inbox: Send + Sync + 'static {
 /// Channels whose wanted state may have changed since the last flush. Joins and leaves only
 /// record the channel name here; the subscriber decides later, so a room created and
 /// deleted between two flushes costs nothing.
-#[derive(Default)]
 pub struct Interest {
-    changed: Mutex<HashSet<String>>,
+    changed: Mutex<Pending>,
     wake: Notify,
+    /// The `generation` the subscriptions in place account for.
+    applied: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    channels: HashSet<String>,
+    /// Counts changes, so a caller can wait until those made so far are applied.
+    generation: u64,
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Interest {
+            changed: Mutex::default(),
+            wake: Notify::new(),
+            applied: watch::channel(0).0,
+        }
+    }
 }
 
 impl Interest {
     pub fn changed(&self, channels: impl IntoIterator<Item = String>) {
-        let mut set = self.changed.lock().unwrap_or_else(|e| e.into_inner());
-        let before = set.len();
-        set.extend(channels);
-        if set.len() != before {
-            drop(set);
+        let mut pending = self.lock();
+        let before = pending.channels.len();
+        pending.channels.extend(channels);
+        if pending.channels.len() != before {
+            pending.generation += 1;
+            drop(pending);
             self.wake.notify_one();
         }
     }
 
-    fn take(&self) -> HashSet<String> {
-        std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Resolves once every change made before the call is applied, or after `limit` (the
+    /// link may be down, and then nothing is relayed anyway).
+    pub async fn settled(&self, limit: Duration) {
+        let wanted = self.lock().generation;
+        let mut rx = self.applied.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|g| *g >= wanted)).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.changed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> (HashSet<String>, u64) {
+        let mut pending = self.lock();
+        (std::mem::take(&mut pending.channels), pending.generation)
+    }
+
+    fn applied(&self, generation: u64) {
+        self.applied.send_if_modified(|g| {
+            let newer = generation > *g;
+            if newer {
+                *g = generation;
+            }
+            newer
+        });
     }
 }
 
@@ -69,7 +111,7 @@ impl Default for Timing {
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(3),
             backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -140,9 +182,10 @@ async fn session(
 
     // Pending changes are dropped first: `desired()` below already includes them, and any
     // change from now on is recorded again.
-    interest.take();
+    let (_, generation) = interest.take();
     let mut subscribed: HashSet<String> = HashSet::new();
     subscribe(&mut sink, inbox.desired(), &mut subscribed).await?;
+    interest.applied(generation);
     metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
     link.set_up(subscribed.len());
 
@@ -181,7 +224,8 @@ async fn flush(
 ) -> Result<(), SessionError> {
     let mut add = Vec::new();
     let mut remove = Vec::new();
-    for channel in interest.take() {
+    let (channels, generation) = interest.take();
+    for channel in channels {
         match (inbox.wanted(&channel), subscribed.contains(&channel)) {
             (true, false) => add.push(channel),
             (false, true) => remove.push(channel),
@@ -200,6 +244,7 @@ async fn flush(
             subscribed.remove(c);
         }
     }
+    interest.applied(generation);
     Ok(())
 }
 

@@ -42,6 +42,8 @@ pub mod request_type {
 #[derive(Debug)]
 pub struct RemoteBroadcast {
     pub uid: String,
+    /// The packet's place in the recovery log, on the recovery channels.
+    pub offset: Option<String>,
     pub nsp: String,
     /// An EVENT (BINARY_EVENT when it carries attachments), without ack id.
     pub packet: Packet,
@@ -49,16 +51,26 @@ pub struct RemoteBroadcast {
 }
 
 /// Encodes a local broadcast for the other servers. The packet's placeholders become `bin`.
+///
+/// With `offset_slot`, `flags` ends with `"offset": ""`, so the message's last byte is the
+/// empty string's, which the recording script replaces by the log id it assigns (other
+/// servers ignore an unknown flag).
 pub fn encode_broadcast(
     uid: &str,
     target: &BroadcastTarget,
     packet: &Packet,
+    offset_slot: bool,
 ) -> Result<Vec<u8>, WireError> {
     let data = match &packet.data {
         Some(d) => msgpack::from_json(d, &packet.attachments)?,
         None => Mp::Array(Vec::new()),
     };
     let rooms = |list: &[String]| Mp::Array(list.iter().map(|r| Mp::from(r.as_str())).collect());
+    let flags = if offset_slot {
+        vec![(Mp::from("offset"), Mp::from(""))]
+    } else {
+        Vec::new()
+    };
     let msg = Mp::Array(vec![
         Mp::from(uid),
         Mp::Map(vec![
@@ -69,7 +81,7 @@ pub fn encode_broadcast(
         Mp::Map(vec![
             (Mp::from("rooms"), rooms(&target.rooms)),
             (Mp::from("except"), rooms(&target.except)),
-            (Mp::from("flags"), Mp::Map(Vec::new())),
+            (Mp::from("flags"), Mp::Map(flags)),
         ]),
     ]);
     Ok(msgpack::encode(&msg))
@@ -110,8 +122,15 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<RemoteBroadcast, WireError> {
         rooms: room_list(opts.get("rooms")),
         except: room_list(opts.get("except")),
     };
+    let offset = opts
+        .get("flags")
+        .and_then(|f| f.get("offset"))
+        .and_then(Value::as_str)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned);
     Ok(RemoteBroadcast {
         uid,
+        offset,
         packet: event_packet(&nsp, data, attachments, None),
         nsp,
         target,
@@ -362,8 +381,19 @@ mod tests {
             Some(json!(["hello", "world", {"_placeholder": true, "num": 0}]))
         );
         assert_eq!(
-            encode_broadcast("abcdef", &b.target, &b.packet).unwrap(),
+            encode_broadcast("abcdef", &b.target, &b.packet, false).unwrap(),
             bytes
+        );
+        assert!(b.offset.is_none());
+        // The offset slot is the message's last byte: an empty string.
+        let slotted = encode_broadcast("abcdef", &b.target, &b.packet, true).unwrap();
+        assert_eq!(slotted.last(), Some(&0xa0));
+        let mut tagged = slotted[..slotted.len() - 1].to_vec();
+        tagged.extend([0xd9, 3]);
+        tagged.extend(b"1-2");
+        assert_eq!(
+            decode_broadcast(&tagged).unwrap().offset.as_deref(),
+            Some("1-2")
         );
     }
 

@@ -3,10 +3,60 @@
 //! The protocol layer delivers to its own sockets and tells the adapter two things: a
 //! broadcast to forward, and rooms that gained their first or lost their last local member
 //! (so a relay can subscribe only to the rooms this instance has an interest in).
+//!
+//! An adapter that records broadcasts for connection state recovery takes whole broadcasts
+//! instead ([`Adapter::broadcast_recorded`]): it delivers them locally itself, once the
+//! shared log has given each its offset, and it keeps sessions so a client coming back to any
+//! instance can be restored.
 
+use std::fmt;
+use std::str::FromStr;
+
+use super::handler::BoxFuture;
 use super::namespace::BroadcastTarget;
 use super::packet::Packet;
 use super::rooms::RoomChanges;
+use crate::engineio::Sid;
+
+/// Where a recorded packet sits in the shared log: ordered, printed `ms-seq` (a Valkey
+/// stream id). The client echoes the last one it received when it reconnects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Offset(pub u64, pub u64);
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+impl FromStr for Offset {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (ms, seq) = s.split_once('-').ok_or(())?;
+        Ok(Offset(
+            ms.parse().map_err(|_| ())?,
+            seq.parse().map_err(|_| ())?,
+        ))
+    }
+}
+
+/// A session as kept for recovery: enough to give the client back its id and rooms.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    pub pid: String,
+    pub sid: Sid,
+    pub nsp: String,
+    pub rooms: Vec<String>,
+}
+
+/// A session found again: its id and rooms (the missed packets come later, from
+/// [`Adapter::missed`], once the restored socket's rooms are being followed).
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub sid: Sid,
+    pub rooms: Vec<String>,
+    pub offset: Offset,
+}
 
 pub trait Adapter: Send + Sync + 'static {
     /// `packet` was just delivered to the local sockets of `target`: forward it to the other
@@ -15,4 +65,42 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Rooms of `nsp` were created (first local member) or deleted (last one left).
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges);
+
+    /// Whether broadcasts are recorded for recovery (then [`Adapter::broadcast_recorded`]
+    /// is used instead of local delivery plus [`Adapter::publish`]).
+    fn records(&self) -> bool {
+        false
+    }
+
+    /// Records, publishes and delivers locally a broadcast, each copy carrying its offset.
+    fn broadcast_recorded(&self, _nsp: &str, _target: BroadcastTarget, _packet: Packet) {}
+
+    /// A socket joined or left a room (its kept session must follow).
+    fn socket_rooms_changed(&self, _nsp: &str, _sid: Sid) {}
+
+    /// A recoverable socket connected, or disconnected (`recoverable`: with a reason that
+    /// allows recovery; otherwise its session is forgotten).
+    fn session_opened(&self, _record: SessionRecord) {}
+    fn session_closed(&self, _record: SessionRecord, _recoverable: bool) {}
+
+    /// Takes the kept session `pid` (it can be restored once) if `offset` is still in the log.
+    fn restore(&self, _nsp: &str, _pid: &str, _offset: Offset) -> BoxFuture<Option<Restored>> {
+        Box::pin(async { None })
+    }
+
+    /// The packets after `offset` that a socket in `rooms` would have received, in order,
+    /// each with its offset; `None` when they cannot all be given back.
+    fn missed(
+        &self,
+        _nsp: &str,
+        _rooms: Vec<String>,
+        _offset: Offset,
+    ) -> BoxFuture<Option<Vec<(Offset, Packet)>>> {
+        Box::pin(async { None })
+    }
+
+    /// Resolves once every room joined so far is followed (its subscription is in place).
+    fn settled(&self) -> BoxFuture<()> {
+        Box::pin(async {})
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::adapter::Adapter;
+use super::adapter::{Adapter, Offset, SessionRecord};
 use super::encode::encode;
 use super::handler::NamespaceHandler;
 use super::packet::Packet;
@@ -112,11 +112,30 @@ impl Namespace {
     pub fn join<S: AsRef<str>>(&self, sid: Sid, rooms: &[S]) {
         let changes = self.rooms.join(sid, rooms);
         self.notify(changes);
+        self.socket_rooms_changed(sid);
     }
 
     pub fn leave(&self, sid: Sid, room: &str) {
         let changes = self.rooms.leave(sid, room);
         self.notify(changes);
+        self.socket_rooms_changed(sid);
+    }
+
+    fn socket_rooms_changed(&self, sid: Sid) {
+        if let Some(adapter) = self.adapter.get().filter(|a| a.records()) {
+            adapter.socket_rooms_changed(&self.name, sid);
+        }
+    }
+
+    /// The adapter, when it records broadcasts for connection state recovery.
+    pub fn recorder(&self) -> Option<&Arc<dyn Adapter>> {
+        self.adapter.get().filter(|a| a.records())
+    }
+
+    pub(crate) fn session_closed(&self, record: SessionRecord, recoverable: bool) {
+        if let Some(adapter) = self.recorder() {
+            adapter.session_closed(record, recoverable);
+        }
     }
 
     /// The local sockets a broadcast to `target` reaches.
@@ -137,29 +156,61 @@ impl Namespace {
 
     /// Sends `packet` to every socket of `target`, here and (through the adapter) on the
     /// other instances. Returns the number of local recipients.
+    /// With recovery on, the adapter delivers locally itself once the packet has its offset,
+    /// and the count returned is 0.
     pub fn broadcast(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
-        let delivered = self.broadcast_local(target, packet);
-        if let Some(adapter) = self.adapter.get() {
-            adapter.publish(&self.name, target, packet);
+        match self.adapter.get() {
+            Some(adapter) if adapter.records() => {
+                adapter.broadcast_recorded(&self.name, target.clone(), packet.clone());
+                0
+            }
+            Some(adapter) => {
+                let delivered = self.broadcast_local(target, packet);
+                adapter.publish(&self.name, target, packet);
+                delivered
+            }
+            None => self.broadcast_local(target, packet),
         }
-        delivered
     }
 
     /// Sends `packet` to the local sockets of `target` only (a relayed broadcast). It is
     /// encoded once and its frames are shared by every recipient's queue.
     pub fn broadcast_local(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
-        let frames = encode(packet);
-        self.deliver(target, &frames)
+        self.deliver_event(target, packet, None)
     }
 
-    /// Delivers already-encoded frames (a relay's decoded broadcast) to local sockets.
-    pub fn deliver(&self, target: &BroadcastTarget, frames: &[Frame]) -> usize {
+    /// Encodes and delivers an event to the local sockets of `target`, with its place in the
+    /// recovery log when it has one, and counts it (`events_out_total`, fan-out histogram).
+    pub fn deliver_event(
+        &self,
+        target: &BroadcastTarget,
+        packet: &Packet,
+        offset: Option<Offset>,
+    ) -> usize {
+        let recipients = self.deliver(target, &encode(packet), offset);
+        let event = packet
+            .data
+            .as_ref()
+            .and_then(|d| d.get(0))
+            .and_then(Value::as_str);
+        crate::metrics::broadcast(event.unwrap_or_default(), recipients);
+        recipients
+    }
+
+    /// Delivers already-encoded frames to local sockets; `offset` is the packet's place in
+    /// the recovery log, when it has one.
+    pub fn deliver(
+        &self,
+        target: &BroadcastTarget,
+        frames: &[Frame],
+        offset: Option<Offset>,
+    ) -> usize {
         // Collected first: a full queue closes its session, which removes its socket from
         // this namespace, so no lock of ours may be held while queueing.
         let recipients = self.select(target);
         let mut delivered = 0;
         for socket in &recipients {
-            if socket.session().send_all(frames.iter().cloned()).is_ok() {
+            if socket.deliver(frames, offset).is_ok() {
                 delivered += 1;
             }
         }

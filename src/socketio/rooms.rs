@@ -109,6 +109,23 @@ impl RoomIndex {
         self.read().members.keys().cloned().collect()
     }
 
+    /// Rooms other than the sockets' own id rooms (each socket is alone in the room named by
+    /// its id): the rooms an operator thinks of, for the `rooms` gauge.
+    pub fn shared_rooms(&self) -> usize {
+        let idx = self.read();
+        idx.members
+            .iter()
+            .filter(|(room, members)| {
+                let own = members.len() == 1
+                    && members
+                        .iter()
+                        .next()
+                        .is_some_and(|sid| sid.as_str() == &***room);
+                !own
+            })
+            .count()
+    }
+
     pub fn contains_room(&self, room: &str) -> bool {
         self.read().members.contains_key(room)
     }
@@ -175,5 +192,16 @@ mod tests {
         assert!(!idx.contains_room("r1"));
         assert_eq!(idx.rooms_of(c), vec![Arc::from("r2")]);
         assert!(idx.is_member(c, "r2") && !idx.is_member(c, "r1"));
+    }
+
+    #[test]
+    fn shared_rooms_leave_out_own_id_rooms() {
+        let idx = RoomIndex::default();
+        let (a, b) = (Sid::generate(), Sid::generate());
+        idx.join(a, &[a.as_str(), "channel:1", "user:1"]);
+        idx.join(b, &[b.as_str(), "channel:1"]);
+        assert_eq!(idx.shared_rooms(), 2);
+        idx.leave_all(a);
+        assert_eq!(idx.shared_rooms(), 1);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::adapter::Offset;
 use super::client::Client;
 use super::encode::encode;
 use super::handler::{AckSender, ConnectRequest, DisconnectReason, Event, NamespaceHandler};
@@ -156,29 +157,91 @@ impl SocketIo {
                 return;
             }
             match verdict {
-                Ok(extension) => {
-                    let sid = Sid::generate();
-                    let socket = Arc::new(Socket::new(
-                        sid,
-                        ns.clone(),
-                        session.clone(),
-                        auth,
-                        extension,
-                    ));
-                    client.lock().sockets.push(socket.clone());
-                    ns.add_socket(socket.clone());
-                    ns.handler.prepare(&socket);
-                    let reply = Packet::connect(&nsp, Some(json!({ "sid": sid.as_str() })));
-                    if socket.send_packet(&reply).is_ok() {
-                        ns.handler.on_connect(&socket);
-                    }
-                }
+                Ok(extension) => Self::admit(ns, session.clone(), client, auth, extension).await,
                 Err(e) => {
                     let refusal = Packet::connect_error(&nsp, &e.message, e.data);
                     let _ = session.send_all(encode(&refusal));
                 }
             }
         });
+    }
+
+    /// Creates the socket of an accepted CONNECT: a fresh one, or, when the client brought a
+    /// `pid` and `offset` of a kept session, that session's id and rooms with the packets it
+    /// missed written before the CONNECT reply (as the reference does).
+    async fn admit(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: &Client,
+        auth: Value,
+        extension: Option<super::handler::Extension>,
+    ) {
+        let recorder = ns.recorder().cloned();
+        let restored = match (&recorder, recovery_claim(&auth)) {
+            (Some(adapter), Some((pid, offset))) => adapter
+                .restore(&ns.name, &pid, offset)
+                .await
+                .map(|r| (pid, r)),
+            _ => None,
+        };
+        let sid = restored.as_ref().map_or_else(Sid::generate, |(_, r)| r.sid);
+        let socket = Arc::new(Socket::new(
+            sid,
+            ns.clone(),
+            session.clone(),
+            auth,
+            extension,
+        ));
+        if restored.is_some() {
+            socket.hold();
+        }
+        client.lock().sockets.push(socket.clone());
+        ns.add_socket(socket.clone());
+        if let Some((_, r)) = &restored {
+            ns.join(sid, &r.rooms);
+        }
+        ns.handler.prepare(&socket);
+        if let Some(adapter) = &recorder {
+            let mut pid = None;
+            if let Some((old_pid, r)) = restored {
+                // Rooms are followed before the log is read: nothing falls in between.
+                adapter.settled().await;
+                match adapter.missed(&ns.name, r.rooms, r.offset).await {
+                    Some(missed) => {
+                        let last = missed.last().map_or(r.offset, |(o, _)| *o);
+                        for (_, packet) in &missed {
+                            let _ = socket.send_packet(packet);
+                        }
+                        socket.release(Some(last));
+                        socket
+                            .recovered
+                            .store(true, std::sync::atomic::Ordering::Release);
+                        pid = Some(old_pid);
+                        tracing::debug!(sid = %sid, missed = missed.len(), "session recovered");
+                    }
+                    // The id and rooms are back but not every missed packet: a new pid tells
+                    // the client it was not recovered, so it refetches.
+                    None => socket.release(Some(r.offset)),
+                }
+            }
+            socket.set_pid(pid.unwrap_or_else(|| Sid::generate().to_string()));
+            if let Some(record) = socket.session_record() {
+                adapter.session_opened(record);
+            }
+        }
+        if !socket.connected() {
+            return;
+        }
+        let mut reply = json!({ "sid": sid.as_str() });
+        if let Some(pid) = socket.pid() {
+            reply["pid"] = Value::String(pid.to_owned());
+        }
+        if socket
+            .send_packet(&Packet::connect(&ns.name, Some(reply)))
+            .is_ok()
+        {
+            ns.handler.on_connect(&socket);
+        }
     }
 
     fn on_parsed(
@@ -196,6 +259,13 @@ impl SocketIo {
             }
         }
     }
+}
+
+/// `{pid, offset}` in a CONNECT payload: the client asks for its session back.
+fn recovery_claim(auth: &Value) -> Option<(String, Offset)> {
+    let pid = auth.get("pid")?.as_str()?;
+    let offset = auth.get("offset")?.as_str()?.parse().ok()?;
+    Some((pid.to_owned(), offset))
 }
 
 impl EngineHandler for SocketIo {

@@ -3,19 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::adapter::{Offset, SessionRecord};
 use super::encode::encode;
 use super::handler::{DisconnectReason, Extension};
 use super::namespace::Namespace;
 use super::packet::Packet;
 use super::rooms::Room;
-use crate::engineio::{CloseReason, Session, SessionClosed, Sid};
+use crate::engineio::{CloseReason, Frame, Session, SessionClosed, Sid};
 
 /// A client's answer to an acknowledged emit.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,9 @@ pub enum AckError {
     Disconnected,
 }
 
+/// A broadcast held back while a session is restored: its offset (if recorded) and frames.
+type Held = (Option<Offset>, Vec<Frame>);
+
 pub struct Socket {
     pub id: Sid,
     pub ns: Arc<Namespace>,
@@ -42,6 +46,14 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
+    /// The private id of a recoverable session (connection state recovery), set once known.
+    pid: OnceLock<String>,
+    /// Whether this socket took over a disconnected session with its missed packets.
+    pub recovered: AtomicBool,
+    /// While a session is being restored, live broadcasts wait here with their offsets, so
+    /// the missed packets go first and nothing is sent twice.
+    held: Mutex<Option<Vec<Held>>>,
+    holding: AtomicBool,
 }
 
 impl Socket {
@@ -61,7 +73,67 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
+            pid: OnceLock::new(),
+            recovered: AtomicBool::new(false),
+            held: Mutex::new(None),
+            holding: AtomicBool::new(false),
         }
+    }
+
+    pub fn pid(&self) -> Option<&str> {
+        self.pid.get().map(String::as_str)
+    }
+
+    pub(crate) fn set_pid(&self, pid: String) {
+        let _ = self.pid.set(pid);
+    }
+
+    /// Holds live broadcasts back until [`Socket::release`].
+    pub(crate) fn hold(&self) {
+        *self.lock_held() = Some(Vec::new());
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Sends what was held, except packets at or before `after` (already replayed).
+    pub(crate) fn release(&self, after: Option<Offset>) {
+        let mut held = self.lock_held();
+        for (offset, frames) in held.take().unwrap_or_default() {
+            let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
+            if !replayed {
+                let _ = self.session.send_all(frames);
+            }
+        }
+        self.holding.store(false, Ordering::Release);
+    }
+
+    /// Queues a broadcast's frames (or holds them while the session is being restored).
+    pub(crate) fn deliver(
+        &self,
+        frames: &[Frame],
+        offset: Option<Offset>,
+    ) -> Result<(), SessionClosed> {
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.lock_held();
+            if let Some(list) = held.as_mut() {
+                list.push((offset, frames.to_vec()));
+                return Ok(());
+            }
+        }
+        self.session.send_all(frames.iter().cloned())
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Vec<Held>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a recovery would restore of this socket.
+    pub fn session_record(&self) -> Option<SessionRecord> {
+        Some(SessionRecord {
+            pid: self.pid.get()?.clone(),
+            sid: self.id,
+            nsp: self.ns.name.clone(),
+            rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
+        })
     }
 
     pub fn session(&self) -> &Arc<Session> {
@@ -175,7 +247,12 @@ impl Socket {
     /// Leaves the namespace: rooms, pending acks, then the application's callback. Runs once.
     pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
         if self.connected.swap(false, Ordering::AcqRel) {
+            // Taken before the socket leaves its rooms: the kept session needs them.
+            let record = self.session_record();
             self.ns.remove_socket(self);
+            if let Some(record) = record {
+                self.ns.session_closed(record, reason.is_recoverable());
+            }
             if let Some(client) = self.session.data::<super::client::Client>() {
                 client.remove(&self.ns.name);
             }

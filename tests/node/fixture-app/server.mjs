@@ -3,6 +3,7 @@
 //
 // Environment:
 //   PORT                 port on 127.0.0.1 (0 or unset = any free port)
+//   HOST                 address to listen on instead of 127.0.0.1 (deploy/compose.yaml: 0.0.0.0)
 //   DB_FILE              SQLite file (default: a fresh temp file, removed at exit)
 //   BETTER_AUTH_SECRET   secret (default: a fixed test secret)
 //   BASE_URL             better-auth baseURL (default: the server's own http://127.0.0.1:<port>)
@@ -10,6 +11,10 @@
 //   COOKIE_CACHE=1       enable better-auth's session cookie cache (COOKIE_CACHE_MAX_AGE seconds, default 300)
 //   FIXTURE_TEST_ROUTES=1  enable /test/* routes
 //   FIXTURE_LOG=1        one line per request on stderr (method, path, status, ms; never headers or bodies)
+//
+// GET / is a small chat page (public/, plain HTML + JS) that signs in with better-auth and talks to
+// the gateway on its own origin through a reverse proxy (scripts/stack.sh, tests/node/e2e/);
+// /vendor/socket.io.min.js is socket.io-client's browser bundle from node_modules.
 //
 // Prints exactly one line `LISTENING http://127.0.0.1:<port>` on stdout when ready.
 import http from "node:http";
@@ -22,6 +27,7 @@ import { toNodeHandler } from "better-auth/node";
 import { getMigrations } from "better-auth/db/migration";
 import { createAppSchema, seedApp, makeStore, SEED_USERS } from "./db.mjs";
 import { makeRoutes, sendJson, HttpError } from "./routes.mjs";
+import { fileURLToPath } from "node:url";
 
 const env = process.env;
 const flag = (v) => v === "1" || v === "true";
@@ -106,7 +112,7 @@ let handle = (_req, res) => sendJson(res, 503, { error: "starting" });
 const server = http.createServer((req, res) => handle(req, res));
 await new Promise((resolve, reject) => {
   server.once("error", reject);
-  server.listen(Number(env.PORT || 0), "127.0.0.1", resolve);
+  server.listen(Number(env.PORT || 0), env.HOST || "127.0.0.1", resolve);
 });
 const ownURL = `http://127.0.0.1:${server.address().port}`;
 const baseURL = env.BASE_URL || ownURL;
@@ -158,6 +164,22 @@ for (const u of Object.values(users)) store.revokeUserSessions(u.id);
 
 const routes = makeRoutes({ auth, store, ctl, users });
 
+// ---- the chat page and socket.io-client's browser bundle (read on each request: small, and edits show at once)
+const here = path.dirname(fileURLToPath(import.meta.url));
+const STATIC = {
+  "/": [path.join(here, "public/index.html"), "text/html; charset=utf-8"],
+  "/chat.js": [path.join(here, "public/chat.js"), "text/javascript; charset=utf-8"],
+  "/chat.css": [path.join(here, "public/chat.css"), "text/css; charset=utf-8"],
+  "/vendor/socket.io.min.js": [path.join(here, "../node_modules/socket.io-client/dist/socket.io.min.js"), "text/javascript; charset=utf-8"],
+};
+function serveStatic(req, res, [file, type]) {
+  fs.readFile(file, (err, body) => {
+    if (err) return sendJson(res, 404, { error: "not_found" });
+    res.writeHead(200, { "content-type": type, "content-length": body.length, "cache-control": "no-cache" });
+    res.end(req.method === "HEAD" ? undefined : body);
+  });
+}
+
 // ---- dispatch
 async function dispatch(req, res) {
   const url = new URL(req.url, ownURL);
@@ -173,6 +195,7 @@ async function dispatch(req, res) {
   if (ep === "events" && req.method === "POST") return routes.events(req, res, url);
   if (pathname === "/api/messages" && req.method === "GET") return routes.messages(req, res, url);
   if (pathname === "/healthz") return sendJson(res, 200, { ok: true });
+  if ((req.method === "GET" || req.method === "HEAD") && Object.hasOwn(STATIC, pathname)) return serveStatic(req, res, STATIC[pathname]);
   if (TEST_ROUTES && pathname.startsWith("/test/")) {
     const h = routes.testRoutes[`${req.method} ${pathname}`];
     if (h) return h(req, res, url);

@@ -94,7 +94,7 @@ test("a re-validation that hits an auth outage does not disconnect (not a logout
   s.cookies.dave = await s.login("dave");
 });
 
-test("re-validation also refreshes memberships: removal from c1 stops c1 deliveries (config: sessions and memberships)", { todo: "membership changes reach live sockets through the emitter (Valkey relay issue)" }, async () => {
+test("re-validation also refreshes memberships: removal from c1 stops c1 deliveries (config: sessions and memberships)", async () => {
   const alice = await connect(s.url, s.cookies.alice);
   const bob = await connect(s.url, s.cookies.bob);
   await setMembership(s.app.url, { op: "remove", kind: "channel", id: "c1", userId: s.users.bob.id });

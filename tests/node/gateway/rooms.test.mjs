@@ -62,7 +62,7 @@ test("connect joins dm rooms: d1 (alice+bob) and d2 (alice+dave)", async () => {
   await deliveredExactly(dave, { conversationId: "d2" }, [alice1, alice2], [bob, carol], "d2");
 });
 
-test("workspace rooms: dave's presence reaches alice (w2) and not bob or carol (w1 only)", { todo: "presence arrives with the Valkey relay and presence issue" }, async () => {
+test("workspace rooms: dave's presence reaches alice (w2) and not bob or carol (w1 only)", async () => {
   const fromDave = (st) => (u) => u?.userId === s.users.dave.id && u?.status === st;
   const away = waitFor(alice1, "presence:update", 3000, fromDave("away"));
   const away2 = waitFor(alice2, "presence:update", 3000, fromDave("away"));

@@ -1,0 +1,193 @@
+// Limits of one instance, through the real gateway in front of the fixture app: the session cap
+// and the handshake rate (503 for polling and WebSocket handshakes, live sockets unaffected), the
+// per-socket event rate (RATE_LIMITED, event dropped, socket kept), and the payload limit (a
+// WebSocket message over it is closed with 1009, a polling POST over it gets 413).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startFixtureApp, signIn, listMessages } from "../lib/app.mjs";
+import { startGateway, connect, connectError, closeAllClients, waitFor, waitDisconnect, expectNothing, emitAck, sleep, assertAlive } from "../lib/gateway.mjs";
+import { openRawWs, rawSocketIo } from "../lib/rawws.mjs";
+import { pollingHandshake, pollingPost, scrape, value, eventually } from "../lib/ops.mjs";
+
+let app;
+const cookies = {};
+before(async () => {
+  app = await startFixtureApp();
+  for (const name of ["alice", "bob", "carol"]) {
+    cookies[name] = await signIn(app.url, app.users[name].email, app.users[name].password);
+  }
+});
+after(async () => {
+  closeAllClients();
+  await app?.stop();
+});
+
+/** Starts a gateway for one test and stops it (and its clients) afterwards. */
+async function withGateway(env, t, fn) {
+  // A short drain: stopping the gateway must not wait out the default 10 s window.
+  const gw = await startGateway({ appUrl: app.url, env: { GATEWAY_SERVER__DRAIN_WINDOW_MS: "200", ...env } });
+  try {
+    await fn(gw);
+    assertAlive(gw);
+  } finally {
+    closeAllClients();
+    await gw.stop();
+  }
+}
+
+const wsHandshake = (url) => openRawWs(url, "/socket.io/?EIO=4&transport=websocket");
+
+test("server.max_connections: handshakes beyond it get 503 (polling and websocket), live sockets keep working", async (t) => {
+  await withGateway({ GATEWAY_SERVER__MAX_CONNECTIONS: "3" }, t, async (gw) => {
+    const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
+    const bob = await connect(gw.url, cookies.bob, { transports: ["polling"] });
+    const carol = await connect(gw.url, cookies.carol); // polling, then upgraded
+
+    const polling = await pollingHandshake(gw.url);
+    assert.equal(polling.status, 503, polling.text);
+    assert.equal(polling.json?.code, "OVER_CAPACITY", polling.text);
+    assert.match(polling.json?.message ?? "", /capacity/);
+    assert.equal(polling.headers.get("retry-after"), "1");
+
+    const ws = await wsHandshake(gw.url);
+    assert.equal(ws.status, 503, ws.head);
+    assert.equal(JSON.parse(ws.body).code, "OVER_CAPACITY", ws.body);
+
+    const err = await connectError(gw.url, cookies.alice, { transports: ["websocket"] });
+    assert.ok(err, "a fourth socket.io client must fail to connect");
+
+    // The three live sockets are untouched and still talk.
+    const content = `cap ${Date.now()}`;
+    const got = waitFor(bob, "message:new", 3000, (m) => m?.content === content);
+    const ack = await emitAck(alice, "message:send", { channelId: "c1", content });
+    assert.equal(ack?.ok, true, JSON.stringify(ack));
+    await got;
+    assert.ok(alice.connected && bob.connected && carol.connected);
+
+    const m = await scrape(gw.url);
+    assert.equal(value(m, "socket_gateway_connects_total", { result: "over_capacity" }), 3);
+    assert.equal(value(m, "socket_gateway_connects_total", { result: "ok" }), 3);
+
+    // A freed slot admits a new session again.
+    carol.close();
+    const again = await eventually(async () => (await pollingHandshake(gw.url)).status === 200, 3000, "a handshake after a socket left");
+    assert.ok(again);
+  });
+});
+
+test("limits.connect_rate_per_s: handshakes beyond the rate get 503, the bucket refills", async (t) => {
+  // One handshake per second, a bucket of one: the first connect takes the only token.
+  await withGateway({ GATEWAY_LIMITS__CONNECT_RATE_PER_S: "1" }, t, async (gw) => {
+    const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
+    const t0 = Date.now();
+    const polling = await pollingHandshake(gw.url);
+    const ws = await wsHandshake(gw.url);
+    const elapsed = Date.now() - t0;
+    if (elapsed < 900) {
+      assert.equal(polling.status, 503, polling.text);
+      assert.equal(polling.json?.code, "RATE_LIMITED", polling.text);
+      assert.equal(ws.status, 503, ws.head);
+      assert.equal(JSON.parse(ws.body).code, "RATE_LIMITED", ws.body);
+    } else {
+      t.diagnostic(`the machine was too slow (${elapsed} ms) to check refusals within one token`);
+    }
+    // The live socket is not affected.
+    const ack = await emitAck(alice, "room:leave", { room: "channel:nope" });
+    assert.deepEqual(ack, { ok: true });
+
+    await sleep(1100);
+    const later = await pollingHandshake(gw.url);
+    assert.equal(later.status, 200, "the bucket refills at the configured rate");
+    // ...but only one token per second.
+    const burst = await Promise.all([1, 2, 3].map(() => pollingHandshake(gw.url)));
+    assert.ok(burst.some((r) => r.status === 503), `statuses ${burst.map((r) => r.status)}`);
+
+    const m = await scrape(gw.url);
+    assert.ok(value(m, "socket_gateway_connects_total", { result: "rate_limited" }) >= 2);
+  });
+});
+
+test("limits.events_per_s / events_burst: events over the bucket are dropped with RATE_LIMITED, the socket stays", async (t) => {
+  // One event per second sustained, three at once: the refill is slow enough to not blur the burst.
+  await withGateway({ GATEWAY_LIMITS__EVENTS_PER_S: "1", GATEWAY_LIMITS__EVENTS_BURST: "3" }, t, async (gw) => {
+    const alice = await connect(gw.url, cookies.alice);
+    const bob = await connect(gw.url, cookies.bob);
+    const errors = [];
+    alice.on("error", (e) => errors.push(e));
+    const t0 = Date.now();
+    // A burst of five: three pass, two are refused with the contract's error ack.
+    const acks = await Promise.all([1, 2, 3, 4, 5].map(() => emitAck(alice, "room:leave", { room: "channel:nope" })));
+    const ok = acks.filter((a) => a?.ok === true).length;
+    const limited = acks.filter((a) => a?.ok === false && a?.code === "RATE_LIMITED");
+    assert.equal(ok, 3, JSON.stringify(acks));
+    assert.equal(limited.length, 2, JSON.stringify(acks));
+    assert.ok(limited.every((a) => typeof a.error === "string" && a.error.length > 0));
+
+    // A chat message over the limit is dropped: refused ack, never stored, never broadcast.
+    const content = `limited ${Date.now()}`;
+    const none = expectNothing(bob, "message:new", 500, (m) => m?.content === content);
+    const refused = await emitAck(alice, "message:send", { channelId: "c1", content });
+    // Without an ack, the refusal is an `error` event only.
+    alice.emit("typing:start", { channelId: "c1" });
+    const elapsed = Date.now() - t0;
+    assert.equal(refused?.code, "RATE_LIMITED", `${JSON.stringify(refused)} after ${elapsed} ms`);
+    await none;
+    const stored = await listMessages(app.url, cookies.bob, { channelId: "c1" });
+    assert.ok(!stored.body.messages.some((m) => m.content === content), "a dropped message reached the app");
+
+    // Every refusal also came as an `error` event: two room:leave, the message, the typing.
+    await eventually(() => errors.length >= 4, 2000, "four error events");
+    await sleep(100);
+    assert.equal(errors.length, 4, JSON.stringify(errors));
+    assert.ok(errors.every((e) => e?.code === "RATE_LIMITED" && typeof e.message === "string"), JSON.stringify(errors));
+
+    // Still connected, and the sustained rate comes back.
+    assert.ok(alice.connected);
+    await sleep(1100);
+    const after = await emitAck(alice, "room:leave", { room: "channel:nope" });
+    assert.deepEqual(after, { ok: true });
+
+    const m = await scrape(gw.url);
+    assert.equal(value(m, "socket_gateway_events_in_total", { event: "room:leave" }), 6);
+    assert.equal(value(m, "socket_gateway_events_in_total", { event: "message:send" }), 1);
+    assert.equal(value(m, "socket_gateway_events_in_total", { event: "typing:start" }), 1);
+  });
+});
+
+test("engine.max_payload: a websocket message over it closes that connection with 1009, a polling POST gets 413", async (t) => {
+  await withGateway({ GATEWAY_ENGINE__MAX_PAYLOAD: "10000" }, t, async (gw) => {
+    const bob = await connect(gw.url, cookies.bob, { transports: ["websocket"] });
+
+    // socket.io-client over websocket: the oversized emit ends its connection.
+    const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
+    const gone = waitDisconnect(alice, 3000);
+    alice.emit("message:send", { channelId: "c1", content: "x".repeat(20000) });
+    assert.equal(await gone, "transport close");
+
+    // At the frame level: the close frame says why.
+    const raw = await rawSocketIo(gw.url, { cookie: cookies.alice });
+    raw.send(`42["message:send",{"channelId":"c1","content":"${"y".repeat(12000)}"}]`);
+    await raw.ended;
+    assert.deepEqual(raw.closeFrame, { code: 1009, reason: "message too big" });
+
+    // Just under the limit is accepted.
+    const fits = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
+    const ack = await emitAck(fits, "room:leave", { room: `channel:${"z".repeat(200)}` });
+    assert.deepEqual(ack, { ok: true });
+
+    // Polling: 413, and the session is closed.
+    const hs = await pollingHandshake(gw.url);
+    assert.equal(hs.status, 200);
+    const big = await pollingPost(gw.url, hs.sid, "4" + "x".repeat(10001));
+    assert.equal(big.status, 413);
+    const small = await pollingPost(gw.url, hs.sid, "40");
+    assert.equal(small.status, 400, "the session was closed");
+    const hs2 = await pollingHandshake(gw.url);
+    const fine = await pollingPost(gw.url, hs2.sid, "4" + "x".repeat(9000));
+    assert.equal(fine.status, 200, fine.text);
+
+    // Nobody else noticed.
+    const pong = await emitAck(bob, "room:leave", { room: "channel:nope" });
+    assert.deepEqual(pong, { ok: true });
+  });
+});

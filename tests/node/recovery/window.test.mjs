@@ -1,0 +1,103 @@
+// Connection state recovery on one instance: a dropped transport comes back recovered with what it missed;
+// after the window, or with its session revoked, it does not; bogus claims get a fresh session.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { connect, emitAck, closeAllClients, sleep } from "../lib/gateway.mjs";
+import { revokeUserSessions } from "../lib/app.mjs";
+import { startValkey, closeAllRedis, until } from "../lib/valkey.mjs";
+import { startRelayStack } from "../relay/helpers.mjs";
+import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
+
+const WINDOW_MS = 1500;
+let valkey, s, G;
+
+before(async () => {
+  valkey = await startValkey();
+  s = await startRelayStack({
+    valkeyUrl: valkey.url,
+    gateways: 1,
+    gatewayEnv: recoveryEnv(valkey.url, { GATEWAY_RECOVERY__MAX_DISCONNECTION_MS: String(WINDOW_MS) }),
+  });
+  [G] = s.gws;
+});
+after(async () => {
+  closeRecoverable();
+  closeAllClients();
+  await s?.stop();
+  closeAllRedis();
+  await valkey?.stop();
+});
+
+const contents = (sock) => sock.got.filter((g) => g.event === "message:new").map((g) => g.args[0].content);
+
+/** Drops the client's transport as a network failure would (the client reconnects by itself). */
+function dropTransport(sock) {
+  const gone = new Promise((resolve) => sock.once("disconnect", resolve));
+  sock.io.engine.close();
+  return gone;
+}
+
+test("a dropped transport within the window: recovered, missed packets once, same id and rooms", async () => {
+  const alice = await recoverable(G.url, s.cookies.alice, { reconnectMs: 600 });
+  const bob = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "w-before" });
+  await until(() => contents(alice).includes("w-before"), { what: "first message" });
+  const sid = alice.id;
+  await dropTransport(alice);
+  await emitAck(bob, "message:send", { channelId: "c1", content: "w-gap-1" });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "w-gap-2" });
+  assert.equal(await nextConnect(alice), true, "recovered");
+  assert.equal(alice.id, sid);
+  await emitAck(bob, "message:send", { channelId: "c1", content: "w-live" });
+  await until(() => contents(alice).includes("w-live"), { what: "live message" });
+  await sleep(200);
+  assert.deepEqual(contents(alice), ["w-before", "w-gap-1", "w-gap-2", "w-live"]);
+  alice.close();
+  bob.close();
+});
+
+test("after the window: not recovered (new id), rooms work again", async () => {
+  const alice = await recoverable(G.url, s.cookies.alice, { reconnectMs: WINDOW_MS + 1000 });
+  const bob = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "late-before" });
+  await until(() => contents(alice).includes("late-before"), { what: "first message" });
+  const sid = alice.id;
+  await dropTransport(alice);
+  await emitAck(bob, "message:send", { channelId: "c1", content: "late-gap" });
+  assert.equal(await nextConnect(alice, 10000), false, "not recovered after the window");
+  assert.notEqual(alice.id, sid);
+  assert.ok(!contents(alice).includes("late-gap"), "nothing replayed");
+  await emitAck(bob, "message:send", { channelId: "c1", content: "late-live" });
+  await until(() => contents(alice).includes("late-live"), { what: "rooms work after a fresh connect" });
+  alice.close();
+  bob.close();
+});
+
+test("a session revoked during the gap does not come back", async () => {
+  const carolCookie = await s.login("carol");
+  const carol = await recoverable(G.url, carolCookie, { reconnectMs: 800 });
+  const bob = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  await emitAck(bob, "message:send", { channelId: "c3", content: "r-before" });
+  await until(() => contents(carol).includes("r-before"), { what: "first message" });
+  await dropTransport(carol);
+  await revokeUserSessions(s.app.url, s.users.carol.id);
+  await assert.rejects(nextConnect(carol), (err) => err.message === "Invalid session");
+  carol.close();
+  bob.close();
+});
+
+test("a claim with an unknown pid or a malformed offset gets a fresh session", async () => {
+  for (const auth of [
+    { pid: "nope", offset: "1-0" },
+    { pid: "x", offset: "not-an-offset" },
+    { pid: 42, offset: {} },
+  ]) {
+    const sock = await connect(G.url, s.cookies.bob, { transports: ["websocket"], auth });
+    assert.equal(sock.recovered, false);
+    assert.equal(typeof sock._pid, "string");
+    sock.close();
+  }
+  // And the gateway still serves.
+  const ok = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  ok.close();
+});
