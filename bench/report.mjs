@@ -26,12 +26,13 @@ function table(title, metrics) {
   if (present.includes("gateway") && hasNode) head.push("gateway/node");
   if (present.includes("gateway") && hasRaw) head.push("gateway/raw");
   const out = [`### ${title}`, "", `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
-  for (const [name, get, digits = 1] of metrics) {
+  for (const [name, get, digits = 1, opts = {}] of metrics) {
     const vals = Object.fromEntries(present.map((s) => [s, get(s)]));
     if (present.every((s) => vals[s] === undefined || vals[s] === null)) continue;
     const cells = [name, ...present.map((s) => fmt(vals[s], digits))];
     if (present.includes("gateway") && hasNode) cells.push(ratio(vals.gateway, vals.node));
-    if (present.includes("gateway") && hasRaw) cells.push(ratio(vals.gateway, vals.raw));
+    // The raw server makes no app calls: no ratio for the app's figures.
+    if (present.includes("gateway") && hasRaw) cells.push(opts.noRaw ? "–" : ratio(vals.gateway, vals.raw));
     out.push(`| ${cells.join(" | ")} |`);
   }
   return out.join("\n");
@@ -53,6 +54,9 @@ if (s1.length) {
   }
   for (const level of levels) {
     metrics.push([`sockets connected of ${fmt(level, 0)}`, (s) => at(s, level)?.sockets, 0]);
+  }
+  for (const level of levels) {
+    metrics.push([`server CPU µs per connect, filling to ${fmt(level, 0)}`, (s) => at(s, level)?.server_cpu_us_per_connect, 0]);
   }
   for (const level of levels) {
     metrics.push([`server RSS at ${fmt(level, 0)} (MiB)`, (s) => (at(s, level) ? at(s, level).rss_kib / 1024 : undefined), 1]);
@@ -90,6 +94,8 @@ if (s2.length) {
       ["fixed rate: load generator CPU (cores)", (s) => fixed(s)?.client_cpu?.util, 2],
       ["fixed rate: Valkey CPU (cores)", (s) => fixed(s)?.valkey_cpu?.util, 2],
       ["sockets dropped during S2", (s) => summary(s)?.dropped_sockets, 0],
+      ["other events received during S2 (no stamp: presence:update …)", (s) => summary(s)?.unstamped, 0],
+      ["time to connect the sockets (s)", (s) => summary(s)?.connect_s, 1],
     ]) + (fr ? `\n\nFixed rate: ${fr} publishes/s for every server.` : ""),
   );
 }
@@ -105,17 +111,21 @@ if (s3.length) {
     metrics.push(
       [`${label}: time until all in rooms (s)`, (s) => at(s)?.all_in_rooms_s, 2],
       [`${label}: sockets connected`, (s) => at(s)?.sockets, 0],
-      [`${label}: app calls (session + memberships)`, (s) => (at(s)?.app_calls ? at(s).app_calls.session + at(s).app_calls.memberships : undefined), 0],
+      [`${label}: app calls (session + memberships)`, (s) => (at(s)?.app_calls ? at(s).app_calls.session + at(s).app_calls.memberships : undefined), 0, { noRaw: true }],
       [`${label}: server CPU µs per connect`, (s) => at(s)?.server_cpu_us_per_connect, 0],
-      [`${label}: app CPU (s)`, (s) => (at(s)?.app_cpu ? at(s).app_cpu.user_s + at(s).app_cpu.sys_s : undefined), 2],
+      [`${label}: app CPU (s)`, (s) => (at(s)?.app_cpu ? at(s).app_cpu.user_s + at(s).app_cpu.sys_s : undefined), 2, { noRaw: true }],
+      [`${label}: retries`, (s) => at(s)?.retries, 0, { noRaw: true }],
       [`${label}: connect p99 (ms)`, (s) => at(s)?.connect_ms?.p99, 0],
-      [`${label}: retries`, (s) => at(s)?.retries, 0],
     );
   }
   const n = s3[0]?.sockets;
   sections.push(table(`S3 connect storm (${fmt(n, 0)} sockets, ${s3[0]?.instances ?? "?"} instance(s) of each server)`, metrics));
 }
 
+const skipped = rows.filter((r) => r.skipped);
+if (skipped.length) {
+  sections.push("Skipped (" + skipped[0].skipped + "): " + skipped.map((r) => `${r.scenario} on ${r.server}`).join(", "));
+}
 const env = rows.filter((r) => r.scenario === "env");
 if (env.length) {
   sections.push("Load average before each run (1, 5, 15 min): " + env.map((e) => `${e.what}: ${e.loadavg}`).join("; "));

@@ -22,8 +22,8 @@
 #
 # Knobs (environment): BENCH_USERS (10000), BENCH_SERVERS ("node gateway raw"),
 # BENCH_SCENARIOS ("S1 S2 S3"), S1_LEVELS (10000,20000,50000), S1_INSTANCES (auto),
-# S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (4),
-# S2_FIXED_S (10), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
+# S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (3),
+# S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
 # BENCH_SOURCES (8 source addresses),
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
@@ -31,7 +31,10 @@
 # BENCH_PROFILE=1 (perf record -e cpu-clock on the gateway during S2's fixed phase and S3's
 # storm, into $BENCH_OUT/perf-*.data: it perturbs those figures, use it in a separate run),
 # GATEWAY_WRAPPER (a command the gateway runs under, e.g. "valgrind --tool=dhat"),
-# BENCH_STOP_GRACE_S (5: seconds between SIGTERM and SIGKILL when stopping a process).
+# BENCH_STOP_GRACE_S (5: seconds between SIGTERM and SIGKILL when stopping a process),
+# BENCH_BUDGET_S (780: a scenario/server pair that would start later is skipped and recorded as
+# skipped, and fills and storms are cut at 2 min past it, so a run on a busy machine still ends
+# within about 15 min; 0 = no budget).
 # Results: $BENCH_OUT/results.jsonl (one JSON line per measurement), report.md, logs/.
 set -euo pipefail
 
@@ -54,8 +57,8 @@ fi
 : "${S2_SOCKETS:=10000}"
 : "${S2_INSTANCES:=2}"
 : "${S2_RATES:=100,200,350,500,700,1000,1400,2000,2800,4000,5600,8000}"
-: "${S2_STEP_S:=4}"
-: "${S2_FIXED_S:=10}"
+: "${S2_STEP_S:=3}"
+: "${S2_FIXED_S:=8}"
 : "${S2_FIXED_RATE:=auto}"
 : "${S2_PAYLOAD:=160}"
 : "${S3_SOCKETS:=20000}"
@@ -64,6 +67,7 @@ fi
 : "${BENCH_SOURCES:=8}"
 : "${BENCH_INFLIGHT:=100}"
 : "${BENCH_OUT:=$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
+: "${BENCH_BUDGET_S:=780}"
 
 SECRET=socket-gateway-fixture-secret-0123456789abcdef
 RESULTS=$BENCH_OUT/results.jsonl
@@ -279,12 +283,21 @@ max_level=$(tr ',' '\n' <<<"$S1_LEVELS" | sort -n | tail -1)
 
 for SCEN in $BENCH_SCENARIOS; do
   for kind in $BENCH_SERVERS; do
+    if [[ $BENCH_BUDGET_S -gt 0 && $(($(date +%s) - T0)) -gt $BENCH_BUDGET_S ]]; then
+      log "== $SCEN on $kind skipped: past the time budget (BENCH_BUDGET_S=$BENCH_BUDGET_S)"
+      printf '{"scenario":"%s","server":"%s","skipped":"time budget"}\n' "$SCEN" "$kind" >>"$RESULTS"
+      continue
+    fi
     env_line "$SCEN $kind"
     log "== $SCEN on $kind"
+    left=600
+    [[ $BENCH_BUDGET_S -gt 0 ]] && left=$((BENCH_BUDGET_S + 120 - ($(date +%s) - T0)))
+    [[ $left -ge 60 ]] || left=60
     case $SCEN in
       S1)
         start_servers "$kind" "$S1_INSTANCES"
-        loadgen "$kind" S1 idle --levels "$S1_LEVELS" --inflight "$BENCH_INFLIGHT" || log "S1 on $kind failed"
+        loadgen "$kind" S1 idle --levels "$S1_LEVELS" --inflight "$BENCH_INFLIGHT" --settle-s 3 \
+          --level-timeout-s "$left" || log "S1 on $kind failed"
         ;;
       S2)
         start_servers "$kind" "$S2_INSTANCES"
@@ -296,7 +309,8 @@ for SCEN in $BENCH_SCENARIOS; do
         ;;
       S3)
         start_servers "$kind" "$S3_INSTANCES"
-        loadgen "$kind" S3 storm --sockets "$S3_SOCKETS" --waves "$S3_WAVES" --inflight "$S3_INFLIGHT" ||
+        loadgen "$kind" S3 storm --sockets "$S3_SOCKETS" --waves "$S3_WAVES" --inflight "$S3_INFLIGHT" \
+          --storm-timeout-s "$((left < 180 ? left : 180))" ||
           log "S3 on $kind failed"
         ;;
       *) die "unknown scenario $SCEN" ;;
