@@ -32,7 +32,7 @@
 # storm, into $BENCH_OUT/perf-*.data: it perturbs those figures, use it in a separate run),
 # GATEWAY_WRAPPER (a command the gateway runs under, e.g. "valgrind --tool=dhat"),
 # BENCH_STOP_GRACE_S (5: seconds between SIGTERM and SIGKILL when stopping a process),
-# BENCH_BUDGET_S (780: a scenario/server pair that would start later is skipped and recorded as
+# BENCH_BUDGET_S (810: a scenario/server pair that would start later is skipped and recorded as
 # skipped, and fills and storms are cut at 2 min past it, so a run on a busy machine still ends
 # within about 15 min; 0 = no budget).
 # Results: $BENCH_OUT/results.jsonl (one JSON line per measurement), report.md, logs/.
@@ -67,7 +67,7 @@ fi
 : "${BENCH_SOURCES:=8}"
 : "${BENCH_INFLIGHT:=100}"
 : "${BENCH_OUT:=$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
-: "${BENCH_BUDGET_S:=780}"
+: "${BENCH_BUDGET_S:=810}"
 
 SECRET=socket-gateway-fixture-secret-0123456789abcdef
 RESULTS=$BENCH_OUT/results.jsonl
