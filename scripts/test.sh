@@ -99,7 +99,7 @@ T0=$(now)
 phase setup bash scripts/setup.sh || summary
 
 case $what in
-  all | rust) phase cargo-build cargo build --locked --all-targets || summary ;;
+  all | rust) phase cargo-build cargo build --locked --workspace --all-targets || summary ;;
   node) phase cargo-build cargo build --locked --bins --examples || summary ;;
 esac
 
