@@ -53,17 +53,9 @@ impl Refusal {
             self.code(),
             self.message()
         );
-        let mut res = Response::new(Bytes::from(body));
-        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        for (k, v) in cors {
-            h.insert(k.clone(), v.clone());
-        }
+        let mut res = super::request::json_response(StatusCode::SERVICE_UNAVAILABLE, body, cors);
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         res
     }
 }

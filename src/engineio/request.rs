@@ -45,18 +45,27 @@ impl EngineError {
             self as u8,
             self.message()
         );
-        let mut res = Response::new(Bytes::from(body));
-        *res.status_mut() = self.status();
-        let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        for (k, v) in cors {
-            h.insert(k.clone(), v.clone());
-        }
-        res
+        json_response(self.status(), body, cors)
     }
+}
+
+/// A JSON answer with the CORS headers, so a browser's polling client can read it.
+pub fn json_response(
+    status: StatusCode,
+    body: String,
+    cors: &[(header::HeaderName, HeaderValue)],
+) -> Response<Bytes> {
+    let mut res = Response::new(Bytes::from(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in cors {
+        h.insert(k.clone(), v.clone());
+    }
+    res
 }
 
 /// The Engine.IO query parameters of a request.

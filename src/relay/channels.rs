@@ -24,11 +24,6 @@ impl Channels {
         }
     }
 
-    /// `{prefix}#{nsp}#{room}#`: broadcasts to exactly this one room.
-    pub fn room(&self, room: &str) -> String {
-        room_in(&self.broadcast, room)
-    }
-
     /// The channel of a broadcast to `rooms` under `base`: the room's own for exactly one.
     pub fn target_in(base: &str, rooms: &[String]) -> String {
         match rooms {
@@ -44,12 +39,6 @@ impl Channels {
             Some(uid) => format!("{}{uid}#", self.response),
             None => self.response.clone(),
         }
-    }
-
-    /// Which room a broadcast channel names: `Some("")` for the namespace channel, `None`
-    /// when the channel is not one of this namespace's broadcast channels.
-    pub fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        room_of_in(&self.broadcast, channel)
     }
 }
 
@@ -79,13 +68,13 @@ mod tests {
     fn names_match_the_node_adapter() {
         let c = Channels::new("socket.io", "/");
         assert_eq!(c.broadcast, "socket.io#/#");
-        assert_eq!(c.room("channel:1"), "socket.io#/#channel:1#");
+        assert_eq!(room_in(&c.broadcast, "channel:1"), "socket.io#/#channel:1#");
         assert_eq!(c.request, "socket.io-request#/#");
         assert_eq!(c.response_to(Some("abc")), "socket.io-response#/#abc#");
         assert_eq!(c.response_to(None), "socket.io-response#/#");
-        assert_eq!(c.room_of("socket.io#/#"), Some(""));
-        assert_eq!(c.room_of("socket.io#/#a#b#"), Some("a#b"));
-        assert_eq!(c.room_of("socket.io#/admin#x#"), None);
-        assert_eq!(c.room_of("socket.io-request#/#"), None);
+        assert_eq!(room_of_in(&c.broadcast, "socket.io#/#"), Some(""));
+        assert_eq!(room_of_in(&c.broadcast, "socket.io#/#a#b#"), Some("a#b"));
+        assert_eq!(room_of_in(&c.broadcast, "socket.io#/admin#x#"), None);
+        assert_eq!(room_of_in(&c.broadcast, "socket.io-request#/#"), None);
     }
 }

@@ -184,7 +184,7 @@ async fn session(
     // change from now on is recorded again.
     let (_, generation) = interest.take();
     let mut subscribed: HashSet<String> = HashSet::new();
-    subscribe(&mut sink, inbox.desired(), &mut subscribed).await?;
+    apply(&mut sink, inbox.desired(), true, &mut subscribed).await?;
     interest.applied(generation);
     metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
     link.set_up(subscribed.len());
@@ -232,35 +232,34 @@ async fn flush(
             _ => {}
         }
     }
-    subscribe(sink, add, subscribed).await?;
-    for chunk in remove.chunks(CHUNK) {
-        sink.unsubscribe(chunk)
-            .await
-            .map_err(|source| SessionError::Command {
-                op: "UNSUBSCRIBE",
-                source,
-            })?;
-        for c in chunk {
-            subscribed.remove(c);
-        }
-    }
+    apply(sink, add, true, subscribed).await?;
+    apply(sink, remove, false, subscribed).await?;
     interest.applied(generation);
     Ok(())
 }
 
-async fn subscribe(
+/// SUBSCRIBEs (`on`) or UNSUBSCRIBEs `channels`, [`CHUNK`] per command, keeping `subscribed`
+/// in step with what Valkey confirmed.
+async fn apply(
     sink: &mut redis::aio::PubSubSink,
     channels: Vec<String>,
+    on: bool,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), SessionError> {
     for chunk in channels.chunks(CHUNK) {
-        sink.subscribe(chunk)
-            .await
-            .map_err(|source| SessionError::Command {
-                op: "SUBSCRIBE",
-                source,
-            })?;
-        subscribed.extend(chunk.iter().cloned());
+        let (op, result) = if on {
+            ("SUBSCRIBE", sink.subscribe(chunk).await)
+        } else {
+            ("UNSUBSCRIBE", sink.unsubscribe(chunk).await)
+        };
+        result.map_err(|source| SessionError::Command { op, source })?;
+        for c in chunk {
+            if on {
+                subscribed.insert(c.clone());
+            } else {
+                subscribed.remove(c);
+            }
+        }
     }
     Ok(())
 }

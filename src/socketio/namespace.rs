@@ -158,18 +158,18 @@ impl Namespace {
     /// other instances. Returns the number of local recipients.
     /// With recovery on, the adapter delivers locally itself once the packet has its offset,
     /// and the count returned is 0.
-    pub fn broadcast(&self, target: &BroadcastTarget, packet: &Packet) -> usize {
+    pub fn broadcast(&self, target: &BroadcastTarget, packet: Packet) -> usize {
         match self.adapter.get() {
             Some(adapter) if adapter.records() => {
-                adapter.broadcast_recorded(&self.name, target.clone(), packet.clone());
+                adapter.broadcast_recorded(&self.name, target.clone(), packet);
                 0
             }
             Some(adapter) => {
-                let delivered = self.broadcast_local(target, packet);
-                adapter.publish(&self.name, target, packet);
+                let delivered = self.broadcast_local(target, &packet);
+                adapter.publish(&self.name, target, &packet);
                 delivered
             }
-            None => self.broadcast_local(target, packet),
+            None => self.broadcast_local(target, &packet),
         }
     }
 
@@ -231,7 +231,7 @@ impl Namespace {
     ) -> usize {
         self.broadcast(
             target,
-            &Packet::event(&self.name, event, args, attachments, None),
+            Packet::event(&self.name, event, args, attachments, None),
         )
     }
 }

@@ -213,9 +213,6 @@ impl SocketIo {
                             let _ = socket.send_packet(packet);
                         }
                         socket.release(Some(last));
-                        socket
-                            .recovered
-                            .store(true, std::sync::atomic::Ordering::Release);
                         pid = Some(old_pid);
                         tracing::debug!(sid = %sid, missed = missed.len(), "session recovered");
                     }

@@ -48,8 +48,6 @@ pub struct Socket {
     connected: AtomicBool,
     /// The private id of a recoverable session (connection state recovery), set once known.
     pid: OnceLock<String>,
-    /// Whether this socket took over a disconnected session with its missed packets.
-    pub recovered: AtomicBool,
     /// While a session is being restored, live broadcasts wait here with their offsets, so
     /// the missed packets go first and nothing is sent twice.
     held: Mutex<Option<Vec<Held>>>,
@@ -74,7 +72,6 @@ impl Socket {
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
             pid: OnceLock::new(),
-            recovered: AtomicBool::new(false),
             held: Mutex::new(None),
             holding: AtomicBool::new(false),
         }
