@@ -74,11 +74,17 @@ export async function startEdgeStack({ gateways = 2, gatewayEnv = {}, appEnv = {
     }
     /** An affinity cookie value that nginx routes to instance `i`. */
     async function affinityFor(i) {
-      for (let n = 0; n < 64; n++) {
-        const key = `probe-${i}-${n}`;
-        if ((await instanceOfAffinity(key)) === i) return key;
+      // nginx takes an instance out for fail_timeout (5 s) after one error or 503 (max_fails=1),
+      // and then every key goes to the other one: keep trying a little longer than that.
+      const until = Date.now() + 8000;
+      for (let round = 0; Date.now() < until; round++) {
+        for (let n = 0; n < 64; n++) {
+          const key = `probe-${i}-${round}-${n}`;
+          if ((await instanceOfAffinity(key)) === i) return key;
+        }
+        await new Promise((r) => setTimeout(r, 500));
       }
-      throw new Error(`no affinity key routes to instance ${i} in 64 tries`);
+      throw new Error(`no affinity key routes to instance ${i} within 8 s`);
     }
     return {
       url,
