@@ -139,7 +139,9 @@ pub struct EngineConfig {
     /// Accepts a list or, from env, a comma-separated string.
     #[serde(deserialize_with = "list_or_csv")]
     pub transports: Vec<Transport>,
+    /// Bytes asked of each WebSocket read (the buffer lives only while a read is parsed).
     pub ws_read_buffer: usize,
+    /// Queued bytes merged into one WebSocket write (a transient buffer).
     pub ws_write_buffer: usize,
     /// Packets queued per socket before it counts as a slow consumer.
     pub outbound_queue: usize,
@@ -154,7 +156,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             transports: vec![Transport::Polling, Transport::Websocket],
             ws_read_buffer: 4096,
-            ws_write_buffer: 4096,
+            ws_write_buffer: 16384,
             outbound_queue: 256,
         }
     }

@@ -34,8 +34,9 @@ pub struct EngineConfig {
     pub allow_websocket: bool,
     pub origins: OriginPolicy,
     pub cors_max_age_s: u64,
-    /// tungstenite allocates its read buffer eagerly per connection: keep it small.
+    /// Bytes asked of each WebSocket read; the buffer exists only while a read is parsed.
     pub ws_read_buffer: usize,
+    /// Queued bytes merged into one WebSocket write.
     pub ws_write_buffer: usize,
     /// Frames queued for one session before it counts as a slow consumer and is closed.
     pub max_queued_frames: usize,
@@ -59,7 +60,7 @@ impl Default for EngineConfig {
             origins: OriginPolicy::Any,
             cors_max_age_s: 86_400,
             ws_read_buffer: 4096,
-            ws_write_buffer: 4096,
+            ws_write_buffer: 16384,
             max_queued_frames: 1024,
             max_sessions: usize::MAX,
             handshakes_per_s: None,

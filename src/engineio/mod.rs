@@ -6,6 +6,7 @@ mod admission;
 pub mod config;
 pub mod engine;
 pub mod handler;
+pub mod headers;
 mod heartbeat;
 pub mod packet;
 pub mod payload;
@@ -14,6 +15,7 @@ pub mod request;
 pub mod session;
 pub mod sid;
 pub mod websocket;
+mod wsproto;
 
 pub use admission::Refusal;
 pub use config::{EngineConfig, OriginPolicy};

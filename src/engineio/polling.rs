@@ -87,7 +87,7 @@ where
         Ok(Verified::Handshake(Transport::Polling)) => match engine.admit() {
             Err(refusal) => refusal.response(&cors),
             Ok(slot) => {
-                let hs = Handshake::new(headers.clone(), &cfg.path, &query, addr.map(|a| a.0));
+                let hs = Handshake::new(&headers, &cfg.path, &query, addr.map(|a| a.0));
                 let session = engine.open(hs, Transport::Polling, slot);
                 poll(&session).await
             }

@@ -4,6 +4,11 @@
 //! and wake the consumer; the consumer is either the WebSocket task or the one pending polling
 //! GET. A consumer registers for the wake-up *before* it looks at the queue, so a frame pushed
 //! in between is never missed.
+//!
+//! A WebSocket session with nothing queued and no write in progress is written to directly by
+//! the producer, under the session's lock: one non-blocking `write(2)` instead of a queue push,
+//! a task wake-up (often on the other worker thread) and the write from there. Only what the
+//! socket does not take at once is left for the connection task, so frames keep their order.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -11,12 +16,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::SystemTime;
 
+use bytes::BytesMut;
 use http::HeaderMap;
+use tokio::net::TcpStream;
+
+use super::headers::HandshakeHeaders;
 use tokio::sync::Notify;
 
 use super::engine::EngineInner;
 use super::packet::Frame;
 use super::sid::Sid;
+use super::wsproto;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -89,7 +99,7 @@ impl CloseReason {
 /// authentication, `fetchSockets()` answers).
 #[derive(Debug)]
 pub struct Handshake {
-    pub headers: HeaderMap,
+    pub headers: HandshakeHeaders,
     pub query: String,
     pub remote_addr: Option<SocketAddr>,
     pub issued: SystemTime,
@@ -99,13 +109,13 @@ pub struct Handshake {
 impl Handshake {
     /// Captures a handshake request (`path` and `query` form the URL the reference reports).
     pub fn new(
-        headers: HeaderMap,
+        headers: &HeaderMap,
         path: &str,
         query: &str,
         remote_addr: Option<SocketAddr>,
     ) -> Self {
         Handshake {
-            headers,
+            headers: HandshakeHeaders::new(headers),
             query: query.to_owned(),
             remote_addr,
             issued: SystemTime::now(),
@@ -114,7 +124,7 @@ impl Handshake {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.headers.get(name)
     }
 }
 
@@ -127,6 +137,13 @@ pub(crate) struct State {
     pub transport: Transport,
     pub upgrading: bool,
     pub outbox: VecDeque<Frame>,
+    /// The WebSocket connection, once its task runs: producers write to it directly when
+    /// nothing is queued.
+    pub direct: Option<Arc<TcpStream>>,
+    /// Encoded bytes a direct write could not send; they go out before `outbox`.
+    pub unsent: BytesMut,
+    /// The connection task took frames and is writing them: producers must queue.
+    pub writing: bool,
     pub poll_pending: bool,
     pub post_pending: bool,
     pub awaiting_pong: bool,
@@ -161,6 +178,9 @@ impl Session {
                 transport,
                 upgrading: false,
                 outbox: VecDeque::new(),
+                direct: None,
+                unsent: BytesMut::new(),
+                writing: false,
                 poll_pending: false,
                 post_pending: false,
                 awaiting_pong: false,
@@ -200,8 +220,9 @@ impl Session {
         self.send_all(std::iter::once(frame))
     }
 
-    /// Queues frames that must stay together (a packet and its binary attachments).
-    /// A session whose queue is full is a slow consumer and is closed.
+    /// Sends frames that must stay together (a packet and its binary attachments): directly
+    /// to an idle WebSocket, otherwise through the queue. A session whose queue is full is a
+    /// slow consumer and is closed.
     pub fn send_all(
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
@@ -211,6 +232,15 @@ impl Session {
             return Err(SessionClosed);
         }
         let was_empty = st.outbox.is_empty();
+        if was_empty && st.unsent.is_empty() && !st.writing {
+            if let Some(stream) = st.direct.clone() {
+                let mut out = BytesMut::new();
+                for frame in frames {
+                    wsproto::encode_frame(&mut out, &frame);
+                }
+                return self.write_direct(st, &stream, out);
+            }
+        }
         st.outbox.extend(frames);
         if st.outbox.len() > self.max_queued {
             drop(st);
@@ -222,6 +252,59 @@ impl Session {
             self.wake.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Writes to the idle WebSocket without waiting; what the socket does not take now stays
+    /// in `unsent` for the connection task. The lock is held throughout, so no other writer
+    /// can come between our bytes.
+    fn write_direct(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        stream: &TcpStream,
+        mut out: BytesMut,
+    ) -> Result<(), SessionClosed> {
+        let written = match stream.try_write(&out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                drop(st);
+                tracing::debug!(sid = %self.sid, error = %e, "websocket write failed");
+                self.close(CloseReason::TransportError);
+                return Err(SessionClosed);
+            }
+        };
+        if written < out.len() {
+            st.unsent = out.split_off(written);
+            drop(st);
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Sends WebSocket control bytes (a pong) of the connection task, in order with producers'
+    /// direct writes: at once when the socket is idle, else ahead of the queued frames.
+    pub(crate) fn send_ws_control(self: &Arc<Self>, bytes: BytesMut) -> Result<(), SessionClosed> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            return Err(SessionClosed);
+        }
+        if st.outbox.is_empty() && st.unsent.is_empty() && !st.writing {
+            if let Some(stream) = st.direct.clone() {
+                return self.write_direct(st, &stream, bytes);
+            }
+        }
+        st.unsent.extend_from_slice(&bytes);
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Lets producers write to this WebSocket directly (its connection task is running).
+    pub(crate) fn attach_direct(&self, stream: Arc<TcpStream>) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.direct = Some(stream);
+        }
     }
 
     /// Queues a control frame even past the queue bound (pings must not make a session slow).
@@ -275,6 +358,7 @@ impl Session {
                 return;
             }
             st.closed = Some(reason);
+            st.direct = None;
             if reason.tells_client() {
                 st.outbox.push_back(Frame::close());
             }

@@ -194,18 +194,20 @@ const PRIVATE_HEADERS: [&str; 3] = ["cookie", "authorization", "proxy-authorizat
 
 fn handshake(h: &Handshake, auth: &Value) -> Value {
     let mut headers = Map::new();
-    for name in h.headers.keys() {
-        if PRIVATE_HEADERS.contains(&name.as_str()) {
+    for (name, value) in h.headers.iter() {
+        if PRIVATE_HEADERS.contains(&name) {
             continue;
         }
-        let joined = h
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        headers.insert(name.as_str().to_owned(), Value::String(joined));
+        // Node joins a repeated header's values with ", ".
+        match headers.get_mut(name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name.to_owned(), Value::String(value.to_owned()));
+            }
+        }
     }
     let query: Map<String, Value> = h
         .query
@@ -224,7 +226,7 @@ fn handshake(h: &Handshake, auth: &Value) -> Value {
         "headers": headers,
         "time": httpdate(h.issued),
         "address": h.remote_addr.map(|a| a.ip().to_string()),
-        "xdomain": h.headers.contains_key("origin"),
+        "xdomain": h.headers.contains("origin"),
         "secure": false,
         "issued": issued,
         "url": h.url,

@@ -10,7 +10,7 @@ import crypto from "node:crypto";
  * server answered the upgrade request, whatever the status: check `.status` (101 = open) and, for a
  * refusal, `.body`.
  */
-export function openRawWs(url, path, { headers = {}, timeoutMs = 5000 } = {}) {
+export function openRawWs(url, path, { headers = {}, timeoutMs = 5000, pipelined = null } = {}) {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: hostname, port: Number(port) });
@@ -36,7 +36,8 @@ export function openRawWs(url, path, { headers = {}, timeoutMs = 5000 } = {}) {
         "",
         "",
       ];
-      sock.write(lines.join("\r\n"));
+      // `pipelined` bytes go in the same write as the request, before any answer.
+      sock.write(pipelined ? Buffer.concat([Buffer.from(lines.join("\r\n")), pipelined]) : lines.join("\r\n"));
     });
     const onData = (chunk) => {
       buf = Buffer.concat([buf, chunk]);
@@ -63,6 +64,32 @@ export function openRawWs(url, path, { headers = {}, timeoutMs = 5000 } = {}) {
   });
 }
 
+/** One client WebSocket frame: masked unless `masked` is false, final unless `fin` is false. */
+export function encodeFrame(opcode, payload, { fin = true, masked = true } = {}) {
+  const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, "utf8");
+  const first = (fin ? 0x80 : 0) | opcode;
+  const maskBit = masked ? 0x80 : 0;
+  let header;
+  if (data.length < 126) {
+    header = Buffer.from([first, maskBit | data.length]);
+  } else if (data.length < 65536) {
+    header = Buffer.alloc(4);
+    header[0] = first;
+    header[1] = maskBit | 126;
+    header.writeUInt16BE(data.length, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = first;
+    header[1] = maskBit | 127;
+    header.writeBigUInt64BE(BigInt(data.length), 2);
+  }
+  if (!masked) return Buffer.concat([header, data]);
+  const mask = crypto.randomBytes(4);
+  const out = Buffer.alloc(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i] ^ mask[i % 4];
+  return Buffer.concat([header, mask, out]);
+}
+
 export class RawWs {
   constructor(sock, status, head) {
     this.sock = sock;
@@ -72,6 +99,8 @@ export class RawWs {
     this.buf = Buffer.alloc(0);
     /** Text messages received, in order. */
     this.messages = [];
+    /** Payloads of the pong frames received. */
+    this.pongs = [];
     /** The server's close frame {code, reason}, when one came. */
     this.closeFrame = null;
     this.waiters = [];
@@ -105,6 +134,7 @@ export class RawWs {
       const payload = this.buf.subarray(off, off + len);
       this.buf = this.buf.subarray(off + len);
       if (opcode === 1) this.messages.push(payload.toString("utf8"));
+      else if (opcode === 10) this.pongs.push(payload.toString("utf8"));
       else if (opcode === 8) {
         this.closeFrame = {
           code: payload.length >= 2 ? payload.readUInt16BE(0) : null,
@@ -147,27 +177,9 @@ export class RawWs {
     return found;
   }
 
-  /** Sends one masked frame (`opcode` 1 text, 8 close...). */
-  sendFrame(opcode, payload) {
-    const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, "utf8");
-    const mask = crypto.randomBytes(4);
-    let header;
-    if (data.length < 126) {
-      header = Buffer.from([0x80 | opcode, 0x80 | data.length]);
-    } else if (data.length < 65536) {
-      header = Buffer.alloc(4);
-      header[0] = 0x80 | opcode;
-      header[1] = 0x80 | 126;
-      header.writeUInt16BE(data.length, 2);
-    } else {
-      header = Buffer.alloc(10);
-      header[0] = 0x80 | opcode;
-      header[1] = 0x80 | 127;
-      header.writeBigUInt64BE(BigInt(data.length), 2);
-    }
-    const masked = Buffer.alloc(data.length);
-    for (let i = 0; i < data.length; i++) masked[i] = data[i] ^ mask[i % 4];
-    return this.sock.write(Buffer.concat([header, mask, masked]));
+  /** Sends one masked frame (`opcode` 1 text, 8 close...; `fin` false for a fragment). */
+  sendFrame(opcode, payload, { fin = true, masked = true } = {}) {
+    return this.sock.write(encodeFrame(opcode, payload, { fin, masked }));
   }
 
   send(text) {

@@ -1,0 +1,403 @@
+//! The WebSocket wire format (RFC 6455), server side, without extensions.
+//!
+//! Inbound frames are parsed in place from the connection's read buffer and reassembled into
+//! messages; outbound frames are a 2–10 byte header before the payload. Keeping this in our
+//! hands (instead of tungstenite's stream) is what lets an idle connection hold no buffers at
+//! all: the read buffer exists only while a read is being parsed, the write buffer only while
+//! a flush is in progress.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::packet::Frame;
+
+/// Largest control frame payload (ping, pong, close).
+const MAX_CONTROL: usize = 125;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    Continuation,
+    Text,
+    Binary,
+    Close,
+    Ping,
+    Pong,
+}
+
+impl Opcode {
+    fn from_bits(bits: u8) -> Option<Opcode> {
+        Some(match bits {
+            0 => Opcode::Continuation,
+            1 => Opcode::Text,
+            2 => Opcode::Binary,
+            8 => Opcode::Close,
+            9 => Opcode::Ping,
+            10 => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0,
+            Opcode::Text => 1,
+            Opcode::Binary => 2,
+            Opcode::Close => 8,
+            Opcode::Ping => 9,
+            Opcode::Pong => 10,
+        }
+    }
+
+    fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
+
+/// Why a connection must close, with the close code the peer is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WsError {
+    #[error("websocket protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("text message is not UTF-8")]
+    InvalidUtf8,
+    #[error("message larger than {0} bytes")]
+    TooBig(usize),
+}
+
+impl WsError {
+    pub fn close_code(self) -> u16 {
+        match self {
+            WsError::Protocol(_) => 1002,
+            WsError::InvalidUtf8 => 1007,
+            WsError::TooBig(_) => 1009,
+        }
+    }
+}
+
+/// A whole message or control frame received from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    /// The peer's close code, if it sent one.
+    Close(Option<u16>),
+}
+
+/// Reassembles client messages from frames. Holds only a fragmented message's parts between
+/// reads, which browsers never send for Engine.IO's small packets.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: Option<(Opcode, BytesMut)>,
+    max_message: usize,
+}
+
+impl Decoder {
+    pub fn new(max_message: usize) -> Self {
+        Decoder {
+            partial: None,
+            max_message,
+        }
+    }
+
+    /// Takes the next whole message or control frame from the front of `buf`, or `None` when
+    /// `buf` holds no complete frame yet (the caller reads more and calls again).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, WsError> {
+        loop {
+            let Some(header) = Header::parse(buf, self.max_message)? else {
+                return Ok(None);
+            };
+            let total = header.header_len + header.len;
+            if buf.len() < total {
+                buf.reserve(total - buf.len());
+                return Ok(None);
+            }
+            buf.advance(header.header_len);
+            let mut payload = buf.split_to(header.len);
+            unmask(&mut payload, header.mask);
+            if header.opcode.is_control() {
+                return control(header.opcode, payload.freeze()).map(Some);
+            }
+            let (opcode, data) = match (header.opcode, self.partial.take()) {
+                (Opcode::Continuation, None) => {
+                    return Err(WsError::Protocol("continuation without a message"))
+                }
+                (Opcode::Continuation, Some((opcode, mut parts))) => {
+                    if parts.len() + payload.len() > self.max_message {
+                        return Err(WsError::TooBig(self.max_message));
+                    }
+                    parts.extend_from_slice(&payload);
+                    (opcode, parts)
+                }
+                (_, Some(_)) => return Err(WsError::Protocol("message interrupted by another")),
+                (opcode, None) => (opcode, payload),
+            };
+            if !header.fin {
+                self.partial = Some((opcode, data));
+                continue;
+            }
+            let data = data.freeze();
+            return match opcode {
+                Opcode::Text => Utf8Bytes::try_from(data)
+                    .map(|t| Some(Incoming::Text(t)))
+                    .map_err(|_| WsError::InvalidUtf8),
+                _ => Ok(Some(Incoming::Binary(data))),
+            };
+        }
+    }
+}
+
+fn control(opcode: Opcode, payload: Bytes) -> Result<Incoming, WsError> {
+    Ok(match opcode {
+        Opcode::Ping => Incoming::Ping(payload),
+        Opcode::Pong => Incoming::Pong,
+        _ => match payload.len() {
+            0 => Incoming::Close(None),
+            1 => return Err(WsError::Protocol("close payload of one byte")),
+            _ if std::str::from_utf8(&payload[2..]).is_err() => return Err(WsError::InvalidUtf8),
+            _ => Incoming::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))),
+        },
+    })
+}
+
+struct Header {
+    fin: bool,
+    opcode: Opcode,
+    mask: [u8; 4],
+    header_len: usize,
+    len: usize,
+}
+
+impl Header {
+    /// Parses a client frame's header; `None` until all of it is in `buf`.
+    fn parse(buf: &[u8], max: usize) -> Result<Option<Header>, WsError> {
+        let [b0, b1, ..] = *buf else {
+            return Ok(None);
+        };
+        if b0 & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set without an extension"));
+        }
+        let opcode = Opcode::from_bits(b0 & 0x0f).ok_or(WsError::Protocol("unknown opcode"))?;
+        let fin = b0 & 0x80 != 0;
+        if b1 & 0x80 == 0 {
+            return Err(WsError::Protocol("client frame not masked"));
+        }
+        let (len, ext) = match b1 & 0x7f {
+            126 => match buf.get(2..4) {
+                Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 2),
+                None => return Ok(None),
+            },
+            127 => match buf.get(2..10) {
+                Some(b) => {
+                    let mut be = [0; 8];
+                    be.copy_from_slice(b);
+                    (u64::from_be_bytes(be), 8)
+                }
+                None => return Ok(None),
+            },
+            n => (u64::from(n), 0),
+        };
+        if opcode.is_control() && (!fin || len > MAX_CONTROL as u64) {
+            return Err(WsError::Protocol("fragmented or oversized control frame"));
+        }
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= max)
+            .ok_or(WsError::TooBig(max))?;
+        let Some(m) = buf.get(2 + ext..6 + ext) else {
+            return Ok(None);
+        };
+        Ok(Some(Header {
+            fin,
+            opcode,
+            mask: [m[0], m[1], m[2], m[3]],
+            header_len: 6 + ext,
+            len,
+        }))
+    }
+}
+
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = payload.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let v = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+/// Appends one unmasked, unfragmented server frame to `out`.
+pub fn encode(out: &mut BytesMut, opcode: Opcode, payload: &[u8]) {
+    out.reserve(payload.len() + 10);
+    out.extend_from_slice(&[0x80 | opcode.bits()]);
+    match payload.len() {
+        n if n < 126 => out.extend_from_slice(&[n as u8]),
+        n if n <= usize::from(u16::MAX) => {
+            out.extend_from_slice(&[126]);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.extend_from_slice(&[127]);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// Appends an Engine.IO frame as a text or binary WebSocket frame.
+pub fn encode_frame(out: &mut BytesMut, frame: &Frame) {
+    match frame {
+        Frame::Text(t) => encode(out, Opcode::Text, t.as_bytes()),
+        Frame::Binary(b) => encode(out, Opcode::Binary, b),
+    }
+}
+
+/// Appends a close frame with `code` and a short reason.
+pub fn encode_close(out: &mut BytesMut, code: u16, reason: &str) {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    encode(out, Opcode::Close, &payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame as a browser sends it (masked).
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Incoming>, WsError> {
+        let mut dec = Decoder::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        // One byte at a time: every split point of every header must wait for more.
+        for &b in bytes {
+            buf.extend_from_slice(&[b]);
+            while let Some(m) = dec.decode(&mut buf)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_masked_frames_split_anywhere() {
+        let big = vec![7u8; 70_000];
+        let mut bytes = client_frame(true, 1, b"4hello");
+        bytes.extend(client_frame(true, 2, &big));
+        bytes.extend(client_frame(true, 9, b"p"));
+        bytes.extend(client_frame(true, 1, "é".repeat(100).as_bytes()));
+        bytes.extend(client_frame(true, 8, &[0x03, 0xe8, b'o', b'k']));
+        let got = decode_all(&bytes, 100_000).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Incoming::Text("4hello".into()),
+                Incoming::Binary(Bytes::from(big)),
+                Incoming::Ping(Bytes::from_static(b"p")),
+                Incoming::Text("é".repeat(100).into()),
+                Incoming::Close(Some(1000)),
+            ]
+        );
+    }
+
+    #[test]
+    fn reassembles_fragments_around_control_frames() {
+        let mut bytes = client_frame(false, 1, b"4he");
+        bytes.extend(client_frame(true, 10, b""));
+        bytes.extend(client_frame(false, 0, b"ll"));
+        bytes.extend(client_frame(true, 0, b"o"));
+        let got = decode_all(&bytes, 100).unwrap();
+        assert_eq!(got, vec![Incoming::Pong, Incoming::Text("4hello".into())]);
+    }
+
+    #[test]
+    fn refuses_what_the_rfc_refuses() {
+        let unmasked = [0x81, 0x01, b'x'];
+        assert_eq!(
+            decode_all(&unmasked, 100),
+            Err(WsError::Protocol("client frame not masked"))
+        );
+        let rsv = {
+            let mut f = client_frame(true, 1, b"x");
+            f[0] |= 0x40;
+            f
+        };
+        assert!(matches!(decode_all(&rsv, 100), Err(WsError::Protocol(_))));
+        assert!(matches!(
+            decode_all(&client_frame(true, 3, b""), 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert!(matches!(
+            decode_all(&client_frame(false, 9, b""), 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert!(matches!(
+            decode_all(&client_frame(true, 0, b"x"), 100),
+            Err(WsError::Protocol(_))
+        ));
+        assert_eq!(
+            decode_all(&client_frame(true, 1, &[0xff, 0xfe]), 100),
+            Err(WsError::InvalidUtf8)
+        );
+        let mut interrupted = client_frame(false, 1, b"a");
+        interrupted.extend(client_frame(true, 2, b"b"));
+        assert!(matches!(
+            decode_all(&interrupted, 100),
+            Err(WsError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_oversized_messages_before_buffering_them() {
+        // The header alone announces 2^40 bytes: refused without waiting for them.
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(decode_all(&header, 1000), Err(WsError::TooBig(1000)));
+        let mut parts = client_frame(false, 2, &[0; 600]);
+        parts.extend(client_frame(true, 0, &[0; 600]));
+        assert_eq!(decode_all(&parts, 1000), Err(WsError::TooBig(1000)));
+    }
+
+    #[test]
+    fn encodes_every_length_form() {
+        for (len, header) in [
+            (5usize, 2usize),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (65536, 10),
+        ] {
+            let mut out = BytesMut::new();
+            encode(&mut out, Opcode::Binary, &vec![1; len]);
+            assert_eq!(out.len(), len + header, "length {len}");
+            assert_eq!(out[0], 0x82);
+        }
+        let mut out = BytesMut::new();
+        encode_close(&mut out, 1009, "too big");
+        assert_eq!(&out[..4], &[0x88, 9, 0x03, 0xf1]);
+    }
+}
