@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use super::admission::{Admission, Refusal, Slot};
 use super::config::EngineConfig;
 use super::handler::EngineHandler;
+use super::heartbeat::Heartbeats;
 use super::packet::{Frame, Packet};
 use super::session::{CloseReason, Handshake, Session, Transport};
 use super::sid::Sid;
@@ -17,6 +18,7 @@ pub struct EngineInner {
     pub(crate) handler: Arc<dyn EngineHandler>,
     sessions: RwLock<HashMap<Sid, Arc<Session>>>,
     admission: Admission,
+    heartbeats: Arc<Heartbeats>,
     /// WebSocket connection tasks alive: a drain waits for them to write their close frames.
     ws_tasks: AtomicUsize,
 }
@@ -28,7 +30,9 @@ pub struct Engine(pub(crate) Arc<EngineInner>);
 impl Engine {
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Self {
         let admission = Admission::new(config.max_sessions, config.handshakes_per_s);
+        let heartbeats = Heartbeats::new(config.ping_interval, config.ping_timeout);
         Engine(Arc::new(EngineInner {
+            heartbeats,
             config,
             handler,
             sessions: RwLock::new(HashMap::new()),
@@ -139,12 +143,7 @@ impl Engine {
         slot.commit();
         // The heartbeat clock starts now, before the handshake response leaves, as the
         // reference's does: the ping-timeout deadline is measured from here.
-        tokio::spawn(super::heartbeat::run(
-            session.clone(),
-            start,
-            cfg.ping_interval,
-            cfg.ping_timeout,
-        ));
+        self.0.heartbeats.opened(&session, start);
         self.0.handler.on_open(&session);
         session
     }
@@ -159,7 +158,11 @@ impl Engine {
         match packet {
             Packet::Message(text) => self.0.handler.on_message(session, text),
             Packet::Binary(data) => self.0.handler.on_binary(session, data),
-            Packet::Pong { probe: false } => session.on_pong(),
+            Packet::Pong { probe: false } => {
+                if session.on_pong() {
+                    self.0.heartbeats.answered(session);
+                }
+            }
             Packet::Close => return Err(CloseReason::TransportClose),
             // v4 clients never ping; probes are only valid on an upgrading WebSocket.
             Packet::Ping { .. } | Packet::Pong { probe: true } => {

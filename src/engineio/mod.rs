@@ -3,6 +3,7 @@
 //! through [`EngineHandler`].
 
 mod admission;
+pub mod batch;
 pub mod config;
 pub mod engine;
 pub mod handler;

@@ -164,7 +164,7 @@ async fn poll(session: &Arc<Session>) -> Response<Bytes> {
         let ready = {
             let mut st = session.lock();
             if !st.outbox.is_empty() {
-                let frames: Vec<Frame> = st.outbox.drain(..).collect();
+                let frames: Vec<Frame> = std::mem::take(&mut st.outbox).into();
                 Some((frames, st.closed.is_some()))
             } else if st.closed.is_some() || st.upgrading || st.transport != Transport::Polling {
                 Some((vec![Frame::noop()], st.closed.is_some()))

@@ -9,6 +9,7 @@
 //! the producer, under the session's lock: one non-blocking `write(2)` instead of a queue push,
 //! a task wake-up (often on the other worker thread) and the write from there. Only what the
 //! socket does not take at once is left for the connection task, so frames keep their order.
+//! Inside a write batch ([`batch`]) those frames wait for the batch's end and go out together.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 use super::headers::HandshakeHeaders;
 use tokio::sync::Notify;
 
+use super::batch;
 use super::engine::EngineInner;
 use super::packet::Frame;
 use super::sid::Sid;
@@ -144,9 +146,13 @@ pub(crate) struct State {
     pub unsent: BytesMut,
     /// The connection task took frames and is writing them: producers must queue.
     pub writing: bool,
+    /// Frames wait in `outbox` for the end of a write batch (see [`batch`]).
+    pub deferred: bool,
     pub poll_pending: bool,
     pub post_pending: bool,
     pub awaiting_pong: bool,
+    /// The number of the last ping sent.
+    pub ping_seq: u32,
     pub closed: Option<CloseReason>,
 }
 
@@ -157,7 +163,6 @@ pub struct Session {
     state: Mutex<State>,
     /// Wakes the consumer of the outbox (and anyone watching for close).
     wake: Notify,
-    pub(crate) pong: Notify,
     max_queued: usize,
     data: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -181,13 +186,14 @@ impl Session {
                 direct: None,
                 unsent: BytesMut::new(),
                 writing: false,
+                deferred: false,
                 poll_pending: false,
                 post_pending: false,
                 awaiting_pong: false,
+                ping_seq: 0,
                 closed: None,
             }),
             wake: Notify::new(),
-            pong: Notify::new(),
             max_queued,
             data: OnceLock::new(),
         }
@@ -231,27 +237,57 @@ impl Session {
         if st.closed.is_some() {
             return Err(SessionClosed);
         }
-        let was_empty = st.outbox.is_empty();
-        if was_empty && st.unsent.is_empty() && !st.writing {
+        let idle = st.outbox.is_empty() && st.unsent.is_empty() && !st.writing;
+        if idle && !st.deferred {
             if let Some(stream) = st.direct.clone() {
-                let mut out = BytesMut::new();
-                for frame in frames {
-                    wsproto::encode_frame(&mut out, &frame);
+                if batch::defer(self) {
+                    st.deferred = true;
+                } else {
+                    let mut out = BytesMut::new();
+                    for frame in frames {
+                        wsproto::encode_frame(&mut out, &frame);
+                    }
+                    return self.write_direct(st, &stream, out);
                 }
-                return self.write_direct(st, &stream, out);
             }
         }
+        let was_empty = st.outbox.is_empty();
         st.outbox.extend(frames);
         if st.outbox.len() > self.max_queued {
             drop(st);
             self.close(CloseReason::SlowConsumer);
             return Err(SessionClosed);
         }
+        // Deferred frames are written when the batch ends, without waking the task.
+        let wake = was_empty && !st.deferred;
         drop(st);
-        if was_empty {
+        if wake {
             self.wake.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Writes the frames deferred by a batch (see [`batch`]): directly if the socket is still
+    /// idle, else by waking the connection task.
+    pub(crate) fn flush_deferred(self: &Arc<Self>) {
+        let mut st = self.lock();
+        st.deferred = false;
+        if st.closed.is_some() || st.outbox.is_empty() {
+            return;
+        }
+        match st.direct.clone() {
+            Some(stream) if st.unsent.is_empty() && !st.writing => {
+                let mut out = BytesMut::new();
+                for frame in std::mem::take(&mut st.outbox) {
+                    wsproto::encode_frame(&mut out, &frame);
+                }
+                let _ = self.write_direct(st, &stream, out);
+            }
+            _ => {
+                drop(st);
+                self.wake.notify_waiters();
+            }
+        }
     }
 
     /// Writes to the idle WebSocket without waiting; what the socket does not take now stays
@@ -340,13 +376,27 @@ impl Session {
         }
     }
 
-    pub(crate) fn on_pong(&self) {
+    /// Marks a ping as sent; `None` if the session is closed. The number identifies the ping
+    /// for [`Session::pong_overdue`].
+    pub(crate) fn ping_sent(&self) -> Option<u32> {
         let mut st = self.lock();
-        if st.awaiting_pong {
-            st.awaiting_pong = false;
-            drop(st);
-            self.pong.notify_one();
+        if st.closed.is_some() {
+            return None;
         }
+        st.awaiting_pong = true;
+        st.ping_seq = st.ping_seq.wrapping_add(1);
+        Some(st.ping_seq)
+    }
+
+    /// True when ping number `seq` is still unanswered.
+    pub(crate) fn pong_overdue(&self, seq: u32) -> bool {
+        let st = self.lock();
+        st.closed.is_none() && st.awaiting_pong && st.ping_seq == seq
+    }
+
+    /// A pong arrived; true if a ping was waiting for it.
+    pub(crate) fn on_pong(&self) -> bool {
+        std::mem::take(&mut self.lock().awaiting_pong)
     }
 
     /// Closes the session. The first call wins; it tells the client when the server decided,

@@ -4,6 +4,7 @@
 //! hyper's request buffer. One task per connection reads frames and writes the session's
 //! queue, merging all queued frames into one write.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,7 +98,8 @@ pub fn upgrade<B: Send + 'static>(
                 run(&engine, &session, conn).await;
             }
             Target::Existing(sid) => match engine.session(&sid) {
-                Some(session) => upgrade_session(&engine, &session, conn).await,
+                // Boxed: most connections never upgrade, and this state is large.
+                Some(session) => Box::pin(upgrade_session(&engine, &session, conn)).await,
                 None => conn.close(None, engine.config().ping_timeout).await,
             },
         }
@@ -171,11 +173,11 @@ impl Conn {
     async fn next(&mut self) -> Result<Option<Incoming>, ReadError> {
         loop {
             if let Some(message) = self.decoder.decode(&mut self.read_buf)? {
-                if self.read_buf.is_empty() {
-                    // Idle connections keep no buffer.
-                    self.read_buf = BytesMut::new();
-                }
                 return Ok(Some(message));
+            }
+            if self.read_buf.is_empty() {
+                // Nothing half-read: an idle connection keeps no buffer while it waits.
+                self.read_buf = BytesMut::new();
             }
             self.stream.readable().await?;
             self.read_buf.reserve(self.limits.read_chunk);
@@ -325,6 +327,10 @@ fn take_queued(session: &Session, limit: usize) -> Queued {
             break;
         };
         wsproto::encode_frame(&mut out, &frame);
+    }
+    if st.outbox.is_empty() {
+        // An idle session keeps no queue storage.
+        st.outbox = VecDeque::new();
     }
     st.writing = !out.is_empty();
     Queued {

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::redis;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use super::link::Link;
+use crate::engineio::batch::batched;
 
 /// What the subscriber serves.
 pub trait Inbox: Send + Sync + 'static {
@@ -92,6 +93,10 @@ impl Interest {
         });
     }
 }
+
+/// Pub/Sub messages handled in one write batch at most (see `engineio::batch`): enough to
+/// merge a burst's frames per socket, few enough to keep its first delivery prompt.
+const MAX_BATCH: u64 = 256;
 
 /// Timing of the supervision loop.
 #[derive(Clone, Debug)]
@@ -195,8 +200,26 @@ async fn session(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(msg) => {
-                    metrics::counter!("socket_gateway_valkey_messages_received_total").increment(1);
-                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
+                    let (received, ended) = batched(|| {
+                        inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
+                        // The messages already here join the batch: one write per socket.
+                        let mut received = 1;
+                        while received < MAX_BATCH {
+                            match stream.next().now_or_never() {
+                                Some(Some(msg)) => {
+                                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
+                                    received += 1;
+                                }
+                                Some(None) => return (received, true),
+                                None => break,
+                            }
+                        }
+                        (received, false)
+                    });
+                    metrics::counter!("socket_gateway_valkey_messages_received_total").increment(received);
+                    if ended {
+                        return Ok(());
+                    }
                 }
                 None => return Ok(()),
             },
