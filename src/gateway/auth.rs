@@ -95,10 +95,9 @@ impl Gateway {
                 move |m| m.user_id == uid,
             )
             .await;
-        match source {
-            Source::Cache => metrics::session_cache_hit(),
-            Source::Coalesced => metrics::app_call_coalesced(),
-            Source::Call => {}
+        // `session_cache_hits_total` stays about sessions; a coalesced call is counted as one.
+        if source == Source::Coalesced {
+            metrics::app_call_coalesced();
         }
         match result {
             // Joined another session's call and that cookie was refused: ask with our own.
