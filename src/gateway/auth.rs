@@ -221,3 +221,80 @@ impl AuthFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::UserInfo;
+    use crate::config::{AppConfig, LimitsConfig};
+
+    fn session(user: &str) -> Option<SessionInfo> {
+        Some(SessionInfo {
+            user: UserInfo {
+                id: user.into(),
+                name: None,
+            },
+        })
+    }
+
+    fn memberships(user: &str) -> Memberships {
+        Memberships {
+            user_id: user.into(),
+            workspaces: Vec::new(),
+            channels: Vec::new(),
+            conversations: Vec::new(),
+        }
+    }
+
+    /// Caches a session for `key` and memberships for `user`, without the app.
+    async fn cache(gw: &Gateway, key: u8, user: &str) {
+        let s = session(user);
+        gw.sessions
+            .get(
+                [key; 32],
+                true,
+                move || async move { Ok(s) },
+                Option::is_some,
+            )
+            .await
+            .0
+            .ok();
+        let m = memberships(user);
+        gw.memberships
+            .get(
+                user.to_owned(),
+                true,
+                move || async move { Ok(m) },
+                |_| true,
+            )
+            .await
+            .0
+            .ok();
+    }
+
+    #[tokio::test]
+    async fn signals_forget_what_they_aim_at() {
+        let gw = Gateway::new(&AppConfig::default(), &LimitsConfig::default(), true)
+            .expect("a client for the default config");
+        cache(&gw, 1, "u1").await;
+        cache(&gw, 2, "u1").await;
+        cache(&gw, 3, "u2").await;
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 2));
+
+        // socketsLeave aimed at user:u1: u1's memberships only; sessions stay.
+        gw.forget_targets(&BroadcastTarget::room("user:u1"), false);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 1));
+
+        // disconnectSockets aimed at user:u1: both of u1's sessions go, u2's stays.
+        cache(&gw, 1, "u1").await;
+        gw.forget_targets(&BroadcastTarget::room("user:u1"), true);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (1, 1));
+
+        // Aimed at anything else (it may reach any user): everything of that kind.
+        cache(&gw, 1, "u1").await;
+        gw.forget_targets(&BroadcastTarget::room("channel:c1"), false);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (2, 0));
+        gw.forget_targets(&BroadcastTarget::default(), true);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (0, 0));
+    }
+}
