@@ -241,6 +241,8 @@ pub struct AppConfig {
     #[serde(deserialize_with = "lenient_string")]
     pub events_path: String,
     pub timeout_ms: u64,
+    /// Reuse of positive session (per cookie digest) and memberships (per user) answers;
+    /// revocation and membership-change signals forget them first (see gateway.toml).
     pub session_cache_ttl_ms: u64,
     pub revalidate_interval_ms: u64,
 }
@@ -255,7 +257,7 @@ impl Default for AppConfig {
             authorize_path: "/api/realtime/authorize".into(),
             events_path: "/api/realtime/events".into(),
             timeout_ms: 3000,
-            session_cache_ttl_ms: 5000,
+            session_cache_ttl_ms: 60_000,
             revalidate_interval_ms: 60_000,
         }
     }

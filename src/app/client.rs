@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,16 +31,32 @@ pub enum AppError {
     },
 }
 
+/// The URLs are parsed once here: parsing them on every call showed in connect profiles.
 pub struct AppClient {
     http: reqwest::Client,
-    session_url: String,
-    memberships_url: String,
-    authorize_url: String,
-    events_url: String,
+    session_url: Url,
+    memberships_url: Url,
+    authorize_url: Url,
+    /// An event's name is appended to it as one more path segment.
+    events_url: Url,
+}
+
+/// Why the app client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppClientError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("invalid app URL: {0}")]
+    Url(String),
+}
+
+fn parse(url: String) -> Result<Url, AppClientError> {
+    // The message only: the URL is already checked by the config (and could hold a secret).
+    Url::parse(&url).map_err(|e| AppClientError::Url(e.to_string()))
 }
 
 impl AppClient {
-    pub fn new(cfg: &AppConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(cfg: &AppConfig) -> Result<Self, AppClientError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout())
             .connect_timeout(cfg.timeout().min(Duration::from_secs(2)))
@@ -50,10 +66,10 @@ impl AppClient {
             .build()?;
         Ok(AppClient {
             http,
-            session_url: cfg.url_for(&cfg.session_path),
-            memberships_url: cfg.url_for(&cfg.memberships_path),
-            authorize_url: cfg.url_for(&cfg.authorize_path),
-            events_url: cfg.url_for(&cfg.events_path),
+            session_url: parse(cfg.url_for(&cfg.session_path))?,
+            memberships_url: parse(cfg.url_for(&cfg.memberships_path))?,
+            authorize_url: parse(cfg.url_for(&cfg.authorize_path))?,
+            events_url: parse(cfg.url_for(&cfg.events_path))?,
         })
     }
 
@@ -114,8 +130,8 @@ impl AppClient {
         Ok(Reply { call, status, body })
     }
 
-    fn get(&self, url: &str, creds: &Credentials) -> reqwest::RequestBuilder {
-        self.http.get(url).headers(Self::headers(creds))
+    fn get(&self, url: &Url, creds: &Credentials) -> reqwest::RequestBuilder {
+        self.http.get(url.clone()).headers(Self::headers(creds))
     }
 
     /// `Ok(None)` only when the app answered that there is no valid session.
@@ -165,7 +181,10 @@ impl AppClient {
         event: &str,
         body: &EventForward<'_>,
     ) -> Result<EventReply, AppError> {
-        let url = format!("{}/{}", self.events_url.trim_end_matches('/'), event);
+        let mut url = self.events_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push(event);
+        }
         let req = self.http.post(url).headers(Self::headers(creds)).json(body);
         let reply = self.send("event", req).await?;
         match reply.status {

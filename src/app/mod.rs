@@ -6,7 +6,7 @@ pub mod client;
 pub mod single_flight;
 pub mod types;
 
-pub use client::{AppClient, AppError};
+pub use client::{AppClient, AppClientError, AppError};
 pub use types::{Authorization, EmitInstruction, EventReply, Memberships, SessionInfo, UserInfo};
 
 /// The caller's identity as forwarded to the app: never logged, never in metrics.

@@ -1,5 +1,9 @@
 //! Coalesces concurrent identical lookups into one call, and optionally remembers a positive
-//! answer for a short time. 200 sockets reconnecting with one cookie make one app call.
+//! answer for a while. 200 sockets reconnecting with one cookie make one app call.
+//!
+//! A remembered answer can be forgotten at once (a revocation signal); an answer that was in
+//! flight when something was forgotten is not remembered, so a call racing a revocation cannot
+//! put a stale positive answer back.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,10 +15,24 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 type Flight<V, E> = Shared<BoxFuture<'static, Result<V, E>>>;
 
+/// Most answers remembered at once: a storm of this many distinct keys is fully cached; past
+/// it new answers are not remembered until entries expire (memory stays bounded).
+pub const MAX_ENTRIES: usize = 50_000;
+
 pub struct SingleFlight<K, V, E> {
     inflight: Mutex<HashMap<K, Flight<V, E>>>,
-    cache: Mutex<HashMap<K, (Instant, V)>>,
+    cache: Mutex<Cache<K, V>>,
     ttl: Duration,
+    max_entries: usize,
+}
+
+struct Cache<K, V> {
+    entries: HashMap<K, (Instant, V)>,
+    /// Bumped by every forget: an answer whose call started before it is not remembered.
+    generation: u64,
+    /// When expired entries were last swept because the cache was full (at most once a second,
+    /// so a full cache does not cost a scan per insert).
+    last_sweep: Option<Instant>,
 }
 
 /// How a lookup was answered (for metrics and tests).
@@ -33,11 +51,29 @@ where
 {
     /// `ttl` zero disables the cache; coalescing stays.
     pub fn new(ttl: Duration) -> Self {
+        Self::with_capacity(ttl, MAX_ENTRIES)
+    }
+
+    /// As [`Self::new`], remembering at most `max_entries` answers.
+    pub fn with_capacity(ttl: Duration, max_entries: usize) -> Self {
         SingleFlight {
             inflight: Mutex::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                entries: HashMap::new(),
+                generation: 0,
+                last_sweep: None,
+            }),
             ttl,
+            max_entries,
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache<K, V>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<K, Flight<V, E>>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Answers from the cache, joins a call in flight, or starts `call`. `cacheable` says which
@@ -52,18 +88,23 @@ where
     where
         F: Future<Output = Result<V, E>> + Send + 'static,
     {
-        if use_cache && !self.ttl.is_zero() {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cache.get(&key) {
-                Some((at, v)) if at.elapsed() < self.ttl => return (Ok(v.clone()), Source::Cache),
-                Some(_) => {
-                    cache.remove(&key);
+        let generation = {
+            let mut cache = self.cache();
+            if use_cache && !self.ttl.is_zero() {
+                match cache.entries.get(&key) {
+                    Some((at, v)) if at.elapsed() < self.ttl => {
+                        return (Ok(v.clone()), Source::Cache)
+                    }
+                    Some(_) => {
+                        cache.entries.remove(&key);
+                    }
+                    None => {}
                 }
-                None => {}
             }
-        }
+            cache.generation
+        };
         let (flight, source) = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inflight = self.inflight();
             match inflight.get(&key) {
                 Some(f) => (f.clone(), Source::Coalesced),
                 None => {
@@ -73,33 +114,80 @@ where
                 }
             }
         };
-        let result = flight.await;
+        let result = flight.clone().await;
         if source == Source::Call {
-            self.inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            {
+                // Only our own flight: a forget may have let a newer one in under this key.
+                let mut inflight = self.inflight();
+                if inflight.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
+                    inflight.remove(&key);
+                }
+            }
             if let Ok(v) = &result {
                 if !self.ttl.is_zero() && cacheable(v) {
-                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    // Bounded: drop expired entries when the map grows.
-                    if cache.len() > 10_000 {
-                        let ttl = self.ttl;
-                        cache.retain(|_, (at, _)| at.elapsed() < ttl);
-                    }
-                    cache.insert(key, (Instant::now(), v.clone()));
+                    self.remember(key, v.clone(), generation);
                 }
             }
         }
         (result, source)
     }
 
-    /// Forgets a cached answer (the session was found gone).
+    fn remember(&self, key: K, v: V, generation: u64) {
+        let mut cache = self.cache();
+        if cache.generation != generation {
+            return;
+        }
+        if cache.entries.len() >= self.max_entries && !cache.entries.contains_key(&key) {
+            let now = Instant::now();
+            if cache
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                cache.last_sweep = Some(now);
+                let ttl = self.ttl;
+                cache.entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            if cache.entries.len() >= self.max_entries {
+                return;
+            }
+        }
+        cache.entries.insert(key, (Instant::now(), v));
+    }
+
+    /// Forgets a cached answer and lets the next lookup start a fresh call (the session was
+    /// found gone, or the app signalled a change).
     pub fn forget(&self, key: &K) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        {
+            let mut cache = self.cache();
+            cache.generation += 1;
+            cache.entries.remove(key);
+        }
+        self.inflight().remove(key);
+    }
+
+    /// Forgets every cached answer `pred` picks, and every call in flight (their answers may
+    /// predate the signal, and their keys say nothing of their answers).
+    pub fn forget_where(&self, pred: impl Fn(&K, &V) -> bool) {
+        {
+            let mut cache = self.cache();
+            cache.generation += 1;
+            cache.entries.retain(|k, (_, v)| !pred(k, v));
+        }
+        self.inflight().clear();
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.forget_where(|_, _| true);
+    }
+
+    /// How many answers are remembered (tests, and to see the bound hold).
+    pub fn len(&self) -> usize {
+        self.cache().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -159,5 +247,69 @@ mod tests {
             .get(1, false, || async { Ok(Some(3)) }, |v| v.is_some())
             .await;
         assert_eq!(r, Ok(Some(3)), "bypassing the cache calls again");
+    }
+
+    #[tokio::test]
+    async fn forget_drops_the_answer_and_a_racing_call() {
+        let sf: Arc<SingleFlight<u8, u32, ()>> =
+            Arc::new(SingleFlight::new(Duration::from_secs(60)));
+        let (_, s) = sf.get(1, true, || async { Ok(1) }, |_| true).await;
+        assert_eq!(s, Source::Call);
+        sf.forget(&1);
+        let (r, s) = sf.get(1, true, || async { Ok(2) }, |_| true).await;
+        assert_eq!(
+            (r, s),
+            (Ok(2), Source::Call),
+            "forgotten: the app is asked again"
+        );
+
+        // A call in flight when its key is forgotten is not remembered.
+        sf.clear();
+        let slow = {
+            let sf = sf.clone();
+            tokio::spawn(async move {
+                sf.get(
+                    1,
+                    true,
+                    || async {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(3)
+                    },
+                    |_| true,
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        sf.forget_where(|_, _| true);
+        let (r, s) = sf.get(1, true, || async { Ok(4) }, |_| true).await;
+        assert_eq!(
+            (r, s),
+            (Ok(4), Source::Call),
+            "a forget does not join the old flight"
+        );
+        assert_eq!(slow.await.unwrap().0, Ok(3));
+        let (r, s) = sf.get(1, true, || async { Ok(5) }, |_| true).await;
+        assert_eq!(
+            (r, s),
+            (Ok(4), Source::Cache),
+            "the fresh answer is remembered, not the stale one"
+        );
+    }
+
+    #[tokio::test]
+    async fn forget_where_picks_by_value_and_the_size_is_bounded() {
+        let sf: SingleFlight<u8, u32, ()> = SingleFlight::with_capacity(Duration::from_secs(60), 3);
+        for k in 0..5u8 {
+            let (r, _) = sf
+                .get(k, true, || async move { Ok(u32::from(k) % 2) }, |_| true)
+                .await;
+            assert!(r.is_ok());
+        }
+        assert_eq!(sf.len(), 3, "full: later answers are not remembered");
+        sf.forget_where(|_, v| *v == 1);
+        assert_eq!(sf.len(), 2);
+        let (_, s) = sf.get(0, true, || async { Ok(9) }, |_| true).await;
+        assert_eq!(s, Source::Cache);
     }
 }

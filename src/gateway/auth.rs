@@ -1,6 +1,8 @@
 //! Authentication at connect: the browser's cookie goes to the app's session endpoint, then to
 //! the memberships endpoint; the socket connects only with both answers, so it never has half
-//! its rooms. Identical concurrent lookups are coalesced and positive sessions cached briefly.
+//! its rooms. Identical concurrent lookups are coalesced, and positive answers cached for
+//! `app.session_cache_ttl_ms` (sessions by cookie digest, memberships by user id) unless a
+//! revocation or membership-change signal forgets them first.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use crate::app::{AppError, Credentials, Memberships, SessionInfo};
 use crate::engineio::Session;
 use crate::limits::TokenBucket;
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::ConnectError;
+use crate::socketio::{BroadcastTarget, ConnectError};
 
 pub fn invalid_session() -> ConnectError {
     ConnectError::new(
@@ -74,25 +76,78 @@ impl Gateway {
         result
     }
 
+    /// The memberships of `user_id` (whose session `creds` are): cached and coalesced per
+    /// user, so a user's tabs and devices share one answer. The answer must name `user_id`.
     pub(super) async fn lookup_memberships(
         &self,
         creds: &Credentials,
+        user_id: &str,
     ) -> Result<Memberships, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
+        let uid = user_id.to_owned();
         let (result, source) = self
             .memberships
             .get(
-                creds.key(),
+                user_id.to_owned(),
                 true,
                 move || async move { app.memberships(&c).await },
-                |_| true,
+                move |m| m.user_id == uid,
             )
             .await;
+        // `session_cache_hits_total` stays about sessions; a coalesced call is counted as one.
         if source == Source::Coalesced {
             metrics::app_call_coalesced();
         }
-        result
+        match result {
+            // Joined another session's call and that cookie was refused: ask with our own.
+            Err(AppError::Unauthenticated { .. }) if source != Source::Call => {
+                self.app.memberships(creds).await
+            }
+            other => other,
+        }
+    }
+
+    /// The app said these credentials are no longer valid (or revoked their sockets): the
+    /// next connect with them asks the app again.
+    pub(crate) fn forget_session(&self, creds: &Credentials) {
+        self.sessions.forget(&creds.key());
+    }
+
+    /// A revocation (`disconnect`) or membership-change signal aimed at `target`, from the app
+    /// through the emitter or another server. Aimed at `user:X` rooms only, it forgets those
+    /// users' cached sessions (on revocation) and memberships; aimed at anything else, which
+    /// may reach any user, it forgets every cached answer of that kind. These signals are rare,
+    /// and a forgotten answer only costs one more app call.
+    pub(crate) fn forget_targets(&self, target: &BroadcastTarget, revoked: bool) {
+        let users: Option<Vec<&str>> = if target.rooms.is_empty() {
+            None
+        } else {
+            target
+                .rooms
+                .iter()
+                .map(|r| r.strip_prefix("user:"))
+                .collect()
+        };
+        match users {
+            Some(users) => {
+                for user in &users {
+                    self.memberships.forget(&(*user).to_owned());
+                }
+                if revoked {
+                    self.sessions.forget_where(|_, v| {
+                        v.as_ref()
+                            .is_some_and(|s| users.contains(&s.user.id.as_str()))
+                    });
+                }
+            }
+            None => {
+                self.memberships.clear();
+                if revoked {
+                    self.sessions.clear();
+                }
+            }
+        }
     }
 
     /// [`Self::authenticate_session`], counted in `connects_total` when refused (a success is
@@ -128,10 +183,10 @@ impl Gateway {
                 return Err(AuthFailure::Unavailable);
             }
         };
-        let memberships = match self.lookup_memberships(&creds).await {
+        let memberships = match self.lookup_memberships(&creds, &info.user.id).await {
             Ok(m) if m.user_id == info.user.id => m,
             Ok(_) | Err(AppError::Unauthenticated { .. }) => {
-                self.sessions.forget(&creds.key());
+                self.forget_session(&creds);
                 return Err(AuthFailure::InvalidSession);
             }
             Err(e) => {
@@ -142,7 +197,6 @@ impl Gateway {
         Ok(Arc::new(SocketState {
             membership_rooms: std::sync::Mutex::new(rooms_from_memberships(&memberships)),
             user: info.user,
-            credentials: creds,
             typing: Default::default(),
             queue: Default::default(),
             events: TokenBucket::new(self.events_per_s, self.events_burst),
@@ -165,5 +219,82 @@ impl AuthFailure {
             AuthFailure::InvalidSession => invalid_session(),
             AuthFailure::Unavailable => auth_unavailable(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::UserInfo;
+    use crate::config::{AppConfig, LimitsConfig};
+
+    fn session(user: &str) -> Option<SessionInfo> {
+        Some(SessionInfo {
+            user: UserInfo {
+                id: user.into(),
+                name: None,
+            },
+        })
+    }
+
+    fn memberships(user: &str) -> Memberships {
+        Memberships {
+            user_id: user.into(),
+            workspaces: Vec::new(),
+            channels: Vec::new(),
+            conversations: Vec::new(),
+        }
+    }
+
+    /// Caches a session for `key` and memberships for `user`, without the app.
+    async fn cache(gw: &Gateway, key: u8, user: &str) {
+        let s = session(user);
+        gw.sessions
+            .get(
+                [key; 32],
+                true,
+                move || async move { Ok(s) },
+                Option::is_some,
+            )
+            .await
+            .0
+            .ok();
+        let m = memberships(user);
+        gw.memberships
+            .get(
+                user.to_owned(),
+                true,
+                move || async move { Ok(m) },
+                |_| true,
+            )
+            .await
+            .0
+            .ok();
+    }
+
+    #[tokio::test]
+    async fn signals_forget_what_they_aim_at() {
+        let gw = Gateway::new(&AppConfig::default(), &LimitsConfig::default(), true)
+            .expect("a client for the default config");
+        cache(&gw, 1, "u1").await;
+        cache(&gw, 2, "u1").await;
+        cache(&gw, 3, "u2").await;
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 2));
+
+        // socketsLeave aimed at user:u1: u1's memberships only; sessions stay.
+        gw.forget_targets(&BroadcastTarget::room("user:u1"), false);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 1));
+
+        // disconnectSockets aimed at user:u1: both of u1's sessions go, u2's stays.
+        cache(&gw, 1, "u1").await;
+        gw.forget_targets(&BroadcastTarget::room("user:u1"), true);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (1, 1));
+
+        // Aimed at anything else (it may reach any user): everything of that kind.
+        cache(&gw, 1, "u1").await;
+        gw.forget_targets(&BroadcastTarget::room("channel:c1"), false);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (2, 0));
+        gw.forget_targets(&BroadcastTarget::default(), true);
+        assert_eq!((gw.sessions.len(), gw.memberships.len()), (0, 0));
     }
 }

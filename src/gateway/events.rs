@@ -113,11 +113,12 @@ impl Gateway {
             socket_id: socket.id.as_str(),
             user_id: &state.user.id,
         };
-        match self
-            .app
-            .forward_event(&state.credentials, job.name, &body)
-            .await
-        {
+        // Read from the handshake per call: the socket keeps its cookie in one place.
+        let result = match super::auth::credentials(socket.session()) {
+            Some(creds) => self.app.forward_event(&creds, job.name, &body).await,
+            None => Err(AppError::Unauthenticated { call: "event" }),
+        };
+        match result {
             Ok(reply) => {
                 if let Some(ack) = job.ack {
                     ack.send(reply.ack.into_iter().collect());

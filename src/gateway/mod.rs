@@ -14,12 +14,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::app::single_flight::SingleFlight;
-use crate::app::{AppClient, AppError, Memberships, SessionInfo};
+use crate::app::{AppClient, AppClientError, AppError, Memberships, SessionInfo};
 use crate::config::{AppConfig, LimitsConfig};
 use crate::metrics::{self, ConnectResult};
 use crate::socketio::{
-    BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension, NamespaceHandler,
-    Socket,
+    BoxFuture, BroadcastTarget, ConnectError, ConnectRequest, DisconnectReason, Event, Extension,
+    NamespaceHandler, Socket,
 };
 
 use events::Job;
@@ -27,8 +27,11 @@ use state::SocketState;
 
 pub struct Gateway {
     pub(crate) app: Arc<AppClient>,
+    /// Positive session answers by cookie digest; forgotten on every revocation signal.
     pub(crate) sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
-    pub(crate) memberships: SingleFlight<[u8; 32], Memberships, AppError>,
+    /// Memberships by user id (the same for every session of a user); forgotten on every
+    /// membership-change signal.
+    pub(crate) memberships: SingleFlight<String, Memberships, AppError>,
     pub(crate) revalidate_interval: Duration,
     /// Each socket's event bucket: sustained rate and burst.
     pub(crate) events_per_s: u32,
@@ -44,12 +47,13 @@ impl Gateway {
         cfg: &AppConfig,
         limits: &LimitsConfig,
         recheck_on_recovery: bool,
-    ) -> Result<Arc<Self>, reqwest::Error> {
+    ) -> Result<Arc<Self>, AppClientError> {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
             sessions: SingleFlight::new(cfg.session_cache_ttl()),
-            // Memberships share the session cache's short TTL: a reconnect storm reuses one answer,
-            // and live membership changes reach sockets through the app's emitter, not this cache.
+            // Memberships share the session cache's TTL: a reconnect storm reuses one answer per
+            // user; the emitter's socketsJoin/socketsLeave (how the app changes memberships)
+            // forget it, see `on_rooms_request`.
             memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
             events_per_s: limits.events_per_s,
@@ -92,8 +96,7 @@ impl NamespaceHandler for MainNamespace {
             let rooms = state
                 .membership_rooms
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+                .unwrap_or_else(|e| e.into_inner());
             socket.join(&rooms);
         }
     }
@@ -129,7 +132,7 @@ impl NamespaceHandler for MainNamespace {
             "typing:start" => typing::on_typing(socket, &state, &args, true),
             "typing:stop" => typing::on_typing(socket, &state, &args, false),
             "room:join" => {
-                tokio::spawn(self.0.clone().join_room(socket.clone(), state, args, ack));
+                tokio::spawn(self.0.clone().join_room(socket.clone(), args, ack));
             }
             "room:leave" => self.0.leave_room(socket, &args, ack),
             "presence:setAway" => self.0.presence_set(socket, true, ack),
@@ -151,11 +154,29 @@ impl NamespaceHandler for MainNamespace {
 
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
         metrics::disconnect(reason.as_str());
+        // The server disconnecting a socket is how the app revokes it (a remote
+        // `socket.disconnect()`, or re-validation): its session must be asked again.
+        if matches!(
+            reason,
+            DisconnectReason::ServerNamespaceDisconnect | DisconnectReason::ForcedServerClose
+        ) {
+            if let Some(creds) = auth::credentials(socket.session()) {
+                self.0.forget_session(&creds);
+            }
+        }
         tracing::debug!(sid = %socket.id, reason = reason.as_str(), "socket disconnected");
         if let Some(state) = state_of(socket) {
             typing::on_disconnect(socket, &state);
             self.0.presence_disconnect(socket);
         }
+    }
+
+    fn on_disconnect_request(&self, target: &BroadcastTarget) {
+        self.0.forget_targets(target, true);
+    }
+
+    fn on_rooms_request(&self, target: &BroadcastTarget) {
+        self.0.forget_targets(target, false);
     }
 
     /// What Node peers' `fetchSockets()` see: the user id, never the credentials.

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::state::SocketState;
 use super::Gateway;
+use crate::app::Credentials;
 use crate::socketio::{Namespace, Socket};
 
 pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
@@ -34,16 +35,21 @@ pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
 
 impl Gateway {
     async fn revalidate(&self, ns: &Namespace) {
-        let mut by_session: HashMap<[u8; 32], Vec<Arc<Socket>>> = HashMap::new();
+        let mut by_session: HashMap<[u8; 32], (Credentials, Vec<Arc<Socket>>)> = HashMap::new();
         for socket in ns.sockets() {
-            if let Some(state) = socket.extension::<Arc<SocketState>>() {
-                by_session
-                    .entry(state.credentials.key())
-                    .or_default()
-                    .push(socket.clone());
+            if socket.extension::<Arc<SocketState>>().is_none() {
+                continue;
             }
+            let Some(creds) = super::auth::credentials(socket.session()) else {
+                continue;
+            };
+            by_session
+                .entry(creds.key())
+                .or_insert_with(|| (creds, Vec::new()))
+                .1
+                .push(socket);
         }
-        for (key, sockets) in by_session {
+        for (key, (creds, sockets)) in by_session {
             let Some(state) = sockets
                 .first()
                 .and_then(|s| s.extension::<Arc<SocketState>>())
@@ -51,10 +57,10 @@ impl Gateway {
             else {
                 continue;
             };
-            match self.lookup_session(&state.credentials, false).await {
+            match self.lookup_session(&creds, false).await {
                 Ok(Some(info)) if info.user.id == state.user.id => {
-                    self.memberships.forget(&key);
-                    match self.lookup_memberships(&state.credentials).await {
+                    self.memberships.forget(&state.user.id);
+                    match self.lookup_memberships(&creds, &state.user.id).await {
                         Ok(m) if m.user_id == state.user.id => {
                             let rooms = super::rooms::rooms_from_memberships(&m);
                             for socket in &sockets {
@@ -67,7 +73,7 @@ impl Gateway {
                 }
                 Ok(_) => {
                     self.sessions.forget(&key);
-                    self.memberships.forget(&key);
+                    self.memberships.forget(&state.user.id);
                     tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
                     for socket in sockets {
                         let sent = socket.emit(

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::errors::ClientError;
-use super::state::SocketState;
 use super::Gateway;
-use crate::app::{AppError, Memberships};
+use crate::app::{AppError, Authorization, Memberships};
 use crate::socketio::{AckSender, Socket};
 
 const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
@@ -52,13 +51,12 @@ impl Gateway {
     pub(super) async fn join_room(
         self: Arc<Self>,
         socket: Arc<Socket>,
-        state: Arc<SocketState>,
         args: Vec<Value>,
         ack: Option<AckSender>,
     ) {
         let result = match room_arg(&args) {
             Err(e) => Err(e),
-            Ok(room) => match self.app.authorize(&state.credentials, &room).await {
+            Ok(room) => match self.authorize(&socket, &room).await {
                 Ok(a) if a.allowed => {
                     socket.join(&[room.as_str()]);
                     Ok(())
@@ -68,6 +66,9 @@ impl Gateway {
                     a.reason.unwrap_or_else(|| "not_allowed".into()),
                 )),
                 Err(AppError::Unauthenticated { .. }) => {
+                    if let Some(creds) = super::auth::credentials(socket.session()) {
+                        self.forget_session(&creds);
+                    }
                     Err(ClientError::new("UNAUTHENTICATED", "session gone"))
                 }
                 Err(AppError::Refused { error, .. }) => Err(ClientError::bad_payload(error)),
@@ -78,6 +79,14 @@ impl Gateway {
             },
         };
         reply(&socket, ack, result);
+    }
+
+    /// The app's `authorize` call with the socket's handshake credentials.
+    async fn authorize(&self, socket: &Socket, room: &str) -> Result<Authorization, AppError> {
+        match super::auth::credentials(socket.session()) {
+            Some(creds) => self.app.authorize(&creds, room).await,
+            None => Err(AppError::Unauthenticated { call: "authorize" }),
+        }
     }
 
     pub(super) fn leave_room(&self, socket: &Arc<Socket>, args: &[Value], ack: Option<AckSender>) {

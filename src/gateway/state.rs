@@ -7,16 +7,16 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::events::Job;
-use crate::app::{Credentials, UserInfo};
+use crate::app::UserInfo;
 use crate::limits::TokenBucket;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
     pub user: UserInfo,
-    /// Forwarded on every app call made for this socket. Never logged.
-    pub credentials: Credentials,
-    /// Rooms from the memberships call, joined before the CONNECT reply; re-validation
-    /// replaces them with the app's current answer (leaving and joining the difference).
+    /// Rooms from the memberships call, joined before the CONNECT reply; kept because
+    /// re-validation replaces them with the app's current answer (leaving and joining the
+    /// difference) and must not touch rooms joined otherwise. The cookie is not kept here:
+    /// app calls read it from the handshake ([`super::auth::credentials`]), its one copy.
     pub membership_rooms: Mutex<Vec<String>>,
     /// Per-room typing: when the current "typing" expires.
     pub typing: Mutex<HashMap<String, Instant>>,

@@ -303,8 +303,8 @@ impl Adapter for Relay {
         };
         match message {
             Ok(message) if self.link.is_up() => {
-                let cmd = recovery.record_cmd(nsp, &message, Some(&plain), &recorded, None);
-                self.publisher.record(cmd, Box::new(local));
+                let call = recovery.record_call(nsp, &message, Some(&plain), &recorded, None);
+                self.publisher.record(call, Box::new(local));
             }
             Ok(_) => local(),
             Err(e) => {

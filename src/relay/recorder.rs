@@ -176,7 +176,7 @@ impl Relay {
         } else {
             super::channels::room_in(&space.channels.recorded, room)
         };
-        let cmd = recovery.record_cmd(&space.name, &message, None, &recorded, Some(&dedupe));
-        self.publisher.record(cmd, Box::new(|| {}));
+        let call = recovery.record_call(&space.name, &message, None, &recorded, Some(&dedupe));
+        self.publisher.record(call, Box::new(|| {}));
     }
 }

@@ -38,7 +38,7 @@ use crate::socketio::packet::Packet;
 /// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
 /// channel of the copy with the offset[, dedupe ttl ms]. Returns the id, or nil when the
 /// dedupe key shows another recorder wrote it.
-const RECORD: &str = r#"
+pub(super) const RECORD: &str = r#"
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then
   return false
 end
@@ -50,6 +50,34 @@ if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end
 redis.call('PUBLISH', ARGV[4], string.sub(ARGV[1], 1, -2) .. string.char(0xd9, #id) .. id)
 return id
 "#;
+
+/// One call of [`RECORD`], sent by the publisher as `EVALSHA` once the script is loaded on its
+/// connection (the text is ~500 bytes, sent for nothing on every recorded broadcast), or as
+/// `EVAL` when it is not.
+pub struct RecordCall {
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl RecordCall {
+    /// `EVALSHA sha ...` with the script's digest, `EVAL text ...` without.
+    pub fn cmd(&self, sha: Option<&str>) -> redis::Cmd {
+        let mut cmd = match sha {
+            Some(sha) => {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(sha);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("EVAL");
+                c.arg(RECORD);
+                c
+            }
+        };
+        cmd.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd
+    }
+}
 
 /// Most log entries read to restore one session; past it the client gets a fresh one.
 const MAX_SCAN: usize = 20_000;
@@ -104,28 +132,27 @@ impl Recovery {
     }
 
     /// The script call recording `message` (see [`RECORD`]).
-    pub fn record_cmd(
+    pub fn record_call(
         &self,
         nsp: &str,
         message: &[u8],
         plain_channel: Option<&str>,
         recorded_channel: &str,
         dedupe: Option<&str>,
-    ) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(RECORD).arg(if dedupe.is_some() { 2 } else { 1 });
-        cmd.arg(self.log_key(nsp));
-        if let Some(key) = dedupe {
-            cmd.arg(key);
-        }
-        cmd.arg(message)
-            .arg(Self::ms(self.window))
-            .arg(plain_channel.unwrap_or(""))
-            .arg(recorded_channel);
+    ) -> RecordCall {
+        let mut keys = vec![self.log_key(nsp)];
+        keys.extend(dedupe.map(str::to_owned));
+        let window = Self::ms(self.window).to_string().into_bytes();
+        let mut args = vec![
+            message.to_vec(),
+            window.clone(),
+            plain_channel.unwrap_or("").as_bytes().to_vec(),
+            recorded_channel.as_bytes().to_vec(),
+        ];
         if dedupe.is_some() {
-            cmd.arg(Self::ms(self.window));
+            args.push(window);
         }
-        cmd
+        RecordCall { keys, args }
     }
 
     /// `SET` of a session: `NX` when it opens, `XX` later (a restored session's key is gone and
@@ -184,8 +211,16 @@ impl Recovery {
         offset: Offset,
     ) -> Option<Restored> {
         let mut c = pool.get().await.ok()?;
-        let raw: Option<String> = redis::cmd("GETDEL")
+        // One round trip: the log lookup does not depend on the session's contents.
+        let id = offset.to_string();
+        type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
+        let (raw, found): (Option<String>, Entries) = redis::pipe()
+            .cmd("GETDEL")
             .arg(self.session_key(pid))
+            .cmd("XRANGE")
+            .arg(self.log_key(nsp))
+            .arg(&id)
+            .arg(&id)
             .query_async(&mut *c)
             .await
             .ok()?;
@@ -193,14 +228,6 @@ impl Recovery {
         if record.nsp != nsp {
             return None;
         }
-        let id = offset.to_string();
-        let found: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(self.log_key(nsp))
-            .arg(&id)
-            .arg(&id)
-            .query_async(&mut *c)
-            .await
-            .ok()?;
         if found.is_empty() {
             // Trimmed (older than the window) or never ours: what came after is unknown.
             return None;

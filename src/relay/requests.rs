@@ -41,11 +41,13 @@ impl Relay {
         };
         match kind {
             RequestKind::Join { target, rooms } => {
+                ns.handler.on_rooms_request(&target);
                 for socket in ns.select(&target) {
                     socket.join(&rooms);
                 }
             }
             RequestKind::Leave { target, rooms } => {
+                ns.handler.on_rooms_request(&target);
                 for socket in ns.select(&target) {
                     for room in &rooms {
                         socket.leave(room);
@@ -53,17 +55,22 @@ impl Relay {
                 }
             }
             RequestKind::Disconnect { target, close } => {
+                ns.handler.on_disconnect_request(&target);
                 for socket in ns.select(&target) {
                     disconnect(&socket, close);
                 }
             }
             RequestKind::JoinSid { sid, room } => {
+                ns.handler
+                    .on_rooms_request(&crate::socketio::BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.join(&[room]);
                     respond(wire::json_response(id, json!({})));
                 }
             }
             RequestKind::LeaveSid { sid, room } => {
+                ns.handler
+                    .on_rooms_request(&crate::socketio::BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.leave(&room);
                     respond(wire::json_response(id, json!({})));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::namespace::BroadcastTarget;
 use super::socket::Socket;
 use crate::engineio::Session;
 
@@ -146,6 +147,14 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     fn on_connect(&self, _socket: &Arc<Socket>) {}
     fn on_event(&self, _socket: &Arc<Socket>, _event: Event) {}
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
+    /// Another server (Node's `disconnectSockets()`, the emitter) asked to disconnect the
+    /// sockets of `target`, on every instance: how an app revokes a user. Runs before the
+    /// local sockets are disconnected, whether or not any is here.
+    fn on_disconnect_request(&self, _target: &BroadcastTarget) {}
+    /// Another server asked the sockets of `target` to join or leave rooms (`socketsJoin`,
+    /// `socketsLeave`): how an app signals a membership change. Runs whether or not any
+    /// socket of `target` is here.
+    fn on_rooms_request(&self, _target: &BroadcastTarget) {}
     /// What other servers see as this socket's `data` (Node's `fetchSockets()`); never
     /// credentials. `{}` by default, as Node's `socket.data`.
     fn socket_data(&self, _socket: &Socket) -> Value {

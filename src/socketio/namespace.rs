@@ -38,7 +38,9 @@ pub struct Namespace {
     pub name: String,
     pub(crate) handler: Arc<dyn NamespaceHandler>,
     sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
-    pub rooms: RoomIndex,
+    /// Rooms with their members' sockets (see [`RoomIndex`]): a socket is in it only while it
+    /// is in `sockets`, so the `Arc` cycle (a socket holds its namespace) ends when it leaves.
+    pub rooms: RoomIndex<Arc<Socket>>,
     /// Set once at start when a relay runs; read on every broadcast, hence no lock.
     adapter: OnceLock<Arc<dyn Adapter>>,
 }
@@ -109,8 +111,17 @@ impl Namespace {
         self.notify(changes);
     }
 
+    /// Puts a socket of this namespace in `rooms`; a socket that already left joins nothing.
     pub fn join<S: AsRef<str>>(&self, sid: Sid, rooms: &[S]) {
-        let changes = self.rooms.join(sid, rooms);
+        let changes = {
+            // Held while joining: `remove_socket` takes it (write) before its `leave_all`, so a
+            // join racing a disconnect cannot leave the socket in the index after it.
+            let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
+            let Some(socket) = sockets.get(&sid) else {
+                return;
+            };
+            self.rooms.join(sid, socket, rooms)
+        };
         self.notify(changes);
         self.socket_rooms_changed(sid);
     }
@@ -138,20 +149,17 @@ impl Namespace {
         }
     }
 
-    /// The local sockets a broadcast to `target` reaches.
+    /// The local sockets a broadcast to `target` reaches, in one pass over its rooms.
     pub fn select(&self, target: &BroadcastTarget) -> Vec<Arc<Socket>> {
-        let sids = self.rooms.select(&target.rooms, &target.except, || {
-            self.sockets
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .copied()
-                .collect()
-        });
-        let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
-        sids.iter()
-            .filter_map(|sid| sockets.get(sid).cloned())
-            .collect()
+        self.rooms
+            .select(&target.rooms, &target.except, |excluded| {
+                let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
+                sockets
+                    .iter()
+                    .filter(|(sid, _)| !excluded.contains(sid))
+                    .map(|(_, socket)| socket.clone())
+                    .collect()
+            })
     }
 
     /// Sends `packet` to every socket of `target`, here and (through the adapter) on the
@@ -205,8 +213,8 @@ impl Namespace {
         frames: &[Frame],
         offset: Option<Offset>,
     ) -> usize {
-        // Collected first: a full queue closes its session, which removes its socket from
-        // this namespace, so no lock of ours may be held while queueing.
+        // Collected first (one pass, see `select`): a full queue closes its session, which
+        // removes its socket from this namespace, so no lock of ours may be held while queueing.
         let recipients = self.select(target);
         let mut delivered = 0;
         for socket in &recipients {

@@ -1,6 +1,11 @@
 //! The local room index of a namespace: which sockets are in which room, both ways, so a
 //! broadcast finds its recipients and a leaving socket leaves every room at once.
+//!
+//! Each room keeps its members' handles (`M`, the namespace's `Arc<Socket>`), so a broadcast
+//! builds its recipient list in one pass over the room, without looking every member up again
+//! in the namespace's socket map.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
@@ -9,15 +14,24 @@ use crate::engineio::Sid;
 /// Room names are shared between the index's two maps (and every socket in the room).
 pub type Room = Arc<str>;
 
-#[derive(Default)]
-struct Index {
-    members: HashMap<Room, HashSet<Sid>>,
+struct Index<M> {
+    members: HashMap<Room, HashMap<Sid, M>>,
     rooms_of: HashMap<Sid, Vec<Room>>,
 }
 
-#[derive(Default)]
-pub struct RoomIndex {
-    inner: RwLock<Index>,
+pub struct RoomIndex<M = Sid> {
+    inner: RwLock<Index<M>>,
+}
+
+impl<M> Default for RoomIndex<M> {
+    fn default() -> Self {
+        RoomIndex {
+            inner: RwLock::new(Index {
+                members: HashMap::new(),
+                rooms_of: HashMap::new(),
+            }),
+        }
+    }
 }
 
 /// What joining or leaving changed, so a relay can follow a room's first and last member.
@@ -27,15 +41,16 @@ pub struct RoomChanges {
     pub deleted: Vec<Room>,
 }
 
-impl RoomIndex {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+impl<M: Clone> RoomIndex<M> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index<M>> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index<M>> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn join<S: AsRef<str>>(&self, sid: Sid, rooms: &[S]) -> RoomChanges {
+    /// Puts `sid` (whose handle is `member`) in `rooms`.
+    pub fn join<S: AsRef<str>>(&self, sid: Sid, member: &M, rooms: &[S]) -> RoomChanges {
         let mut changes = RoomChanges::default();
         let mut idx = self.write();
         for name in rooms {
@@ -48,7 +63,8 @@ impl RoomIndex {
                     r
                 }
             };
-            if idx.members.entry(room.clone()).or_default().insert(sid) {
+            if let Entry::Vacant(slot) = idx.members.entry(room.clone()).or_default().entry(sid) {
+                slot.insert(member.clone());
                 idx.rooms_of.entry(sid).or_default().push(room);
             }
         }
@@ -59,7 +75,7 @@ impl RoomIndex {
         let mut changes = RoomChanges::default();
         let mut idx = self.write();
         let emptied = match idx.members.get_mut(room) {
-            Some(set) => set.remove(&sid) && set.is_empty(),
+            Some(set) => set.remove(&sid).is_some() && set.is_empty(),
             None => return changes,
         };
         if emptied {
@@ -102,7 +118,7 @@ impl RoomIndex {
         self.read()
             .members
             .get(room)
-            .is_some_and(|m| m.contains(&sid))
+            .is_some_and(|m| m.contains_key(&sid))
     }
 
     pub fn all_rooms(&self) -> Vec<Room> {
@@ -118,7 +134,7 @@ impl RoomIndex {
             .filter(|(room, members)| {
                 let own = members.len() == 1
                     && members
-                        .iter()
+                        .keys()
                         .next()
                         .is_some_and(|sid| sid.as_str() == &***room);
                 !own
@@ -130,41 +146,39 @@ impl RoomIndex {
         self.read().members.contains_key(room)
     }
 
-    /// The sockets in any of `rooms` (every socket when `rooms` is empty, given as `all`) and
-    /// in none of `except`, each once.
+    /// The members in any of `rooms` and in none of `except`, each once, in one pass. With no
+    /// `rooms` it is every socket: `all` lists them, given the excluded ids, and is called
+    /// after this index's lock is released (the namespace takes its socket map's lock first).
     pub fn select<R: AsRef<str>, E: AsRef<str>>(
         &self,
         rooms: &[R],
         except: &[E],
-        all: impl FnOnce() -> Vec<Sid>,
-    ) -> Vec<Sid> {
+        all: impl FnOnce(&HashSet<Sid>) -> Vec<M>,
+    ) -> Vec<M> {
         let idx = self.read();
         let excluded: HashSet<Sid> = except
             .iter()
             .filter_map(|r| idx.members.get(r.as_ref()))
-            .flatten()
+            .flat_map(HashMap::keys)
             .copied()
             .collect();
-        let mut out: Vec<Sid> = if rooms.is_empty() {
+        if rooms.is_empty() {
             drop(idx);
-            all()
-        } else if rooms.len() == 1 {
-            idx.members
-                .get(rooms[0].as_ref())
-                .map(|s| s.iter().copied().collect())
-                .unwrap_or_default()
-        } else {
-            let mut seen = HashSet::new();
-            rooms
-                .iter()
-                .filter_map(|r| idx.members.get(r.as_ref()))
-                .flatten()
-                .filter(|sid| seen.insert(**sid))
-                .copied()
-                .collect()
-        };
-        if !excluded.is_empty() {
-            out.retain(|sid| !excluded.contains(sid));
+            return all(&excluded);
+        }
+        let sets: Vec<&HashMap<Sid, M>> = rooms
+            .iter()
+            .filter_map(|r| idx.members.get(r.as_ref()))
+            .collect();
+        let mut out = Vec::with_capacity(sets.iter().map(|s| s.len()).sum());
+        for (i, set) in sets.iter().enumerate() {
+            for (sid, member) in set.iter() {
+                // Once: a member of an earlier room (or of the same room listed twice) was taken.
+                if excluded.contains(sid) || sets[..i].iter().any(|s| s.contains_key(sid)) {
+                    continue;
+                }
+                out.push(member.clone());
+            }
         }
         out
     }
@@ -174,19 +188,31 @@ impl RoomIndex {
 mod tests {
     use super::*;
 
+    /// An index whose members are their own ids, as in the tests below.
+    fn join(idx: &RoomIndex, sid: Sid, rooms: &[&str]) -> RoomChanges {
+        idx.join(sid, &sid, rooms)
+    }
+
+    fn sorted(mut v: Vec<Sid>) -> Vec<Sid> {
+        v.sort();
+        v
+    }
+
     #[test]
     fn join_leave_select() {
         let idx = RoomIndex::default();
         let (a, b, c) = (Sid::generate(), Sid::generate(), Sid::generate());
-        assert_eq!(idx.join(a, &["r1", "r2"]).created.len(), 2);
-        assert!(idx.join(b, &["r1"]).created.is_empty());
-        idx.join(c, &["r2"]);
-        let mut got = idx.select(&["r1", "r2"], &[] as &[&str], Vec::new);
-        got.sort();
-        let mut want = vec![a, b, c];
-        want.sort();
-        assert_eq!(got, want, "a socket in two rooms is selected once");
-        assert_eq!(idx.select(&["r1"], &["r2"], Vec::new), vec![b]);
+        assert_eq!(join(&idx, a, &["r1", "r2"]).created.len(), 2);
+        assert!(join(&idx, b, &["r1"]).created.is_empty());
+        join(&idx, c, &["r2"]);
+        let none = |_: &HashSet<Sid>| Vec::new();
+        let got = sorted(idx.select(&["r1", "r2"], &[] as &[&str], none));
+        assert_eq!(
+            got,
+            sorted(vec![a, b, c]),
+            "a socket in two rooms is selected once"
+        );
+        assert_eq!(idx.select(&["r1"], &["r2"], none), vec![b]);
         assert_eq!(idx.leave(b, "r1").deleted.len(), 0);
         assert_eq!(idx.leave_all(a).deleted, vec![Arc::from("r1")]);
         assert!(!idx.contains_room("r1"));
@@ -195,11 +221,42 @@ mod tests {
     }
 
     #[test]
+    fn select_dedupes_excepts_and_hands_all_the_excluded() {
+        let idx = RoomIndex::default();
+        let (a, b, c, d) = (
+            Sid::generate(),
+            Sid::generate(),
+            Sid::generate(),
+            Sid::generate(),
+        );
+        join(&idx, a, &["r1", "r2", "r3"]);
+        join(&idx, b, &["r2", "r3", "x"]);
+        join(&idx, c, &["r3"]);
+        join(&idx, d, &["x"]);
+        let none = |_: &HashSet<Sid>| Vec::new();
+        // Three overlapping rooms, one listed twice, and an unknown room: each member once.
+        let got = idx.select(&["r1", "r2", "r2", "nope", "r3"], &[] as &[&str], none);
+        assert_eq!(sorted(got), sorted(vec![a, b, c]));
+        // A member of an except room is left out even if it is in several target rooms.
+        let got = idx.select(&["r1", "r2", "r3"], &["x", "nope"], none);
+        assert_eq!(sorted(got), sorted(vec![a, c]));
+        assert!(idx.select(&["nope"], &[] as &[&str], none).is_empty());
+        // No rooms: `all` decides, with the excluded ids.
+        let got = idx.select(&[] as &[&str], &["x"], |excluded| {
+            [a, b, c, d]
+                .into_iter()
+                .filter(|s| !excluded.contains(s))
+                .collect()
+        });
+        assert_eq!(sorted(got), sorted(vec![a, c]));
+    }
+
+    #[test]
     fn shared_rooms_leave_out_own_id_rooms() {
         let idx = RoomIndex::default();
         let (a, b) = (Sid::generate(), Sid::generate());
-        idx.join(a, &[a.as_str(), "channel:1", "user:1"]);
-        idx.join(b, &[b.as_str(), "channel:1"]);
+        join(&idx, a, &[a.as_str(), "channel:1", "user:1"]);
+        join(&idx, b, &[b.as_str(), "channel:1"]);
         assert_eq!(idx.shared_rooms(), 2);
         idx.leave_all(a);
         assert_eq!(idx.shared_rooms(), 1);

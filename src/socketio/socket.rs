@@ -52,6 +52,10 @@ pub struct Socket {
     /// the missed packets go first and nothing is sent twice.
     held: Mutex<Option<Vec<Held>>>,
     holding: AtomicBool,
+    /// The last packet replayed at restore: a live copy of it or of an earlier one that
+    /// reaches the socket after `release` (the Pub/Sub task can lag behind the log read) was
+    /// sent already and is dropped. Set once, so reading it on every delivery is one load.
+    replayed: OnceLock<Offset>,
 }
 
 impl Socket {
@@ -74,6 +78,7 @@ impl Socket {
             pid: OnceLock::new(),
             held: Mutex::new(None),
             holding: AtomicBool::new(false),
+            replayed: OnceLock::new(),
         }
     }
 
@@ -93,6 +98,9 @@ impl Socket {
 
     /// Sends what was held, except packets at or before `after` (already replayed).
     pub(crate) fn release(&self, after: Option<Offset>) {
+        if let Some(after) = after {
+            let _ = self.replayed.set(after);
+        }
         let mut held = self.lock_held();
         for (offset, frames) in held.take().unwrap_or_default() {
             let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
@@ -109,6 +117,11 @@ impl Socket {
         frames: &[Frame],
         offset: Option<Offset>,
     ) -> Result<(), SessionClosed> {
+        if let (Some(o), Some(r)) = (offset, self.replayed.get()) {
+            if o <= *r {
+                return Ok(());
+            }
+        }
         if self.holding.load(Ordering::Acquire) {
             let mut held = self.lock_held();
             if let Some(list) = held.as_mut() {

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_channel_idx ON messages(channel_id, seq);
 CREATE INDEX IF NOT EXISTS messages_conversation_idx ON messages(conversation_id, seq);
+-- The memberships route looks members up by user; the primary keys lead with the room id.
+CREATE INDEX IF NOT EXISTS workspace_members_user_idx ON workspace_members(user_id);
+CREATE INDEX IF NOT EXISTS channel_members_user_idx ON channel_members(user_id);
+CREATE INDEX IF NOT EXISTS conversation_participants_user_idx ON conversation_participants(user_id);
 `;
 
 /** Creates the app tables (idempotent). */

@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { stats, resetStats } from "../lib/app.mjs";
-import { startStack, connect, waitFor, emitAck, tamperCookie, assertAlive } from "../lib/gateway.mjs";
+import { startStack, startGateway, connect, waitFor, emitAck, tamperCookie, assertAlive } from "../lib/gateway.mjs";
 
 const N = 200;
 let s;
@@ -70,13 +70,27 @@ test("a storm of 50 invalid cookies: all get Invalid session, the gateway stays 
   ok.close();
 });
 
-test("after the cache TTL (5 s) a new connect asks the app again", async () => {
+test("within the cache TTL (60 s) a connect 6 s later asks the app nothing", async () => {
   await resetStats(s.app.url);
-  await new Promise((r) => setTimeout(r, 5500));
+  await new Promise((r) => setTimeout(r, 6000));
   const sock = await connect(s.url, s.cookies.alice);
   sock.close();
   const st = await stats(s.app.url);
-  assert.ok(st.session >= 1, `no get-session after the TTL: ${JSON.stringify(st)}`);
+  assert.deepEqual([st.session, st.memberships], [0, 0], `app calls: ${JSON.stringify(st)}`);
+});
+
+test("after the cache TTL a new connect asks the app again", async () => {
+  const gw = await startGateway({ appUrl: s.app.url, env: { GATEWAY_APP__SESSION_CACHE_TTL_MS: "1000" } });
+  try {
+    (await connect(gw.url, s.cookies.bob)).close();
+    await resetStats(s.app.url);
+    await new Promise((r) => setTimeout(r, 1500));
+    (await connect(gw.url, s.cookies.bob)).close();
+    const st = await stats(s.app.url);
+    assert.deepEqual([st.session, st.memberships], [1, 1], `no app calls after the TTL: ${JSON.stringify(st)}`);
+  } finally {
+    await gw.stop();
+  }
 });
 
 test("the gateway process is still running at the end of the file", () => {

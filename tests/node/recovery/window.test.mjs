@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, closeAllClients, sleep } from "../lib/gateway.mjs";
 import { revokeUserSessions } from "../lib/app.mjs";
-import { startValkey, closeAllRedis, until } from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, until } from "../lib/valkey.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
 import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
 
@@ -52,6 +52,32 @@ test("a dropped transport within the window: recovered, missed packets once, sam
   await until(() => contents(alice).includes("w-live"), { what: "live message" });
   await sleep(200);
   assert.deepEqual(contents(alice), ["w-before", "w-gap-1", "w-gap-2", "w-live"]);
+  alice.close();
+  bob.close();
+});
+
+test("after SCRIPT FLUSH (as after a Valkey restart) broadcasts are still recorded: once each, in order, recoverable", async () => {
+  const admin = redisClient(valkey.url);
+  const alice = await recoverable(G.url, s.cookies.alice, { reconnectMs: 600 });
+  const bob = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "f-1" });
+  await until(() => contents(alice).includes("f-1"), { what: "f-1" });
+  const calls = async (cmd) => Number((await admin.info("commandstats")).match(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`))?.[1] ?? 0);
+  assert.ok((await calls("evalsha")) > 0, "recorded by digest");
+  const noscript = async () => Number((await admin.info("errorstats")).match(/errorstat_NOSCRIPT:count=(\d+)/)?.[1] ?? 0);
+  const noscriptBefore = await noscript();
+  // The gateway calls the recording script by digest; the next call gets NOSCRIPT and is sent again.
+  assert.equal(await admin.call("SCRIPT", "FLUSH"), "OK");
+  await emitAck(bob, "message:send", { channelId: "c1", content: "f-2" });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "f-3" });
+  await until(() => contents(alice).includes("f-3"), { what: "f-3" });
+  assert.equal((await noscript()) - noscriptBefore, 1, "one call sent again with the text, then the script reloaded");
+  await dropTransport(alice);
+  await emitAck(bob, "message:send", { channelId: "c1", content: "f-gap" });
+  assert.equal(await nextConnect(alice), true, "recovered");
+  await until(() => contents(alice).includes("f-gap"), { what: "f-gap" });
+  await sleep(200);
+  assert.deepEqual(contents(alice), ["f-1", "f-2", "f-3", "f-gap"]);
   alice.close();
   bob.close();
 });
