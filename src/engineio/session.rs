@@ -267,16 +267,16 @@ impl Session {
         Ok(())
     }
 
-    /// Writes the frames deferred by a batch (see [`batch`]): directly if the socket is still
-    /// idle, else by waking the connection task.
-    pub(crate) fn flush_deferred(self: &Arc<Self>) {
+    /// Sends the frames deferred by a batch (see [`batch`]): directly if `direct` and the
+    /// socket is still idle, else by waking the connection task.
+    pub(crate) fn flush_deferred(self: &Arc<Self>, direct: bool) {
         let mut st = self.lock();
         st.deferred = false;
         if st.closed.is_some() || st.outbox.is_empty() {
             return;
         }
         match st.direct.clone() {
-            Some(stream) if st.unsent.is_empty() && !st.writing => {
+            Some(stream) if direct && st.unsent.is_empty() && !st.writing => {
                 let mut out = BytesMut::new();
                 for frame in std::mem::take(&mut st.outbox) {
                     wsproto::encode_frame(&mut out, &frame);

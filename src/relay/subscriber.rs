@@ -16,7 +16,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use super::link::Link;
-use crate::engineio::batch::batched;
+use crate::engineio::batch::{self, batched};
 
 /// What the subscriber serves.
 pub trait Inbox: Send + Sync + 'static {
@@ -97,6 +97,10 @@ impl Interest {
 /// Pub/Sub messages handled in one write batch at most (see `engineio::batch`): enough to
 /// merge a burst's frames per socket, few enough to keep its first delivery prompt.
 const MAX_BATCH: u64 = 256;
+
+/// A batch this large means the relay is behind: its sockets are written by their own tasks,
+/// on every worker thread, merging what piles up (see `engineio::batch`).
+const BUSY_BATCH: u64 = 4;
 
 /// Timing of the supervision loop.
 #[derive(Clone, Debug)]
@@ -213,6 +217,9 @@ async fn session(
                                 Some(None) => return (received, true),
                                 None => break,
                             }
+                        }
+                        if received >= BUSY_BATCH {
+                            batch::busy();
                         }
                         (received, false)
                     });
