@@ -34,6 +34,43 @@ enum Outgoing {
         cmd: redis::Cmd,
         on_fail: Box<dyn FnOnce() + Send>,
     },
+    /// Jobs that go out in the same pipeline, back to back (a batch of broadcasts).
+    Together(Vec<Outgoing>),
+}
+
+impl Outgoing {
+    /// Adds the job's commands to `pipe`; returns how many.
+    fn add_to(
+        self,
+        pipe: &mut redis::Pipeline,
+        fallbacks: &mut Vec<Box<dyn FnOnce() + Send>>,
+    ) -> u64 {
+        match self {
+            Outgoing::Publish { channel, payload } => {
+                pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
+                1
+            }
+            Outgoing::Command(cmd) => {
+                pipe.add_command(cmd).ignore();
+                1
+            }
+            Outgoing::Record { cmd, on_fail } => {
+                pipe.add_command(cmd).ignore();
+                fallbacks.push(on_fail);
+                1
+            }
+            Outgoing::Together(jobs) => jobs.into_iter().map(|j| j.add_to(pipe, fallbacks)).sum(),
+        }
+    }
+
+    /// Runs the fallbacks of a job that was not queued.
+    fn fail(self) {
+        match self {
+            Outgoing::Record { on_fail, .. } => on_fail(),
+            Outgoing::Together(jobs) => jobs.into_iter().for_each(Outgoing::fail),
+            Outgoing::Publish { .. } | Outgoing::Command(_) => {}
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -61,14 +98,36 @@ impl Publisher {
         })
     }
 
+    /// Queues PUBLISHes that go out in one pipeline. Returns false when they were dropped.
+    pub fn publish_all(&self, messages: Vec<(String, Bytes)>) -> bool {
+        let jobs = messages
+            .into_iter()
+            .map(|(channel, payload)| Outgoing::Publish { channel, payload })
+            .collect();
+        self.queue(Outgoing::Together(jobs))
+    }
+
     /// Queues a recording script call; `on_fail` runs if it cannot be made.
     pub fn record(&self, cmd: redis::Cmd, on_fail: Box<dyn FnOnce() + Send>) {
-        if let Err(e) = self.tx.try_send(Outgoing::Record { cmd, on_fail }) {
+        self.queue_records(Outgoing::Record { cmd, on_fail });
+    }
+
+    /// Queues recording script calls that go out in one pipeline, in order; `on_fail` runs
+    /// if they cannot be made.
+    pub fn record_all(&self, cmds: Vec<redis::Cmd>, on_fail: Box<dyn FnOnce() + Send>) {
+        let mut jobs: Vec<Outgoing> = cmds.into_iter().map(Outgoing::Command).collect();
+        // The fallback rides on the last call: the pipeline succeeds or fails as a whole.
+        if let Some(Outgoing::Command(cmd)) = jobs.pop() {
+            jobs.push(Outgoing::Record { cmd, on_fail });
+        }
+        self.queue_records(Outgoing::Together(jobs));
+    }
+
+    fn queue_records(&self, job: Outgoing) {
+        if let Err(e) = self.tx.try_send(job) {
             metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
                 .increment(1);
-            if let Outgoing::Record { on_fail, .. } = e.into_inner() {
-                on_fail();
-            }
+            e.into_inner().fail();
         }
     }
 
@@ -96,23 +155,12 @@ async fn run(
     let mut conn: Option<(u64, Connection)> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let n = batch.len() as u64;
         let mut fallbacks = Vec::new();
         let mut pipe = redis::pipe();
-        for job in batch.drain(..) {
-            match job {
-                Outgoing::Publish { channel, payload } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]).ignore();
-                }
-                Outgoing::Command(cmd) => {
-                    pipe.add_command(cmd).ignore();
-                }
-                Outgoing::Record { cmd, on_fail } => {
-                    pipe.add_command(cmd).ignore();
-                    fallbacks.push(on_fail);
-                }
-            }
-        }
+        let n: u64 = batch
+            .drain(..)
+            .map(|job| job.add_to(&mut pipe, &mut fallbacks))
+            .sum();
         // Degraded means local-only: messages are not held back for a Valkey that may not
         // return soon (the subscriber side is down too, so nothing would be consistent).
         if !link.is_up() {
