@@ -52,12 +52,18 @@ end
 
 -- Sets (value) or removes (value == nil) one socket field of a user, recomputes the user's
 -- status over the sockets of live instances, keeps the workspace hashes in step, and returns
--- {changed, status, lastSeen, targets}: targets are the workspaces to tell (all of the user's
--- when the status changed; otherwise only workspaces none of the user's sockets was in).
-local function apply(user, field, value, seen)
+-- {changed, status, lastSeen, targets, version, at, foreign}: targets are the workspaces to
+-- tell (all of the user's when the status changed; otherwise only workspaces none of the
+-- user's sockets was in). Every call with targets is an announcement, counted in the user's
+-- `v` and stamped `at` (now); `foreign` is when the user was last announced by a member other
+-- than `by` (0: never). An instance coalescing updates uses them to prove that nobody else
+-- told the user's rooms anything meanwhile (see coalesce.rs). `by` is nil for a reaper: its
+-- announcements are foreign to everybody.
+local function apply(user, field, value, seen, by)
   local ukey = P .. ':user:' .. user
   local h = redis.call('HGETALL', ukey)
   local prev, prev_seen = 'offline', nil
+  local version, prev_by, prev_at, foreign = 0, nil, '0', '0'
   local socks = {}
   for i = 1, #h, 2 do
     local f, v = h[i], h[i + 1]
@@ -65,6 +71,14 @@ local function apply(user, field, value, seen)
       prev = v
     elseif f == 'lastSeen' then
       prev_seen = v
+    elseif f == 'v' then
+      version = tonumber(v) or 0
+    elseif f == 'by' then
+      prev_by = v
+    elseif f == 'at' then
+      prev_at = v
+    elseif f == 'ot' then
+      foreign = v
     elseif string.sub(f, 1, 2) == 's:' then
       socks[f] = v
     end
@@ -124,7 +138,15 @@ local function apply(user, field, value, seen)
       targets[#targets + 1] = w
     end
   end
-  return changed, status, last, targets
+  if #targets > 0 then
+    by = by or ''
+    if prev_by ~= by or by == '' then
+      foreign = prev_at
+    end
+    version = version + 1
+    redis.call('HSET', ukey, 'v', version, 'by', by, 'at', ms(now), 'ot', foreign)
+  end
+  return changed, status, last, targets, version, ms(now), foreign
 end
 
 
@@ -146,8 +168,9 @@ if op == 'set' then
   if seen == '' then
     seen = nil
   end
-  local changed, status, last, targets = apply(user, 's:' .. m .. ':' .. sid, value, seen)
-  local out = {'ok', changed and '1' or '0', status, last}
+  local changed, status, last, targets, version, at, foreign =
+    apply(user, 's:' .. m .. ':' .. sid, value, seen, m)
+  local out = {'ok', changed and '1' or '0', status, last, tostring(version), at, foreign}
   for _, w in ipairs(targets) do
     out[#out + 1] = w
   end
@@ -224,7 +247,8 @@ end
 
 if op == 'reap' then
   -- ARGV[5] dead member, [6] most sockets this call, [7] lastSeen of its sockets (ms).
-  -- Returns {done, then per socket removed: user, status, lastSeen, n, n workspaces to tell}.
+  -- Returns {done, then per socket removed: user, status, lastSeen, n, n workspaces to tell}
+  -- (a reaper's announcements are foreign to every instance, so no version is returned).
   local m, most, seen = ARGV[5], tonumber(ARGV[6]), ARGV[7]
   local skey = P .. ':sockets:' .. m
   local out = {'0'}
