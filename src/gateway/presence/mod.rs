@@ -49,10 +49,11 @@
 //! - `P:user:<userId>` hash: `status` (`online`/`away`/`offline`), `lastSeen` (ms), and one
 //!   `s:<member>:<socketId>` field per socket (internal: `a` or `w`, then its workspace ids).
 //!   When the last socket goes, `status` and `lastSeen` stay for 7 days (so the app can show
-//!   "last seen"), then the key expires. Internal too: `v` counts the announcements of the
-//!   user (changes and first news to a room), `by` and `at` say who made the last one and
-//!   when, `ot` when another member last did: what lets an instance coalescing updates prove
-//!   that a flap is invisible.
+//!   "last seen"), then the key expires.
+//! - `P:ann:<userId>` hash, internal, living as long as the user's key: `v` counts the user's
+//!   announcements (changes and first news to a room), `by` and `at` say who made the last
+//!   one and when, `ot` when another member last did: what lets an instance coalescing
+//!   updates prove that a flap is invisible.
 //! - `P:ws:<workspaceId>` hash: userId → `online` / `away` for each user with a socket in the
 //!   workspace; a user not listed is offline. Entries go with the user's last socket there.
 //! - Internal: `P:instances` sorted set (member → last heartbeat, ms), `P:reaping` hash (claimed

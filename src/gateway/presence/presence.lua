@@ -54,16 +54,15 @@ end
 -- status over the sockets of live instances, keeps the workspace hashes in step, and returns
 -- {changed, status, lastSeen, targets, version, at, foreign}: targets are the workspaces to
 -- tell (all of the user's when the status changed; otherwise only workspaces none of the
--- user's sockets was in). Every call with targets is an announcement, counted in the user's
--- `v` and stamped `at` (now); `foreign` is when the user was last announced by a member other
--- than `by` (0: never). An instance coalescing updates uses them to prove that nobody else
--- told the user's rooms anything meanwhile (see coalesce.rs). `by` is nil for a reaper: its
--- announcements are foreign to everybody.
+-- user's sockets was in). Every call with targets is an announcement, counted in `P:ann:<user>`
+-- (`v`; `by` made it at `at`; `ot`: when another member last made one, 0: never), which lives
+-- as long as the user's key; `version`, `at` and `foreign` (`ot`) describe it. An instance
+-- coalescing updates uses them to prove that nobody else told the user's rooms anything
+-- meanwhile (see coalesce.rs). `by` is nil for a reaper: its announcements are foreign to all.
 local function apply(user, field, value, seen, by)
   local ukey = P .. ':user:' .. user
   local h = redis.call('HGETALL', ukey)
   local prev, prev_seen = 'offline', nil
-  local version, prev_by, prev_at, foreign = 0, nil, '0', '0'
   local socks = {}
   for i = 1, #h, 2 do
     local f, v = h[i], h[i + 1]
@@ -71,14 +70,6 @@ local function apply(user, field, value, seen, by)
       prev = v
     elseif f == 'lastSeen' then
       prev_seen = v
-    elseif f == 'v' then
-      version = tonumber(v) or 0
-    elseif f == 'by' then
-      prev_by = v
-    elseif f == 'at' then
-      prev_at = v
-    elseif f == 'ot' then
-      foreign = v
     elseif string.sub(f, 1, 2) == 's:' then
       socks[f] = v
     end
@@ -138,13 +129,22 @@ local function apply(user, field, value, seen, by)
       targets[#targets + 1] = w
     end
   end
+  local akey = P .. ':ann:' .. user
+  local version, foreign = 0, '0'
   if #targets > 0 then
+    local a = redis.call('HMGET', akey, 'v', 'by', 'at', 'ot')
+    version = (tonumber(a[1]) or 0) + 1
+    foreign = a[4] or '0'
     by = by or ''
-    if prev_by ~= by or by == '' then
-      foreign = prev_at
+    if a[2] ~= by or by == '' then
+      foreign = a[3] or '0'
     end
-    version = version + 1
-    redis.call('HSET', ukey, 'v', version, 'by', by, 'at', ms(now), 'ot', foreign)
+    redis.call('HSET', akey, 'v', version, 'by', by, 'at', ms(now), 'ot', foreign)
+  end
+  if left then
+    redis.call('PERSIST', akey)
+  elseif redis.call('EXISTS', akey) == 1 then
+    redis.call('PEXPIRE', akey, retain)
   end
   return changed, status, last, targets, version, ms(now), foreign
 end

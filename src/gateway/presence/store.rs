@@ -272,15 +272,19 @@ impl Store {
         self.run(&[argv]).await.map(drop)
     }
 
-    /// Each user's status, lastSeen and announcement counter now (one pipeline); `None` for
-    /// a user Valkey has nothing readable for.
+    /// Each user's status, lastSeen and announcement counter now, read atomically (MULTI, so
+    /// no script runs between a user's status and counter); `None` for a user Valkey has
+    /// nothing readable for.
     pub async fn current(&mut self, users: &[String]) -> Result<Vec<Option<Current>>, StoreError> {
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for user in users {
             pipe.cmd("HMGET")
                 .arg(format!("{}:user:{user}", self.prefix))
                 .arg("status")
-                .arg("lastSeen")
+                .arg("lastSeen");
+            pipe.cmd("HGET")
+                .arg(format!("{}:ann:{user}", self.prefix))
                 .arg("v");
         }
         let result = tokio::time::timeout(CALL_TIMEOUT, async {
@@ -288,8 +292,23 @@ impl Store {
                 Some(c) => c,
                 None => self.pool.get().await?,
             };
-            let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut *conn).await?;
+            // Two replies per user: [status, lastSeen], then v.
+            let replies: Vec<Value> = pipe.query_async(&mut *conn).await?;
             self.conn = Some(conn);
+            let rows = replies
+                .chunks(2)
+                .map(|pair| {
+                    let mut row: Vec<Option<String>> = match pair.first() {
+                        Some(v) => redis::from_redis_value(v.clone()).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    row.push(
+                        pair.get(1)
+                            .and_then(|v| redis::from_redis_value(v.clone()).ok()),
+                    );
+                    row
+                })
+                .collect::<Vec<_>>();
             Ok::<_, StoreError>(rows)
         })
         .await
