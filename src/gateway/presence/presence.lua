@@ -52,9 +52,9 @@ end
 
 -- Sets (value) or removes (value == nil) one socket field of a user, recomputes the user's
 -- status over the sockets of live instances, keeps the workspace hashes in step, and returns
--- {changed, status, lastSeen, targets, version, at, foreign}: targets are the workspaces to
--- tell (all of the user's when the status changed; otherwise only workspaces none of the
--- user's sockets was in). Every call with targets is an announcement, counted in `P:ann:<user>`
+-- {changed, status, lastSeen, targets, version, at, foreign, fresh}: targets are the workspaces
+-- to tell (all of the user's when the status changed; otherwise only workspaces none of the
+-- user's sockets was in), the first `fresh` of them being those none of its sockets was in. Every call with targets is an announcement, counted in `P:ann:<user>`
 -- (`v`; `by` made it at `at`; `ot`: when another member last made one, 0: never), which lives
 -- as long as the user's key; `version`, `at` and `foreign` (`ot`) describe it. An instance
 -- coalescing updates uses them to prove that nobody else told the user's rooms anything
@@ -114,18 +114,20 @@ local function apply(user, field, value, seen, by)
   elseif redis.call('EXISTS', ukey) == 1 then
     redis.call('PEXPIRE', ukey, retain)
   end
+  -- The workspaces first told about the user come first (`fresh` of them).
   local targets = {}
+  for w in pairs(after) do
+    redis.call('HSET', P .. ':ws:' .. w, user, status)
+    if not before[w] then
+      targets[#targets + 1] = w
+    end
+  end
+  local fresh = #targets
   for w in pairs(before) do
     if not after[w] then
       redis.call('HDEL', P .. ':ws:' .. w, user)
     end
     if changed then
-      targets[#targets + 1] = w
-    end
-  end
-  for w in pairs(after) do
-    redis.call('HSET', P .. ':ws:' .. w, user, status)
-    if not before[w] then
       targets[#targets + 1] = w
     end
   end
@@ -146,7 +148,7 @@ local function apply(user, field, value, seen, by)
   elseif redis.call('EXISTS', akey) == 1 then
     redis.call('PEXPIRE', akey, retain)
   end
-  return changed, status, last, targets, version, ms(now), foreign
+  return changed, status, last, targets, version, ms(now), foreign, fresh
 end
 
 
@@ -168,9 +170,9 @@ if op == 'set' then
   if seen == '' then
     seen = nil
   end
-  local changed, status, last, targets, version, at, foreign =
+  local changed, status, last, targets, version, at, foreign, fresh =
     apply(user, 's:' .. m .. ':' .. sid, value, seen, m)
-  local out = {'ok', changed and '1' or '0', status, last, tostring(version), at, foreign}
+  local out = {'ok', changed and '1' or '0', status, last, tostring(version), at, foreign, tostring(fresh)}
   for _, w in ipairs(targets) do
     out[#out + 1] = w
   end

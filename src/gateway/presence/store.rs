@@ -49,6 +49,9 @@ pub struct Outcome {
     /// Where this announcement sits among the user's announcements, when this instance made
     /// it (`None` for a reaper's, which count as someone else's).
     pub seq: Option<Seq>,
+    /// How many of `targets` (the first ones) had none of the user's sockets before: their
+    /// clients may know nothing of the user, so what they are told is never deduplicated.
+    pub fresh: usize,
 }
 
 /// An announcement's place in the user's history, as the script counts it (see
@@ -380,7 +383,13 @@ fn parse_current(row: &[Option<String>]) -> Option<Current> {
 fn parse_set(user: &str, r: &[String]) -> Result<SetReply, StoreError> {
     match r {
         [lost] if lost == "lost" => Ok(SetReply::Lost),
-        [ok, _changed, st, last, version, at, foreign, targets @ ..] if ok == "ok" => {
+        [ok, _changed, st, last, version, at, foreign, fresh, targets @ ..] if ok == "ok" => {
+            let fresh = number(fresh)? as usize;
+            if fresh > targets.len() {
+                return Err(StoreError::Reply(format!(
+                    "set: {fresh} fresh of {targets:?}"
+                )));
+            }
             Ok(SetReply::Done(Outcome {
                 user: user.to_owned(),
                 status: status(st)?,
@@ -391,6 +400,7 @@ fn parse_set(user: &str, r: &[String]) -> Result<SetReply, StoreError> {
                     at_ms: number(at)?,
                     foreign_ms: number(foreign)?,
                 }),
+                fresh,
             }))
         }
         other => Err(StoreError::Reply(format!("set: {other:?}"))),
@@ -432,6 +442,7 @@ fn parse_reap(r: &[String]) -> Result<(bool, Vec<Outcome>), StoreError> {
             last_seen: number(last)?,
             targets: tail[..n].to_vec(),
             seq: None,
+            fresh: 0,
         });
         rest = &tail[n..];
     }
@@ -454,7 +465,7 @@ mod tests {
         assert_eq!(parse_set("u", &v(&["lost"])).ok(), Some(SetReply::Lost));
         let r = parse_set(
             "u",
-            &v(&["ok", "1", "away", "17", "3", "20", "0", "w1", "w2"]),
+            &v(&["ok", "1", "away", "17", "3", "20", "0", "1", "w1", "w2"]),
         );
         assert_eq!(
             r.ok(),
@@ -468,10 +479,12 @@ mod tests {
                     at_ms: 20,
                     foreign_ms: 0
                 }),
+                fresh: 1,
             }))
         );
-        assert!(parse_set("u", &v(&["ok", "1", "busy", "17", "1", "2", "0"])).is_err());
-        assert!(parse_set("u", &v(&["ok", "1", "away", "x", "1", "2", "0"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "busy", "17", "1", "2", "0", "0"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "away", "x", "1", "2", "0", "0"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "away", "1", "1", "2", "0", "2", "w1"])).is_err());
         assert!(parse_set("u", &v(&["ok", "1", "away", "17"])).is_err());
         assert!(parse_set("u", &[]).is_err());
     }

@@ -242,7 +242,15 @@ impl Worker {
 
     /// Acts on what Valkey said about a user. `correcting`: during a resync, a user that was
     /// announced from local memory gets Valkey's status where it was announced, if it differs.
-    fn told(&mut self, o: Outcome, correcting: bool, order: Order) {
+    fn told(&mut self, mut o: Outcome, correcting: bool, order: Order) {
+        // Rooms first told about the user are told, whatever they saw of it before. (Split off
+        // only for the coalescer: it merges them back into one packet per socket.)
+        let fresh: BTreeSet<String> = o.targets.drain(..o.fresh.min(o.targets.len())).collect();
+        if order != Order::Unknown && !correcting && !self.batch.is_zero() {
+            self.announce(&o.user, o.status, o.last_seen, fresh, false, Order::Unknown);
+        } else {
+            o.targets.extend(fresh);
+        }
         let mut targets: BTreeSet<String> = o.targets.into_iter().collect();
         if correcting {
             if let Some((status, workspaces)) = self.announced.remove(&o.user) {
