@@ -15,7 +15,11 @@
 //!   announcement of the user since this instance's last update to that room was this
 //!   instance's, and no other member announced the user recently enough to still be sending
 //!   (its window plus a margin for a slow Valkey): then the room's clients saw exactly that
-//!   last update, and the status now equals it. Anything unproven is sent.
+//!   last update, and the status now equals it. Anything unproven is sent, and a room first
+//!   told about the user is always told.
+//!
+//! Instances running a script from before the counter do not count their announcements: while
+//! a rolling upgrade mixes both, a flap could be dropped although one of them spoke in between.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! The presence task: the only owner of this instance's presence state. Socket callbacks send
 //! it [`Op`]s; it applies them in arrival order (so a socket's `setAway` then `setActive`
 //! can never be reordered), copies them to Valkey in pipelined batches, ends grace periods,
-//! sends heartbeats, reaps dead instances and broadcasts `presence:update`.
+//! sends heartbeats, reaps dead instances and broadcasts `presence:update` (collected over
+//! `presence.batch_ms` by the [`Coalescer`], then sent per room with `broadcast_many`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Weak;
