@@ -337,6 +337,8 @@ pub struct PresenceConfig {
     pub heartbeat_ms: u64,
     /// An instance silent for this long is dead and its users are removed.
     pub ttl_ms: u64,
+    /// Updates wait this long to go out together per workspace room (0: at once).
+    pub batch_ms: u64,
 }
 
 impl Default for PresenceConfig {
@@ -345,6 +347,7 @@ impl Default for PresenceConfig {
             grace_ms: 4_000,
             heartbeat_ms: 2_000,
             ttl_ms: 6_000,
+            batch_ms: 250,
         }
     }
 }
@@ -359,7 +362,13 @@ impl PresenceConfig {
     pub fn ttl(&self) -> Duration {
         Duration::from_millis(self.ttl_ms)
     }
+    pub fn batch(&self) -> Duration {
+        Duration::from_millis(self.batch_ms)
+    }
 }
+
+/// Longest `presence.batch_ms`: beyond it updates would lag behind what users notice.
+const MAX_PRESENCE_BATCH_MS: u64 = 5_000;
 
 /// Rate limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -973,6 +982,15 @@ impl Config {
                 "at least twice presence.heartbeat_ms (3 times is the usual choice)",
             ));
         }
+        // A window as long as the grace period would hide the reloads it exists to hide
+        // behind a delay of the same size; 5 s is already far past noticeable.
+        if presence.batch_ms > MAX_PRESENCE_BATCH_MS {
+            out.push(bad(
+                "presence.batch_ms",
+                presence.batch_ms,
+                "at most 5000 (0 sends every update at once)",
+            ));
+        }
 
         let limits = &self.limits;
         positive(
@@ -1295,7 +1313,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 43);
+            assert_eq!(keys(&defaults)?.len(), 44);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
@@ -1698,9 +1716,20 @@ mod tests {
             );
             j.set_env("GATEWAY_PRESENCE__TTL_MS", "1500");
             j.set_env("GATEWAY_PRESENCE__GRACE_MS", "0");
+            j.set_env("GATEWAY_PRESENCE__BATCH_MS", "5001");
+            assert_has(
+                &load_err(None),
+                &["presence.batch_ms: invalid value 5001, expected at most 5000"],
+            );
+            j.set_env("GATEWAY_PRESENCE__BATCH_MS", "0");
             let config = ok(load(None));
             assert_eq!(config.presence.ttl(), Duration::from_millis(1500));
             assert_eq!(config.presence.grace(), Duration::ZERO);
+            assert_eq!(config.presence.batch(), Duration::ZERO);
+            assert_eq!(
+                Config::default().presence.batch(),
+                Duration::from_millis(250)
+            );
             Ok(())
         });
     }

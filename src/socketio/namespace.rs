@@ -181,6 +181,48 @@ impl Namespace {
         }
     }
 
+    /// Sends several packets to every socket of `target`, in order, like as many
+    /// [`Namespace::broadcast`]s, except that each local recipient gets them all in one
+    /// queueing (one wake, one flush) instead of one per packet. Through the adapter they
+    /// remain one message each (the wire format has one packet per message); with recovery
+    /// on, each is recorded with its own offset and delivered as it comes back.
+    pub fn broadcast_many(&self, target: &BroadcastTarget, packets: Vec<Packet>) -> usize {
+        match self.adapter.get() {
+            Some(adapter) if adapter.records() => {
+                adapter.broadcast_recorded_many(&self.name, target.clone(), packets);
+                0
+            }
+            Some(adapter) => {
+                let delivered = self.broadcast_local_many(target, &packets);
+                adapter.publish_many(&self.name, target, &packets);
+                delivered
+            }
+            None => self.broadcast_local_many(target, &packets),
+        }
+    }
+
+    /// [`Namespace::broadcast_local`] of several packets, each recipient getting all their
+    /// frames in one queueing. Returns the number of local recipients.
+    pub fn broadcast_local_many(&self, target: &BroadcastTarget, packets: &[Packet]) -> usize {
+        if let [packet] = packets {
+            return self.broadcast_local(target, packet);
+        }
+        let frames: Vec<Frame> = packets.iter().flat_map(encode).collect();
+        if frames.is_empty() {
+            return 0;
+        }
+        let recipients = self.deliver(target, &frames, None);
+        for packet in packets {
+            let event = packet
+                .data
+                .as_ref()
+                .and_then(|d| d.get(0))
+                .and_then(Value::as_str);
+            crate::metrics::broadcast(event.unwrap_or_default(), recipients);
+        }
+        recipients
+    }
+
     /// Sends `packet` to the local sockets of `target` only (a relayed broadcast). It is
     /// encoded once and its frames are shared by every recipient's queue.
     pub fn broadcast_local(&self, target: &BroadcastTarget, packet: &Packet) -> usize {

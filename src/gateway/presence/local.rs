@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::engineio::Sid;
 
 /// A user's overall status, as `presence:update` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     Online,
     Away,

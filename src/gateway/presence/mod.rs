@@ -31,6 +31,15 @@
 //!   every heartbeat late, and nobody is dead for that.
 //! - A clean shutdown marks the instance as expiring `grace_ms` later, so its users have the
 //!   grace period to reconnect elsewhere before a survivor removes them.
+//! - Updates wait up to `presence.batch_ms` (250 ms; 0: sent at once): the first change
+//!   opens a window on the instance that decided it, and when it closes, each workspace room
+//!   gets its updates together, each recipient all of them in one write (see `coalesce.rs`).
+//!   Within the window only a user's last change counts, with the status and `lastSeen`
+//!   Valkey has when the window closes (so a window cannot deliver an update after a newer
+//!   one from another instance); a flap that ends where this instance last left the room
+//!   (online → away → online) is not sent when the script's counter proves nobody else told
+//!   the room anything meanwhile. So every time above is up to `batch_ms` later, and under a
+//!   connect storm a room's members get about one write per window instead of one per user.
 //!
 //! # Valkey layout (`P` = `{redis.prefix}-presence`, e.g. `socket.io-presence`)
 //!
@@ -41,6 +50,10 @@
 //!   `s:<member>:<socketId>` field per socket (internal: `a` or `w`, then its workspace ids).
 //!   When the last socket goes, `status` and `lastSeen` stay for 7 days (so the app can show
 //!   "last seen"), then the key expires.
+//! - `P:ann:<userId>` hash, internal, living as long as the user's key: `v` counts the user's
+//!   announcements (changes and first news to a room), `by` and `at` say who made the last
+//!   one and when, `ot` when another member last did: what lets an instance coalescing
+//!   updates prove that a flap is invisible.
 //! - `P:ws:<workspaceId>` hash: userId → `online` / `away` for each user with a socket in the
 //!   workspace; a user not listed is offline. Entries go with the user's last socket there.
 //! - Internal: `P:instances` sorted set (member → last heartbeat, ms), `P:reaping` hash (claimed
@@ -76,6 +89,7 @@
 //! it announced a different one. After Valkey restarts empty, the rebuilt entries count as
 //! changes: users' current status is broadcast again once.
 
+mod coalesce;
 mod local;
 mod store;
 mod worker;
@@ -128,6 +142,9 @@ impl Presence {
             announced: Default::default(),
             failure_logged: false,
             next_attempt: tokio::time::Instant::now(),
+            batch: cfg.batch(),
+            coalescer: coalesce::Coalescer::new(cfg.batch()),
+            window_ends: None,
         });
         Arc::new(Presence {
             tx,

@@ -52,9 +52,14 @@ end
 
 -- Sets (value) or removes (value == nil) one socket field of a user, recomputes the user's
 -- status over the sockets of live instances, keeps the workspace hashes in step, and returns
--- {changed, status, lastSeen, targets}: targets are the workspaces to tell (all of the user's
--- when the status changed; otherwise only workspaces none of the user's sockets was in).
-local function apply(user, field, value, seen)
+-- {changed, status, lastSeen, targets, version, at, foreign, fresh}: targets are the workspaces
+-- to tell (all of the user's when the status changed; otherwise only workspaces none of the
+-- user's sockets was in), the first `fresh` of them being those none of its sockets was in. Every call with targets is an announcement, counted in `P:ann:<user>`
+-- (`v`; `by` made it at `at`; `ot`: when another member last made one, 0: never), which lives
+-- as long as the user's key; `version`, `at` and `foreign` (`ot`) describe it. An instance
+-- coalescing updates uses them to prove that nobody else told the user's rooms anything
+-- meanwhile (see coalesce.rs). `by` is nil for a reaper: its announcements are foreign to all.
+local function apply(user, field, value, seen, by)
   local ukey = P .. ':user:' .. user
   local h = redis.call('HGETALL', ukey)
   local prev, prev_seen = 'offline', nil
@@ -109,7 +114,15 @@ local function apply(user, field, value, seen)
   elseif redis.call('EXISTS', ukey) == 1 then
     redis.call('PEXPIRE', ukey, retain)
   end
+  -- The workspaces first told about the user come first (`fresh` of them).
   local targets = {}
+  for w in pairs(after) do
+    redis.call('HSET', P .. ':ws:' .. w, user, status)
+    if not before[w] then
+      targets[#targets + 1] = w
+    end
+  end
+  local fresh = #targets
   for w in pairs(before) do
     if not after[w] then
       redis.call('HDEL', P .. ':ws:' .. w, user)
@@ -118,13 +131,24 @@ local function apply(user, field, value, seen)
       targets[#targets + 1] = w
     end
   end
-  for w in pairs(after) do
-    redis.call('HSET', P .. ':ws:' .. w, user, status)
-    if not before[w] then
-      targets[#targets + 1] = w
+  local akey = P .. ':ann:' .. user
+  local version, foreign = 0, '0'
+  if #targets > 0 then
+    local a = redis.call('HMGET', akey, 'v', 'by', 'at', 'ot')
+    version = (tonumber(a[1]) or 0) + 1
+    foreign = a[4] or '0'
+    by = by or ''
+    if a[2] ~= by or by == '' then
+      foreign = a[3] or '0'
     end
+    redis.call('HSET', akey, 'v', version, 'by', by, 'at', ms(now), 'ot', foreign)
   end
-  return changed, status, last, targets
+  if left then
+    redis.call('PERSIST', akey)
+  elseif redis.call('EXISTS', akey) == 1 then
+    redis.call('PEXPIRE', akey, retain)
+  end
+  return changed, status, last, targets, version, ms(now), foreign, fresh
 end
 
 
@@ -146,8 +170,9 @@ if op == 'set' then
   if seen == '' then
     seen = nil
   end
-  local changed, status, last, targets = apply(user, 's:' .. m .. ':' .. sid, value, seen)
-  local out = {'ok', changed and '1' or '0', status, last}
+  local changed, status, last, targets, version, at, foreign, fresh =
+    apply(user, 's:' .. m .. ':' .. sid, value, seen, m)
+  local out = {'ok', changed and '1' or '0', status, last, tostring(version), at, foreign, tostring(fresh)}
   for _, w in ipairs(targets) do
     out[#out + 1] = w
   end
@@ -224,7 +249,8 @@ end
 
 if op == 'reap' then
   -- ARGV[5] dead member, [6] most sockets this call, [7] lastSeen of its sockets (ms).
-  -- Returns {done, then per socket removed: user, status, lastSeen, n, n workspaces to tell}.
+  -- Returns {done, then per socket removed: user, status, lastSeen, n, n workspaces to tell}
+  -- (a reaper's announcements are foreign to every instance, so no version is returned).
   local m, most, seen = ARGV[5], tonumber(ARGV[6]), ARGV[7]
   local skey = P .. ':sockets:' .. m
   local out = {'0'}

@@ -46,6 +46,32 @@ pub struct Outcome {
     pub last_seen: u64,
     /// Workspaces to send `presence:update` to (empty: nothing to tell).
     pub targets: Vec<String>,
+    /// Where this announcement sits among the user's announcements, when this instance made
+    /// it (`None` for a reaper's, which count as someone else's).
+    pub seq: Option<Seq>,
+    /// How many of `targets` (the first ones) had none of the user's sockets before: their
+    /// clients may know nothing of the user, so what they are told is never deduplicated.
+    pub fresh: usize,
+}
+
+/// An announcement's place in the user's history, as the script counts it (see
+/// `presence.lua`): what lets the coalescer prove nobody else told the user's rooms anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seq {
+    /// The user's announcement counter after this one.
+    pub version: u64,
+    /// When it was made (Valkey's clock, ms).
+    pub at_ms: u64,
+    /// When another member last announced the user (0: never).
+    pub foreign_ms: u64,
+}
+
+/// A user's status as Valkey has it now, read when a window of updates is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    pub status: Status,
+    pub last_seen: u64,
+    pub version: u64,
 }
 
 /// The answer to one `set`.
@@ -249,6 +275,56 @@ impl Store {
         self.run(&[argv]).await.map(drop)
     }
 
+    /// Each user's status, lastSeen and announcement counter now, read atomically (MULTI, so
+    /// no script runs between a user's status and counter); `None` for a user Valkey has
+    /// nothing readable for.
+    pub async fn current(&mut self, users: &[String]) -> Result<Vec<Option<Current>>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for user in users {
+            pipe.cmd("HMGET")
+                .arg(format!("{}:user:{user}", self.prefix))
+                .arg("status")
+                .arg("lastSeen");
+            pipe.cmd("HGET")
+                .arg(format!("{}:ann:{user}", self.prefix))
+                .arg("v");
+        }
+        let result = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => self.pool.get().await?,
+            };
+            // Two replies per user: [status, lastSeen], then v.
+            let replies: Vec<Value> = pipe.query_async(&mut *conn).await?;
+            self.conn = Some(conn);
+            let rows = replies
+                .chunks(2)
+                .map(|pair| {
+                    let mut row: Vec<Option<String>> = match pair.first() {
+                        Some(v) => redis::from_redis_value(v.clone()).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    row.push(
+                        pair.get(1)
+                            .and_then(|v| redis::from_redis_value(v.clone()).ok()),
+                    );
+                    row
+                })
+                .collect::<Vec<_>>();
+            Ok::<_, StoreError>(rows)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Timeout(CALL_TIMEOUT)));
+        match result {
+            Ok(rows) => Ok(rows.iter().map(|r| parse_current(r)).collect()),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
     /// Removes up to [`REAP_BATCH`] sockets of a claimed member; returns whether it is done,
     /// and each removed socket's user (with no targets when nothing is to be told).
     pub async fn reap(
@@ -293,15 +369,40 @@ fn status(s: &str) -> Result<Status, StoreError> {
     Status::parse(s).ok_or_else(|| StoreError::Reply(format!("not a status: {s:?}")))
 }
 
+fn parse_current(row: &[Option<String>]) -> Option<Current> {
+    match row {
+        [Some(st), Some(last), v] => Some(Current {
+            status: Status::parse(st)?,
+            last_seen: last.parse().ok()?,
+            version: v.as_deref().map_or(Some(0), |v| v.parse().ok())?,
+        }),
+        _ => None,
+    }
+}
+
 fn parse_set(user: &str, r: &[String]) -> Result<SetReply, StoreError> {
     match r {
         [lost] if lost == "lost" => Ok(SetReply::Lost),
-        [ok, _changed, st, last, targets @ ..] if ok == "ok" => Ok(SetReply::Done(Outcome {
-            user: user.to_owned(),
-            status: status(st)?,
-            last_seen: number(last)?,
-            targets: targets.to_vec(),
-        })),
+        [ok, _changed, st, last, version, at, foreign, fresh, targets @ ..] if ok == "ok" => {
+            let fresh = number(fresh)? as usize;
+            if fresh > targets.len() {
+                return Err(StoreError::Reply(format!(
+                    "set: {fresh} fresh of {targets:?}"
+                )));
+            }
+            Ok(SetReply::Done(Outcome {
+                user: user.to_owned(),
+                status: status(st)?,
+                last_seen: number(last)?,
+                targets: targets.to_vec(),
+                seq: Some(Seq {
+                    version: number(version)?,
+                    at_ms: number(at)?,
+                    foreign_ms: number(foreign)?,
+                }),
+                fresh,
+            }))
+        }
         other => Err(StoreError::Reply(format!("set: {other:?}"))),
     }
 }
@@ -340,6 +441,8 @@ fn parse_reap(r: &[String]) -> Result<(bool, Vec<Outcome>), StoreError> {
             status: status(st)?,
             last_seen: number(last)?,
             targets: tail[..n].to_vec(),
+            seq: None,
+            fresh: 0,
         });
         rest = &tail[n..];
     }
@@ -360,7 +463,10 @@ mod tests {
     #[test]
     fn set_replies() {
         assert_eq!(parse_set("u", &v(&["lost"])).ok(), Some(SetReply::Lost));
-        let r = parse_set("u", &v(&["ok", "1", "away", "17", "w1", "w2"]));
+        let r = parse_set(
+            "u",
+            &v(&["ok", "1", "away", "17", "3", "20", "0", "1", "w1", "w2"]),
+        );
         assert_eq!(
             r.ok(),
             Some(SetReply::Done(Outcome {
@@ -368,11 +474,44 @@ mod tests {
                 status: Status::Away,
                 last_seen: 17,
                 targets: v(&["w1", "w2"]),
+                seq: Some(Seq {
+                    version: 3,
+                    at_ms: 20,
+                    foreign_ms: 0
+                }),
+                fresh: 1,
             }))
         );
-        assert!(parse_set("u", &v(&["ok", "1", "busy", "17"])).is_err());
-        assert!(parse_set("u", &v(&["ok", "1", "away", "x"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "busy", "17", "1", "2", "0", "0"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "away", "x", "1", "2", "0", "0"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "away", "1", "1", "2", "0", "2", "w1"])).is_err());
+        assert!(parse_set("u", &v(&["ok", "1", "away", "17"])).is_err());
         assert!(parse_set("u", &[]).is_err());
+    }
+
+    #[test]
+    fn current_rows() {
+        let row = |a: Option<&str>, b: Option<&str>, c: Option<&str>| {
+            vec![
+                a.map(String::from),
+                b.map(String::from),
+                c.map(String::from),
+            ]
+        };
+        assert_eq!(
+            parse_current(&row(Some("away"), Some("5"), Some("2"))),
+            Some(Current {
+                status: Status::Away,
+                last_seen: 5,
+                version: 2
+            })
+        );
+        assert_eq!(
+            parse_current(&row(Some("online"), Some("5"), None)).map(|c| c.version),
+            Some(0)
+        );
+        assert_eq!(parse_current(&row(None, None, None)), None);
+        assert_eq!(parse_current(&row(Some("busy"), Some("5"), None)), None);
     }
 
     #[test]

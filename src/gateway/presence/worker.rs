@@ -1,7 +1,8 @@
 //! The presence task: the only owner of this instance's presence state. Socket callbacks send
 //! it [`Op`]s; it applies them in arrival order (so a socket's `setAway` then `setActive`
 //! can never be reordered), copies them to Valkey in pipelined batches, ends grace periods,
-//! sends heartbeats, reaps dead instances and broadcasts `presence:update`.
+//! sends heartbeats, reaps dead instances and broadcasts `presence:update` (collected over
+//! `presence.batch_ms` by the [`Coalescer`], then sent per room with `broadcast_many`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Weak;
@@ -11,8 +12,9 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::coalesce::{Change, Coalescer, Order};
 use super::local::{Contribution, Local, Status, Write};
-use super::store::{Outcome, SetReply, Store, StoreError};
+use super::store::{Current, Outcome, SetReply, Store, StoreError};
 use super::workspaces_of;
 use crate::engineio::Sid;
 use crate::relay::Relay;
@@ -66,6 +68,11 @@ pub struct Worker {
     /// No resync before this: after a failed one, the next waits a heartbeat, so a Valkey
     /// that hangs costs one timeout per heartbeat, not one per change.
     pub next_attempt: Instant,
+    /// `presence.batch_ms`: updates wait this long to go out together (zero: at once).
+    pub batch: Duration,
+    pub coalescer: Coalescer,
+    /// When the open window closes.
+    pub window_ends: Option<Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -85,7 +92,13 @@ impl Worker {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ops = Vec::with_capacity(BATCH);
         loop {
+            // Checked here too: under a steady stream of operations the first branch is
+            // always ready and the window's own branch would never run.
+            if self.window_ends.is_some_and(|t| t <= Instant::now()) {
+                self.send_window().await;
+            }
             let deadline = self.local.next_deadline().map(Instant::from_std);
+            let window_ends = self.window_ends;
             tokio::select! {
                 biased;
                 n = rx.recv_many(&mut ops, BATCH) => {
@@ -102,6 +115,7 @@ impl Worker {
                     }
                     self.flush(writes).await;
                     if let Some(done) = stop {
+                        self.send_window().await;
                         self.leave().await;
                         let _ = done.send(());
                         return;
@@ -111,6 +125,9 @@ impl Worker {
                     let gone = self.local.expire(std::time::Instant::now());
                     let writes = gone.into_iter().map(|(w, c)| (w, Some(c))).collect();
                     self.flush(writes).await;
+                }
+                _ = tokio::time::sleep_until(window_ends.unwrap_or_else(far)), if window_ends.is_some() => {
+                    self.send_window().await;
                 }
                 _ = beat.tick(), if self.store.is_some() => self.heartbeat().await,
                 _ = tokio::time::sleep(LINK_POLL), if self.store.is_some() && !self.synced => {
@@ -162,7 +179,10 @@ impl Worker {
                         let mut lost = Vec::new();
                         for (reply, write) in replies.into_iter().zip(writes) {
                             match reply {
-                                SetReply::Done(o) => self.told(o, false),
+                                SetReply::Done(o) => {
+                                    let order = o.seq.map_or(Order::Unknown, Order::Seq);
+                                    self.told(o, false, order);
+                                }
                                 SetReply::Lost => lost.push(write),
                             }
                         }
@@ -207,7 +227,15 @@ impl Worker {
                     told.0 = status;
                     told.1.extend(targets.iter().cloned());
                 }
-                self.announce(&user, status, seen.unwrap_or_else(now_ms), targets, true);
+                // Without Valkey this instance is alone; during an outage, other instances
+                // decide for themselves.
+                let order = if self.store.is_none() {
+                    Order::Alone
+                } else {
+                    Order::Unknown
+                };
+                let last_seen = seen.unwrap_or_else(now_ms);
+                self.announce(&user, status, last_seen, targets, true, order);
             }
             self.local.set_shown(&user, status);
         }
@@ -215,7 +243,15 @@ impl Worker {
 
     /// Acts on what Valkey said about a user. `correcting`: during a resync, a user that was
     /// announced from local memory gets Valkey's status where it was announced, if it differs.
-    fn told(&mut self, o: Outcome, correcting: bool) {
+    fn told(&mut self, mut o: Outcome, correcting: bool, order: Order) {
+        // Rooms first told about the user are told, whatever they saw of it before. (Split off
+        // only for the coalescer: it merges them back into one packet per socket.)
+        let fresh: BTreeSet<String> = o.targets.drain(..o.fresh.min(o.targets.len())).collect();
+        if order != Order::Unknown && !correcting && !self.batch.is_zero() {
+            self.announce(&o.user, o.status, o.last_seen, fresh, false, Order::Unknown);
+        } else {
+            o.targets.extend(fresh);
+        }
         let mut targets: BTreeSet<String> = o.targets.into_iter().collect();
         if correcting {
             if let Some((status, workspaces)) = self.announced.remove(&o.user) {
@@ -224,23 +260,40 @@ impl Worker {
                 }
             }
         }
-        self.announce(&o.user, o.status, o.last_seen, targets, false);
+        // A correction may go where the script did not announce anything.
+        let order = if correcting { Order::Unknown } else { order };
+        self.announce(&o.user, o.status, o.last_seen, targets, false, order);
         self.local.set_shown(&o.user, o.status);
     }
 
     /// Sends `presence:update` to the user's workspace rooms: on every instance, or only to
     /// this instance's sockets (`local_only`) when it was computed from local memory, which
-    /// other instances must not take over their own view.
+    /// other instances must not take over their own view. With a window, it is collected and
+    /// sent when the window closes.
     fn announce(
-        &self,
+        &mut self,
         user: &str,
         status: Status,
         last_seen: u64,
         workspaces: BTreeSet<String>,
         local_only: bool,
+        order: Order,
     ) {
         if workspaces.is_empty() {
             // An empty room list would mean "everyone".
+            return;
+        }
+        if !self.batch.is_zero() {
+            let change = Change {
+                user: user.to_owned(),
+                status,
+                last_seen,
+                order,
+                local_only,
+            };
+            if self.coalescer.add(workspaces, &change) {
+                self.window_ends = Some(Instant::now() + self.batch);
+            }
             return;
         }
         let Some(ns) = self.ns.upgrade() else { return };
@@ -260,6 +313,61 @@ impl Worker {
         }
         metrics::counter!(crate::metrics::names::PRESENCE_UPDATES, "status" => status.as_str())
             .increment(1);
+    }
+
+    /// Closes the window: reads the users' status now (see `coalesce.rs` for why), and sends
+    /// each room's updates together.
+    async fn send_window(&mut self) {
+        self.window_ends = None;
+        let window = self.coalescer.take();
+        if window.is_empty() {
+            return;
+        }
+        let mut current: HashMap<String, Current> = HashMap::new();
+        let users = window.users_to_read();
+        if let (Some(store), true, false) = (self.store.as_mut(), self.synced, users.is_empty()) {
+            match store.current(&users).await {
+                Ok(rows) => {
+                    current.extend(
+                        users
+                            .into_iter()
+                            .zip(rows)
+                            .filter_map(|(u, c)| Some((u, c?))),
+                    );
+                }
+                // The changes go out as decided; the next heartbeat checks on Valkey.
+                Err(e) => self.failed(&e),
+            }
+        }
+        let batches = self
+            .coalescer
+            .resolve(window, &current, std::time::Instant::now());
+        let Some(ns) = self.ns.upgrade() else { return };
+        for batch in batches {
+            let target = BroadcastTarget {
+                rooms: batch
+                    .rooms
+                    .iter()
+                    .map(|w| format!("workspace:{w}"))
+                    .collect(),
+                except: Vec::new(),
+            };
+            let packets: Vec<Packet> = batch
+                .updates
+                .iter()
+                .map(|u| {
+                    metrics::counter!(crate::metrics::names::PRESENCE_UPDATES, "status" => u.status.as_str())
+                        .increment(1);
+                    let update = json!({ "userId": u.user, "status": u.status.as_str(), "lastSeen": u.last_seen });
+                    Packet::event(&ns.name, "presence:update", vec![update], Vec::new(), None)
+                })
+                .collect();
+            if batch.local_only {
+                ns.broadcast_local_many(&target, &packets);
+            } else {
+                ns.broadcast_many(&target, packets);
+            }
+        }
     }
 
     /// Resyncs when the relay is connected (while it knows Valkey is down, trying would only
@@ -336,7 +444,7 @@ impl Worker {
                 Ok(replies) => {
                     for reply in replies {
                         match reply {
-                            SetReply::Done(o) => self.told(o, true),
+                            SetReply::Done(o) => self.told(o, true, Order::Unknown),
                             SetReply::Lost => return false,
                         }
                     }
@@ -389,7 +497,7 @@ impl Worker {
             match store.reap(member, last_seen).await {
                 Ok((done, outcomes)) => {
                     for o in outcomes {
-                        self.told(o, correcting);
+                        self.told(o, correcting, Order::Unknown);
                     }
                     if done {
                         return true;

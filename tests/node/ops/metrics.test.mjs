@@ -31,6 +31,9 @@ const env = {
   GATEWAY_LIMITS__EVENTS_PER_S: "1000",
   GATEWAY_LIMITS__EVENTS_BURST: "1000",
   GATEWAY_SERVER__DRAIN_WINDOW_MS: "200",
+  // Presence updates at once: each then reaches only the sockets connected so far, which the fan-out buckets
+  // below count on (with a window, an update can also reach sockets that connected while it waited).
+  GATEWAY_PRESENCE__BATCH_MS: "0",
 };
 
 /** Families every gateway exposes from the start (the valkey_* ones appear with the relay). */

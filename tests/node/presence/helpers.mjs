@@ -5,16 +5,19 @@
 import { until } from "../lib/valkey.mjs";
 import { sleep } from "../lib/gateway.mjs";
 
-/** Presence timings for the tests (the defaults are 4000 / 2000 / 6000 ms). */
+/** Presence timings for the tests (the defaults are 4000 / 2000 / 6000 / 250 ms). */
 export const GRACE_MS = 1200;
 export const HEARTBEAT_MS = 500;
 export const TTL_MS = 1500;
+/** Updates wait up to this long to go out together (presence.batch_ms, the default). */
+export const BATCH_MS = 250;
 
-export function presenceEnv({ graceMs = GRACE_MS, heartbeatMs = HEARTBEAT_MS, ttlMs = TTL_MS } = {}) {
+export function presenceEnv({ graceMs = GRACE_MS, heartbeatMs = HEARTBEAT_MS, ttlMs = TTL_MS, batchMs = BATCH_MS } = {}) {
   return {
     GATEWAY_PRESENCE__GRACE_MS: String(graceMs),
     GATEWAY_PRESENCE__HEARTBEAT_MS: String(heartbeatMs),
     GATEWAY_PRESENCE__TTL_MS: String(ttlMs),
+    GATEWAY_PRESENCE__BATCH_MS: String(batchMs),
   };
 }
 
