@@ -5,8 +5,10 @@
 //! queue, merging all queued frames into one write.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,7 +212,12 @@ impl Conn {
 
     /// Sends a close frame (`code` and reason, or none), then waits up to `linger` for the
     /// peer to close, so our last frames are not lost to a reset caused by unread input.
-    async fn close(self, code: Option<(u16, &str)>, linger: Duration) {
+    /// Boxed: this rarely-used state should not grow every connection task.
+    fn close(
+        self,
+        code: Option<(u16, &'static str)>,
+        linger: Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         let closing = async move {
             let mut out = BytesMut::new();
             match code {
@@ -230,8 +237,9 @@ impl Conn {
                 }
             }
         };
-        // Boxed: this rarely-used state should not grow every connection task.
-        let _ = tokio::time::timeout(linger, Box::pin(closing)).await;
+        Box::pin(async move {
+            let _ = tokio::time::timeout(linger, closing).await;
+        })
     }
 }
 

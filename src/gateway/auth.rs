@@ -16,7 +16,7 @@ use crate::app::{AppError, Credentials, Memberships, SessionInfo};
 use crate::engineio::Session;
 use crate::limits::TokenBucket;
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{BroadcastTarget, ConnectError};
+use crate::socketio::{BroadcastTarget, ConnectError, Room};
 
 pub fn invalid_session() -> ConnectError {
     ConnectError::new(
@@ -195,7 +195,12 @@ impl Gateway {
             }
         };
         Ok(Arc::new(SocketState {
-            membership_rooms: std::sync::Mutex::new(rooms_from_memberships(&memberships)),
+            membership_rooms: std::sync::Mutex::new(
+                rooms_from_memberships(&memberships)
+                    .into_iter()
+                    .map(Room::from)
+                    .collect(),
+            ),
             user: info.user,
             typing: Default::default(),
             queue: Default::default(),

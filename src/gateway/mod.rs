@@ -93,11 +93,11 @@ impl NamespaceHandler for MainNamespace {
 
     fn prepare(&self, socket: &Arc<Socket>) {
         if let Some(state) = state_of(socket) {
-            let rooms = state
+            let mut rooms = state
                 .membership_rooms
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            socket.join(&rooms);
+            *rooms = rooms::join_shared(socket, &rooms);
         }
     }
 

@@ -11,10 +11,11 @@ use std::sync::{Arc, Weak};
 
 use serde_json::json;
 
+use super::rooms::join_shared;
 use super::state::SocketState;
 use super::Gateway;
 use crate::app::Credentials;
-use crate::socketio::{Namespace, Socket};
+use crate::socketio::{Namespace, Room, Socket};
 
 pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
     let Some(interval) = gateway.upgrade().map(|g| g.revalidate_interval) else {
@@ -101,13 +102,16 @@ fn refresh_rooms(socket: &Arc<Socket>, rooms: &[String]) {
         .membership_rooms
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    if *current == rooms {
+    let same = current.len() == rooms.len() && current.iter().zip(rooms).all(|(c, r)| **c == **r);
+    if same {
         return;
     }
-    for lost in current.iter().filter(|r| !rooms.contains(r)) {
+    for lost in current
+        .iter()
+        .filter(|c| !rooms.iter().any(|r| c.as_ref() == r.as_str()))
+    {
         socket.leave(lost);
     }
-    let gained: Vec<&String> = rooms.iter().filter(|r| !current.contains(r)).collect();
-    socket.join(&gained);
-    *current = rooms.to_vec();
+    let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
+    *current = join_shared(socket, &rooms);
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::errors::ClientError;
 use super::Gateway;
 use crate::app::{AppError, Authorization, Memberships};
-use crate::socketio::{AckSender, Socket};
+use crate::socketio::{AckSender, Room, Socket};
 
 const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
 const MAX_ROOM_LEN: usize = 256;
@@ -32,6 +32,17 @@ pub fn rooms_from_memberships(m: &Memberships) -> Vec<String> {
     rooms.extend(m.channels.iter().map(|c| format!("channel:{}", c.id)));
     rooms.extend(m.conversations.iter().map(|d| format!("dm:{}", d.id)));
     rooms
+}
+
+/// Joins `rooms` and returns their names as the room index keeps them, so the socket's own
+/// list shares them instead of holding copies.
+pub fn join_shared(socket: &Socket, rooms: &[Room]) -> Vec<Room> {
+    socket.join(rooms);
+    let joined = socket.rooms();
+    rooms
+        .iter()
+        .map(|r| joined.iter().find(|j| *j == r).unwrap_or(r).clone())
+        .collect()
 }
 
 /// The `{room}` argument of `room:join` / `room:leave`.

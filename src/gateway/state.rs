@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::events::Job;
 use crate::app::UserInfo;
 use crate::limits::TokenBucket;
+use crate::socketio::Room;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
@@ -17,7 +18,9 @@ pub struct SocketState {
     /// re-validation replaces them with the app's current answer (leaving and joining the
     /// difference) and must not touch rooms joined otherwise. The cookie is not kept here:
     /// app calls read it from the handshake ([`super::auth::credentials`]), its one copy.
-    pub membership_rooms: Mutex<Vec<String>>,
+    /// Once joined, the names are the room index's own (one allocation per room, not per
+    /// socket and room).
+    pub membership_rooms: Mutex<Vec<Room>>,
     /// Per-room typing: when the current "typing" expires.
     pub typing: Mutex<HashMap<String, Instant>>,
     /// Client events waiting for the app, processed one at a time in arrival order.

@@ -17,5 +17,6 @@ pub use handler::{
     NamespaceHandler,
 };
 pub use namespace::{BroadcastTarget, Namespace};
+pub use rooms::Room;
 pub use server::{SocketIo, SocketIoConfig};
 pub use socket::{AckError, AckResponse, Socket};
