@@ -97,11 +97,16 @@ pub fn upgrade<B: Send + 'static>(
         match target {
             Target::New(slot) => {
                 let session = engine.open(handshake, Transport::Websocket, slot);
-                run(&engine, &session, conn).await;
+                // A task of its own: this one's captures (the handshake, the slot...) would
+                // otherwise stay in every connection's future for its whole life.
+                tokio::spawn(async move { run(&engine, &session, conn).await });
             }
             Target::Existing(sid) => match engine.session(&sid) {
-                // Boxed: most connections never upgrade, and this state is large.
-                Some(session) => Box::pin(upgrade_session(&engine, &session, conn)).await,
+                Some(session) => {
+                    if let Some(conn) = upgrade_session(&engine, &session, conn).await {
+                        tokio::spawn(async move { run(&engine, &session, conn).await });
+                    }
+                }
                 None => conn.close(None, engine.config().ping_timeout).await,
             },
         }
@@ -251,9 +256,10 @@ enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// The upgrade of a polling session: `2probe` → `3probe`, then `5` switches the transport.
-/// Anything else, or no `5` within the upgrade timeout, abandons the upgrade and keeps polling.
-async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut conn: Conn) {
+/// The upgrade of a polling session: `2probe` → `3probe`, then `5` switches the transport and
+/// the connection is returned for its loop. Anything else, or no `5` within the upgrade
+/// timeout, abandons the upgrade and keeps polling.
+async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut conn: Conn) -> Option<Conn> {
     let linger = engine.config().ping_timeout;
     let claimed = {
         let mut st = session.lock();
@@ -265,7 +271,8 @@ async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut conn: Conn
         free
     };
     if !claimed {
-        return conn.close(None, linger).await;
+        conn.close(None, linger).await;
+        return None;
     }
     // A held GET answers `6` now so the client can pause polling.
     session.wake();
@@ -292,9 +299,10 @@ async fn upgrade_session(engine: &Engine, session: &Arc<Session>, mut conn: Conn
     session.wake();
     if upgraded {
         tracing::debug!(sid = %session.sid, "upgraded to websocket");
-        run(engine, session, conn).await;
+        Some(conn)
     } else {
         conn.close(None, linger).await;
+        None
     }
 }
 

@@ -14,8 +14,82 @@ use crate::engineio::Sid;
 /// Room names are shared between the index's two maps (and every socket in the room).
 pub type Room = Arc<str>;
 
+/// A room's members. Most rooms have one (a socket's own room, a user with one tab, a direct
+/// conversation with one side online): those keep it inline instead of in a hash map of
+/// their own, which costs about 300 bytes.
+enum Members<M> {
+    One(Sid, M),
+    Many(HashMap<Sid, M>),
+}
+
+impl<M> Members<M> {
+    /// Adds `sid`; false if it was there already.
+    fn insert(&mut self, sid: Sid, member: M) -> bool {
+        match self {
+            Members::One(only, _) if *only == sid => false,
+            Members::Many(map) => match map.entry(sid) {
+                Entry::Vacant(slot) => {
+                    slot.insert(member);
+                    true
+                }
+                Entry::Occupied(_) => false,
+            },
+            Members::One(..) => {
+                // A second member: the room grows into a map.
+                let mut map = HashMap::with_capacity(2);
+                if let Members::One(only, first) =
+                    std::mem::replace(self, Members::Many(HashMap::new()))
+                {
+                    map.insert(only, first);
+                }
+                map.insert(sid, member);
+                *self = Members::Many(map);
+                true
+            }
+        }
+    }
+
+    /// Removes `sid`; false if it was not there.
+    fn remove(&mut self, sid: &Sid) -> bool {
+        match self {
+            Members::One(only, _) if only == sid => {
+                *self = Members::Many(HashMap::new());
+                true
+            }
+            Members::One(..) => false,
+            Members::Many(map) => map.remove(sid).is_some(),
+        }
+    }
+
+    fn contains(&self, sid: &Sid) -> bool {
+        match self {
+            Members::One(only, _) => only == sid,
+            Members::Many(map) => map.contains_key(sid),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::One(..) => 1,
+            Members::Many(map) => map.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Sid, &M)> {
+        let (one, many) = match self {
+            Members::One(sid, member) => (Some((sid, member)), None),
+            Members::Many(map) => (None, Some(map.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
 struct Index<M> {
-    members: HashMap<Room, HashMap<Sid, M>>,
+    members: HashMap<Room, Members<M>>,
     rooms_of: HashMap<Sid, Vec<Room>>,
 }
 
@@ -63,8 +137,14 @@ impl<M: Clone> RoomIndex<M> {
                     r
                 }
             };
-            if let Entry::Vacant(slot) = idx.members.entry(room.clone()).or_default().entry(sid) {
-                slot.insert(member.clone());
+            let added = match idx.members.entry(room.clone()) {
+                Entry::Occupied(mut set) => set.get_mut().insert(sid, member.clone()),
+                Entry::Vacant(slot) => {
+                    slot.insert(Members::One(sid, member.clone()));
+                    true
+                }
+            };
+            if added {
                 idx.rooms_of.entry(sid).or_default().push(room);
             }
         }
@@ -75,7 +155,7 @@ impl<M: Clone> RoomIndex<M> {
         let mut changes = RoomChanges::default();
         let mut idx = self.write();
         let emptied = match idx.members.get_mut(room) {
-            Some(set) => set.remove(&sid).is_some() && set.is_empty(),
+            Some(set) => set.remove(&sid) && set.is_empty(),
             None => return changes,
         };
         if emptied {
@@ -118,7 +198,7 @@ impl<M: Clone> RoomIndex<M> {
         self.read()
             .members
             .get(room)
-            .is_some_and(|m| m.contains_key(&sid))
+            .is_some_and(|m| m.contains(&sid))
     }
 
     pub fn all_rooms(&self) -> Vec<Room> {
@@ -134,9 +214,9 @@ impl<M: Clone> RoomIndex<M> {
             .filter(|(room, members)| {
                 let own = members.len() == 1
                     && members
-                        .keys()
+                        .iter()
                         .next()
-                        .is_some_and(|sid| sid.as_str() == &***room);
+                        .is_some_and(|(sid, _)| sid.as_str() == &***room);
                 !own
             })
             .count()
@@ -159,14 +239,13 @@ impl<M: Clone> RoomIndex<M> {
         let excluded: HashSet<Sid> = except
             .iter()
             .filter_map(|r| idx.members.get(r.as_ref()))
-            .flat_map(HashMap::keys)
-            .copied()
+            .flat_map(|m| m.iter().map(|(sid, _)| *sid))
             .collect();
         if rooms.is_empty() {
             drop(idx);
             return all(&excluded);
         }
-        let sets: Vec<&HashMap<Sid, M>> = rooms
+        let sets: Vec<&Members<M>> = rooms
             .iter()
             .filter_map(|r| idx.members.get(r.as_ref()))
             .collect();
@@ -174,7 +253,7 @@ impl<M: Clone> RoomIndex<M> {
         for (i, set) in sets.iter().enumerate() {
             for (sid, member) in set.iter() {
                 // Once: a member of an earlier room (or of the same room listed twice) was taken.
-                if excluded.contains(sid) || sets[..i].iter().any(|s| s.contains_key(sid)) {
+                if excluded.contains(sid) || sets[..i].iter().any(|s| s.contains(sid)) {
                     continue;
                 }
                 out.push(member.clone());
@@ -196,6 +275,23 @@ mod tests {
     fn sorted(mut v: Vec<Sid>) -> Vec<Sid> {
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_room_grows_from_one_member_and_empties() {
+        let (a, b) = (Sid::generate(), Sid::generate());
+        let mut m = Members::One(a, a);
+        assert!(!m.insert(a, a), "already there");
+        assert!(m.insert(b, b));
+        assert_eq!(m.len(), 2);
+        assert!(m.contains(&a) && m.contains(&b));
+        assert!(m.remove(&a));
+        assert!(!m.remove(&a));
+        assert_eq!(m.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [b]);
+        let mut one = Members::One(a, a);
+        assert!(!one.remove(&b));
+        assert!(one.remove(&a));
+        assert!(one.is_empty() && one.iter().next().is_none());
     }
 
     #[test]
