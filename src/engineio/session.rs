@@ -243,11 +243,7 @@ impl Session {
                 if batch::defer(self) {
                     st.deferred = true;
                 } else {
-                    let mut out = BytesMut::new();
-                    for frame in frames {
-                        wsproto::encode_frame(&mut out, &frame);
-                    }
-                    return self.write_direct(st, &stream, out);
+                    return self.write_direct(st, &stream, wsproto::encode_frames(frames));
                 }
             }
         }
@@ -277,10 +273,7 @@ impl Session {
         }
         match st.direct.clone() {
             Some(stream) if direct && st.unsent.is_empty() && !st.writing => {
-                let mut out = BytesMut::new();
-                for frame in std::mem::take(&mut st.outbox) {
-                    wsproto::encode_frame(&mut out, &frame);
-                }
+                let out = wsproto::encode_frames(std::mem::take(&mut st.outbox));
                 let _ = self.write_direct(st, &stream, out);
             }
             _ => {

@@ -256,6 +256,15 @@ pub fn encode_frame(out: &mut BytesMut, frame: &Frame) {
     }
 }
 
+/// Encodes Engine.IO frames as WebSocket frames, back to back, for one write.
+pub fn encode_frames(frames: impl IntoIterator<Item = Frame>) -> BytesMut {
+    let mut out = BytesMut::new();
+    for frame in frames {
+        encode_frame(&mut out, &frame);
+    }
+    out
+}
+
 /// Appends a close frame with `code` and a short reason.
 pub fn encode_close(out: &mut BytesMut, code: u16, reason: &str) {
     let mut payload = Vec::with_capacity(2 + reason.len());

@@ -271,31 +271,6 @@ impl Adapter for Relay {
         self.publisher.publish(channel, payload);
     }
 
-    fn publish_many(&self, nsp: &str, target: &BroadcastTarget, packets: &[Packet]) {
-        if !self.link.is_up() {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
-                .increment(packets.len() as u64);
-            return;
-        }
-        let Some(space) = self.space(nsp) else { return };
-        let channel = Channels::target_in(&space.channels.broadcast, &target.rooms);
-        let messages: Vec<(String, bytes::Bytes)> = packets
-            .iter()
-            .filter_map(
-                |packet| match wire::encode_broadcast(&self.uid, target, packet, false) {
-                    Ok(p) => Some((channel.clone(), p.into())),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "relay: cannot encode a broadcast");
-                        None
-                    }
-                },
-            )
-            .collect();
-        if !messages.is_empty() {
-            self.publisher.publish_all(messages);
-        }
-    }
-
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges) {
         let Some(space) = self.space(nsp) else { return };
         let base = self.listen(space);
@@ -335,45 +310,6 @@ impl Adapter for Relay {
             Err(e) => {
                 tracing::warn!(error = %e, "relay: cannot encode a broadcast");
                 local();
-            }
-        }
-    }
-
-    fn broadcast_recorded_many(&self, nsp: &str, target: BroadcastTarget, packets: Vec<Packet>) {
-        let (Some(space), Some(recovery)) = (self.space(nsp), self.recovery.as_ref()) else {
-            return;
-        };
-        if !self.link.is_up() {
-            // Without Valkey it is still delivered here, without offsets.
-            if let Some(ns) = space.ns.upgrade() {
-                ns.broadcast_local_many(&target, &packets);
-            }
-            return;
-        }
-        let plain = Channels::target_in(&space.channels.broadcast, &target.rooms);
-        let recorded = Channels::target_in(&space.channels.recorded, &target.rooms);
-        // Queued back to back, the calls share a pipeline. Each is recorded (its own offset)
-        // and comes back on the recovery channel to be delivered; one that cannot be made is
-        // delivered here without an offset.
-        for packet in packets {
-            match wire::encode_broadcast(&self.uid, &target, &packet, true) {
-                Ok(message) => {
-                    let call = recovery.record_call(nsp, &message, Some(&plain), &recorded, None);
-                    let ns = space.ns.clone();
-                    let target = target.clone();
-                    let local = move || {
-                        if let Some(ns) = ns.upgrade() {
-                            ns.broadcast_local(&target, &packet);
-                        }
-                    };
-                    self.publisher.record(call, Box::new(local));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "relay: cannot encode a broadcast");
-                    if let Some(ns) = space.ns.upgrade() {
-                        ns.broadcast_local(&target, &packet);
-                    }
-                }
             }
         }
     }

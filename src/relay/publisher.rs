@@ -66,14 +66,6 @@ impl Publisher {
         })
     }
 
-    /// Queues PUBLISHes back to back: queued together, they go out in the same pipeline
-    /// unless it is full. Returns false when any was dropped.
-    pub fn publish_all(&self, messages: Vec<(String, Bytes)>) -> bool {
-        messages.into_iter().fold(true, |all, (channel, payload)| {
-            self.publish(channel, payload) && all
-        })
-    }
-
     /// Queues a recording script call; `on_fail` runs if it cannot be made.
     pub fn record(&self, call: RecordCall, on_fail: Box<dyn FnOnce() + Send>) {
         if let Err(e) = self.tx.try_send(Outgoing::Record { call, on_fail }) {

@@ -63,14 +63,6 @@ pub trait Adapter: Send + Sync + 'static {
     /// instances. Must not block: it runs on the broadcasting task.
     fn publish(&self, nsp: &str, target: &BroadcastTarget, packet: &Packet);
 
-    /// [`Adapter::publish`] of several packets for the same target, in order. An adapter
-    /// that can should send them together (one round trip).
-    fn publish_many(&self, nsp: &str, target: &BroadcastTarget, packets: &[Packet]) {
-        for packet in packets {
-            self.publish(nsp, target, packet);
-        }
-    }
-
     /// Rooms of `nsp` were created (first local member) or deleted (last one left).
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges);
 
@@ -82,14 +74,6 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Records, publishes and delivers locally a broadcast, each copy carrying its offset.
     fn broadcast_recorded(&self, _nsp: &str, _target: BroadcastTarget, _packet: Packet) {}
-
-    /// [`Adapter::broadcast_recorded`] of several packets for the same target, in order:
-    /// each still gets its own offset.
-    fn broadcast_recorded_many(&self, nsp: &str, target: BroadcastTarget, packets: Vec<Packet>) {
-        for packet in packets {
-            self.broadcast_recorded(nsp, target.clone(), packet);
-        }
-    }
 
     /// A socket joined or left a room (its kept session must follow).
     fn socket_rooms_changed(&self, _nsp: &str, _sid: Sid) {}

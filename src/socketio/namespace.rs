@@ -167,18 +167,7 @@ impl Namespace {
     /// With recovery on, the adapter delivers locally itself once the packet has its offset,
     /// and the count returned is 0.
     pub fn broadcast(&self, target: &BroadcastTarget, packet: Packet) -> usize {
-        match self.adapter.get() {
-            Some(adapter) if adapter.records() => {
-                adapter.broadcast_recorded(&self.name, target.clone(), packet);
-                0
-            }
-            Some(adapter) => {
-                let delivered = self.broadcast_local(target, &packet);
-                adapter.publish(&self.name, target, &packet);
-                delivered
-            }
-            None => self.broadcast_local(target, &packet),
-        }
+        self.broadcast_many(target, vec![packet])
     }
 
     /// Sends several packets to every socket of `target`, in order, like as many
@@ -189,12 +178,16 @@ impl Namespace {
     pub fn broadcast_many(&self, target: &BroadcastTarget, packets: Vec<Packet>) -> usize {
         match self.adapter.get() {
             Some(adapter) if adapter.records() => {
-                adapter.broadcast_recorded_many(&self.name, target.clone(), packets);
+                for packet in packets {
+                    adapter.broadcast_recorded(&self.name, target.clone(), packet);
+                }
                 0
             }
             Some(adapter) => {
                 let delivered = self.broadcast_local_many(target, &packets);
-                adapter.publish_many(&self.name, target, &packets);
+                for packet in &packets {
+                    adapter.publish(&self.name, target, packet);
+                }
                 delivered
             }
             None => self.broadcast_local_many(target, &packets),
@@ -213,12 +206,7 @@ impl Namespace {
         }
         let recipients = self.deliver(target, &frames, None);
         for packet in packets {
-            let event = packet
-                .data
-                .as_ref()
-                .and_then(|d| d.get(0))
-                .and_then(Value::as_str);
-            crate::metrics::broadcast(event.unwrap_or_default(), recipients);
+            crate::metrics::broadcast(event_name(packet), recipients);
         }
         recipients
     }
@@ -238,12 +226,7 @@ impl Namespace {
         offset: Option<Offset>,
     ) -> usize {
         let recipients = self.deliver(target, &encode(packet), offset);
-        let event = packet
-            .data
-            .as_ref()
-            .and_then(|d| d.get(0))
-            .and_then(Value::as_str);
-        crate::metrics::broadcast(event.unwrap_or_default(), recipients);
+        crate::metrics::broadcast(event_name(packet), recipients);
         recipients
     }
 
@@ -284,4 +267,14 @@ impl Namespace {
             Packet::event(&self.name, event, args, attachments, None),
         )
     }
+}
+
+/// An event packet's name, for the metrics ("" for other packets).
+fn event_name(packet: &Packet) -> &str {
+    packet
+        .data
+        .as_ref()
+        .and_then(|d| d.get(0))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }

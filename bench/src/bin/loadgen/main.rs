@@ -80,23 +80,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(argv)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    gateway_bench::run_main(run(argv))
 }
 
 async fn run(argv: Vec<String>) -> Result<()> {
