@@ -98,7 +98,9 @@ fn engine_config(cfg: &Config) -> EngineConfig {
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session)
+    // Validated with the configuration.
+    let trusted = gateway::client_ip::TrustedProxies::parse(&cfg.security.trusted_proxies)?;
+    let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session, trusted)
         .map_err(|e| format!("cannot build the app client: {e}"))?;
     let io = SocketIo::builder(SocketIoConfig {
         connect_timeout: cfg.socketio.connect_timeout(),

@@ -212,6 +212,11 @@ impl Session {
         self.lock().closed.is_some()
     }
 
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().closed
+    }
+
     /// Attaches the protocol layer's per-session state (set once).
     pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
         let _ = self.data.set(Box::new(value));

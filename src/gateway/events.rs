@@ -114,7 +114,7 @@ impl Gateway {
             user_id: &state.user.id,
         };
         // Read from the handshake per call: the socket keeps its cookie in one place.
-        let result = match super::auth::credentials(socket.session()) {
+        let result = match self.credentials(socket.session()) {
             Some(creds) => self.app.forward_event(&creds, job.name, &body).await,
             None => Err(AppError::Unauthenticated { call: "event" }),
         };

@@ -27,6 +27,8 @@ pub struct SocketState {
     pub queue: Mutex<EventQueue>,
     /// The socket's event rate (`limits.events_per_s`, `limits.events_burst`).
     pub events: TokenBucket,
+    /// Presence knows the socket (its connect was sent): its room changes are sent too.
+    pub in_presence: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]

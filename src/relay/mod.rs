@@ -22,6 +22,8 @@ mod publisher;
 pub mod recorder;
 pub mod recovery;
 mod requests;
+pub mod script;
+pub mod sessions;
 pub mod subscriber;
 pub mod wire;
 
@@ -33,7 +35,7 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::server::Readiness;
-use crate::socketio::adapter::{Offset, Restored, SessionRecord};
+use crate::socketio::adapter::{Claim, KeptChange, Offset, Restored, SessionRecord};
 use crate::socketio::packet::Packet;
 use crate::socketio::rooms::RoomChanges;
 use crate::socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SocketIo};
@@ -86,8 +88,13 @@ pub struct Relay {
     probe_channel: String,
     ack_timeout: Duration,
     recovery: Option<recovery::Recovery>,
+    /// Kept sessions (with recovery on).
+    sessions: Option<sessions::Sessions>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
+
+/// Longest wait for Valkey while restoring a session; past it the client gets a fresh one.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Relay {
     /// Wires the relay into every namespace of `io` and starts its tasks. It does not wait
@@ -130,6 +137,9 @@ impl Relay {
                 })
                 .collect(),
             probe_channel: format!("{}-gateway-probe#{uid}#", config.prefix),
+            sessions: config
+                .recovery
+                .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
             uid,
             publisher,
             pool,
@@ -240,6 +250,41 @@ impl Relay {
         }
     }
 
+    /// [`Adapter::restore`]'s work: the offset must still be in the log, then the session is
+    /// claimed (bound to its owner, see [`sessions`]); a stale socket still holding it on
+    /// another instance is told to go.
+    async fn claim(&self, claim: &Claim) -> Result<Restored, ClaimOutcome> {
+        let (Some(recovery), Some(sessions)) = (&self.recovery, &self.sessions) else {
+            return Err(ClaimOutcome::Unavailable);
+        };
+        match recovery.in_log(&self.pool, &claim.nsp, claim.offset).await {
+            Some(true) => {}
+            Some(false) => return Err(ClaimOutcome::OffsetGone),
+            None => return Err(ClaimOutcome::Unavailable),
+        }
+        let claimed = match sessions.claim(&self.pool, claim).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(ClaimOutcome::UnknownSession),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: cannot restore a session");
+                return Err(ClaimOutcome::Unavailable);
+            }
+        };
+        if !claimed.previous_host.is_empty() && claimed.previous_host != self.uid {
+            if let Some(space) = self.space(&claim.nsp) {
+                self.publisher.publish(
+                    space.channels.request.clone(),
+                    wire::replace_request(&self.uid, claimed.sid, &claimed.previous_holder),
+                );
+            }
+        }
+        Ok(Restored {
+            sid: claimed.sid,
+            rooms: claimed.rooms,
+            offset: claim.offset,
+        })
+    }
+
     fn on_probe(&self, payload: &[u8]) {
         let sent = std::str::from_utf8(payload)
             .ok()
@@ -321,40 +366,50 @@ impl Adapter for Relay {
     }
 
     fn session_opened(&self, record: SessionRecord) {
-        if let Some(r) = &self.recovery {
-            if let Some(cmd) = r.save_cmd(&record, r.live_ttl(), true) {
-                self.publisher.command(cmd);
-            }
+        if let Some(sessions) = &self.sessions {
+            self.publisher.script(sessions.save_live(&record));
         }
     }
 
     fn session_closed(&self, record: SessionRecord, recoverable: bool) {
-        let Some(r) = &self.recovery else { return };
-        let cmd = if recoverable {
-            r.save_cmd(&record, r.window, false)
-        } else {
-            Some(r.forget_cmd(&record.pid))
+        let Some(sessions) = &self.sessions else {
+            return;
         };
-        if let Some(cmd) = cmd {
-            self.publisher.command(cmd);
+        self.publisher.script(if recoverable {
+            sessions.save_closed(&record)
+        } else {
+            sessions.forget(&record)
+        });
+    }
+
+    fn kept_sessions_changed(&self, nsp: &str, owners: &[String], change: KeptChange) {
+        let Some(sessions) = &self.sessions else {
+            return;
+        };
+        for owner in owners {
+            self.publisher.script(sessions.change(nsp, owner, &change));
         }
     }
 
-    fn restore(&self, nsp: &str, pid: &str, offset: Offset) -> BoxFuture<Option<Restored>> {
-        let (Some(_), true) = (&self.recovery, self.link.is_up()) else {
+    fn restore(&self, claim: Claim) -> BoxFuture<Option<Restored>> {
+        if self.recovery.is_none() || !self.link.is_up() {
             return Box::pin(async { None });
-        };
-        let (relay, nsp, pid) = (self.me(), nsp.to_owned(), pid.to_owned());
+        }
+        let relay = self.me();
         Box::pin(async move {
             let relay = relay.upgrade()?;
-            let recovery = relay.recovery.as_ref()?;
-            let restored = recovery.restore(&relay.pool, &nsp, &pid, offset).await;
-            metrics::counter!(
-                "socket_gateway_recovery_attempts_total",
-                "outcome" => if restored.is_some() { "restored" } else { "unknown_session" }
-            )
-            .increment(1);
-            restored
+            let outcome = tokio::time::timeout(RESTORE_TIMEOUT, relay.claim(&claim))
+                .await
+                .unwrap_or(Err(ClaimOutcome::Unavailable));
+            let label = match &outcome {
+                Ok(_) => "restored",
+                Err(o) => o.as_str(),
+            };
+            metrics::counter!("socket_gateway_recovery_attempts_total", "outcome" => label)
+                .increment(1);
+            // Never the pid, the socket id or the user: the claim may be someone else's.
+            tracing::debug!(outcome = label, "recovery claim");
+            outcome.ok()
         })
     }
 
@@ -429,6 +484,27 @@ impl Inbox for Relay {
     }
 }
 
+/// Why a recovery claim gave no session (the `outcome` of `recovery_attempts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimOutcome {
+    /// No session of this user with that pid in that namespace (expired, used, never theirs).
+    UnknownSession,
+    /// The client's offset is no longer in the log: what it missed is unknown.
+    OffsetGone,
+    /// Valkey did not answer in time.
+    Unavailable,
+}
+
+impl ClaimOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimOutcome::UnknownSession => "unknown_session",
+            ClaimOutcome::OffsetGone => "offset_gone",
+            ClaimOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -459,7 +535,7 @@ async fn keep_sessions(relay: Weak<Relay>) {
     loop {
         tick.tick().await;
         let Some(r) = relay.upgrade() else { return };
-        let Some(recovery) = r.recovery.as_ref() else {
+        let (Some(recovery), Some(sessions)) = (r.recovery.as_ref(), r.sessions.as_ref()) else {
             return;
         };
         if !r.link.is_up() {
@@ -471,30 +547,24 @@ async fn keep_sessions(relay: Weak<Relay>) {
                 .and_then(|s| s.ns.upgrade())
                 .and_then(|ns| ns.socket(&sid))
                 .and_then(|socket| socket.session_record());
-            if let Some(cmd) =
-                record.and_then(|rec| recovery.save_cmd(&rec, recovery.live_ttl(), false))
-            {
-                r.publisher.command(cmd);
+            if let Some(record) = record {
+                r.publisher.script(sessions.save_live(&record));
             }
         }
-        if last_refresh.elapsed() < recovery.refresh_every() {
+        if last_refresh.elapsed() < sessions.refresh_every() {
             continue;
         }
         last_refresh = tokio::time::Instant::now();
-        let pids: Vec<String> = r
+        let live: Vec<(String, String)> = r
             .spaces
             .iter()
             .filter_map(|s| s.ns.upgrade())
             .flat_map(|ns| ns.sockets())
-            .filter_map(|s| s.pid().map(str::to_owned))
+            .filter_map(|s| Some((s.owner()?.to_owned(), s.pid()?.to_owned())))
             .collect();
         if let Ok(mut c) = r.pool.get().await {
-            for chunk in pids.chunks(1000) {
-                if let Err(e) = recovery
-                    .refresh_cmds(chunk)
-                    .query_async::<()>(&mut *c)
-                    .await
-                {
+            for chunk in live.chunks(500) {
+                if let Err(e) = sessions.refresh(chunk).query_async::<()>(&mut *c).await {
                     tracing::warn!(error = %e, "relay: cannot refresh recoverable sessions");
                     break;
                 }

@@ -4,9 +4,9 @@
 //! queue. One task drains it and sends everything queued as one pipeline on one pooled
 //! connection: order is kept, and a burst costs one round trip instead of one per message.
 //!
-//! The recording script is loaded once per connection (`SCRIPT LOAD`) and called by digest
-//! (`EVALSHA`). A call answered `NOSCRIPT` (Valkey restarted or its scripts were flushed) did
-//! nothing, so it is sent again with the script's text after the rest of its batch.
+//! Scripts (recording, session writes) are called by digest; a call answered `NOSCRIPT` did
+//! nothing, so it is sent again with the script's text after the rest of its batch
+//! ([`super::script`]).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use deadpool_redis::{redis, Connection, Pool};
 use tokio::sync::mpsc;
 
 use super::link::Link;
-use super::recovery::{RecordCall, RECORD};
+use super::script::{is_unknown_script_reply, ScriptCall};
 use super::subscriber::Interest;
 
 /// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
@@ -31,12 +31,12 @@ enum Outgoing {
         channel: String,
         payload: Bytes,
     },
-    /// A command whose answer nobody waits for (session writes).
-    Command(redis::Cmd),
+    /// A script call whose answer nobody waits for (session writes).
+    Script(ScriptCall),
     /// A recording script call (it publishes what it records). `on_fail` runs when the
     /// call could not be made, so the caller can still deliver locally.
     Record {
-        call: RecordCall,
+        call: ScriptCall,
         on_fail: Box<dyn FnOnce() + Send>,
     },
 }
@@ -67,7 +67,7 @@ impl Publisher {
     }
 
     /// Queues a recording script call; `on_fail` runs if it cannot be made.
-    pub fn record(&self, call: RecordCall, on_fail: Box<dyn FnOnce() + Send>) {
+    pub fn record(&self, call: ScriptCall, on_fail: Box<dyn FnOnce() + Send>) {
         if let Err(e) = self.tx.try_send(Outgoing::Record { call, on_fail }) {
             metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
                 .increment(1);
@@ -77,9 +77,9 @@ impl Publisher {
         }
     }
 
-    /// Queues a command after the broadcasts queued before it.
-    pub fn command(&self, cmd: redis::Cmd) -> bool {
-        self.queue(Outgoing::Command(cmd))
+    /// Queues a script call after everything queued before it.
+    pub fn script(&self, call: ScriptCall) -> bool {
+        self.queue(Outgoing::Script(call))
     }
 
     fn queue(&self, job: Outgoing) -> bool {
@@ -92,14 +92,17 @@ impl Publisher {
     }
 }
 
+/// A failed call's `on_fail`, if it has one.
+type OnFail = Option<Box<dyn FnOnce() + Send>>;
+
 async fn run(
     pool: Pool,
     mut rx: mpsc::Receiver<Outgoing>,
     link: Arc<Link>,
     interest: Arc<Interest>,
 ) {
-    // The connection, and the recording script's digest once loaded on it.
-    let mut conn: Option<(u64, Connection, Option<String>)> = None;
+    // The connection, with the link generation it was made in.
+    let mut conn: Option<(u64, Connection)> = None;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let n = batch.len() as u64;
@@ -121,14 +124,11 @@ async fn run(
             interest.settled(SETTLE_LIMIT).await;
         }
         // A connection from before the last reconnection is dead for sure.
-        if conn.as_ref().is_some_and(|(g, ..)| *g != link.generation()) {
+        if conn.as_ref().is_some_and(|(g, _)| *g != link.generation()) {
             conn = None;
         }
-        if has_records {
-            load_script(&pool, &link, &mut conn).await;
-        }
-        let sha = conn.as_ref().and_then(|(_, _, sha)| sha.clone());
-        let mut records = Vec::new();
+        // Script calls with their place in the pipeline.
+        let mut scripts: Vec<(usize, ScriptCall, OnFail)> = Vec::new();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for job in batch.drain(..) {
@@ -136,12 +136,13 @@ async fn run(
                 Outgoing::Publish { channel, payload } => {
                     pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]);
                 }
-                Outgoing::Command(cmd) => {
-                    pipe.add_command(cmd);
+                Outgoing::Script(call) => {
+                    pipe.add_command(call.cmd(true));
+                    scripts.push((pipe.len() - 1, call, None));
                 }
                 Outgoing::Record { call, on_fail } => {
-                    pipe.add_command(call.cmd(sha.as_deref()));
-                    records.push((pipe.len() - 1, call, on_fail));
+                    pipe.add_command(call.cmd(true));
+                    scripts.push((pipe.len() - 1, call, Some(on_fail)));
                 }
             }
         }
@@ -159,7 +160,7 @@ async fn run(
                 metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
                     .increment(n);
                 conn = None;
-                records.into_iter().for_each(|(_, _, f)| f());
+                scripts.into_iter().filter_map(|s| s.2).for_each(|f| f());
                 continue;
             }
         };
@@ -168,103 +169,69 @@ async fn run(
             .iter()
             .enumerate()
             .filter(|(i, v)| {
-                matches!(v, redis::Value::ServerError(_)) && !records.iter().any(|r| r.0 == *i)
+                matches!(v, redis::Value::ServerError(_)) && !scripts.iter().any(|s| s.0 == *i)
             })
             .count();
         if failed > 0 {
-            tracing::warn!(
-                failed,
-                "relay: Valkey refused some publishes or session writes"
-            );
+            tracing::warn!(failed, "relay: Valkey refused some publishes");
             metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
                 .increment(failed as u64);
         }
         let mut unknown_script = Vec::new();
-        for (i, call, on_fail) in records {
+        for (i, call, on_fail) in scripts {
             match replies.get(i) {
-                Some(redis::Value::ServerError(e))
-                    if e.kind() == Some(redis::ServerErrorKind::NoScript) =>
-                {
-                    unknown_script.push((call, on_fail));
-                }
+                Some(v) if is_unknown_script_reply(v) => unknown_script.push((call, on_fail)),
                 Some(redis::Value::ServerError(e)) => {
-                    tracing::warn!(error = e.code(), "relay: recording failed");
-                    metrics::counter!("socket_gateway_valkey_errors_total", "op" => "record")
+                    tracing::warn!(error = e.code(), "relay: a script call failed");
+                    let op = if on_fail.is_some() {
+                        "record"
+                    } else {
+                        "session"
+                    };
+                    metrics::counter!("socket_gateway_valkey_errors_total", "op" => op)
                         .increment(1);
-                    on_fail();
+                    if let Some(f) = on_fail {
+                        f();
+                    }
                 }
                 _ => {}
             }
         }
         if !unknown_script.is_empty() {
-            if let Some((.., sha)) = conn.as_mut() {
-                *sha = None;
-            }
             resend_with_text(&pool, &link, &mut conn, unknown_script).await;
         }
     }
 }
 
-/// Loads the recording script on the current connection unless it is known there. Failing is
-/// harmless: the calls then carry the script's text.
-async fn load_script(
-    pool: &Pool,
-    link: &Link,
-    conn: &mut Option<(u64, Connection, Option<String>)>,
-) {
-    if conn.as_ref().is_some_and(|(.., sha)| sha.is_some()) {
-        return;
-    }
-    if conn.is_none() {
-        match pool.get().await {
-            Ok(c) => *conn = Some((link.generation(), c, None)),
-            Err(_) => return,
-        }
-    }
-    let Some((_, c, sha)) = conn.as_mut() else {
-        return;
-    };
-    match redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(RECORD)
-        .query_async::<String>(&mut **c)
-        .await
-    {
-        Ok(digest) => *sha = Some(digest),
-        Err(e) if e.is_connection_dropped() => *conn = None,
-        Err(e) => tracing::debug!(error = %e, "relay: cannot load the recording script"),
-    }
-}
-
 /// Sends again, as `EVAL` with the text, the calls Valkey answered `NOSCRIPT` (they did
-/// nothing), then loads the script again for the next batches.
+/// nothing); that loads the scripts for the next batches.
 async fn resend_with_text(
     pool: &Pool,
     link: &Link,
-    conn: &mut Option<(u64, Connection, Option<String>)>,
-    calls: Vec<(RecordCall, Box<dyn FnOnce() + Send>)>,
+    conn: &mut Option<(u64, Connection)>,
+    calls: Vec<(ScriptCall, OnFail)>,
 ) {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for (call, _) in &calls {
-        pipe.add_command(call.cmd(None));
+        pipe.add_command(call.cmd(false));
     }
     match send(pool, link, conn, &pipe).await {
         Ok(replies) => {
             for (i, (_, on_fail)) in calls.into_iter().enumerate() {
-                if !matches!(replies.get(i), Some(v) if !matches!(v, redis::Value::ServerError(_)))
-                {
-                    on_fail();
+                let done =
+                    matches!(replies.get(i), Some(v) if !matches!(v, redis::Value::ServerError(_)));
+                if let (false, Some(f)) = (done, on_fail) {
+                    f();
                 }
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, dropped = calls.len(), "relay: recording failed");
+            tracing::warn!(error = %e, dropped = calls.len(), "relay: script calls failed");
             *conn = None;
-            calls.into_iter().for_each(|(_, f)| f());
+            calls.into_iter().filter_map(|c| c.1).for_each(|f| f());
         }
     }
-    load_script(pool, link, conn).await;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,12 +256,12 @@ impl PublishError {
 async fn send(
     pool: &Pool,
     link: &Link,
-    conn: &mut Option<(u64, Connection, Option<String>)>,
+    conn: &mut Option<(u64, Connection)>,
     pipe: &redis::Pipeline,
 ) -> Result<Vec<redis::Value>, PublishError> {
-    let (_, c, _) = match conn {
+    let (_, c) = match conn {
         Some(c) => c,
-        None => conn.insert((link.generation(), pool.get().await?, None)),
+        None => conn.insert((link.generation(), pool.get().await?)),
     };
     Ok(pipe.query_async::<Vec<redis::Value>>(&mut **c).await?)
 }

@@ -13,14 +13,12 @@
 //! - Gateways deliver only what arrives on the recovery channels, their own broadcasts
 //!   included. Scripts run one at a time in Valkey, so those channels carry packets in log
 //!   order: what a socket received is exactly the log up to its last offset, in its rooms.
-//! - Sessions (`pid` → sid, rooms) are written when a socket connects and when its rooms
-//!   change, and their expiry is pushed back while it lives; a disconnect with a recoverable
-//!   reason keeps them for the window. So a session survives its instance being killed.
-//! - Restoring takes the session (GETDEL: once), follows its rooms, then reads the log after
-//!   the client's offset, keeping the packets for its rooms.
+//! - Sessions are kept in Valkey too ([`super::sessions`]), bound to their owner and holder.
+//! - Restoring claims the session, follows its rooms, then reads the log after the client's
+//!   offset, keeping the packets for the rooms the socket may still be in.
 //!
 //! Bounds: the log is trimmed to the window (MINID) on every append and capped in length;
-//! sessions and dedupe keys expire with the window.
+//! dedupe keys expire with the window.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -29,16 +27,18 @@ use std::time::Duration;
 use deadpool_redis::{redis, Pool};
 use serde_json::Value;
 
+use super::script::{Lua, ScriptCall};
 use super::wire;
 use crate::engineio::Sid;
-use crate::socketio::adapter::{Offset, Restored, SessionRecord};
+use crate::socketio::adapter::Offset;
 use crate::socketio::packet::Packet;
 
 /// Appends a message to the log and publishes it. KEYS: log[, dedupe key]. ARGV: the message
 /// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
 /// channel of the copy with the offset[, dedupe ttl ms]. Returns the id, or nil when the
 /// dedupe key shows another recorder wrote it.
-pub(super) const RECORD: &str = r#"
+static RECORD: Lua = Lua::new(
+    r#"
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then
   return false
 end
@@ -49,35 +49,8 @@ local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'm', ARGV[1])
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end
 redis.call('PUBLISH', ARGV[4], string.sub(ARGV[1], 1, -2) .. string.char(0xd9, #id) .. id)
 return id
-"#;
-
-/// One call of [`RECORD`], sent by the publisher as `EVALSHA` once the script is loaded on its
-/// connection (the text is ~500 bytes, sent for nothing on every recorded broadcast), or as
-/// `EVAL` when it is not.
-pub struct RecordCall {
-    keys: Vec<String>,
-    args: Vec<Vec<u8>>,
-}
-
-impl RecordCall {
-    /// `EVALSHA sha ...` with the script's digest, `EVAL text ...` without.
-    pub fn cmd(&self, sha: Option<&str>) -> redis::Cmd {
-        let mut cmd = match sha {
-            Some(sha) => {
-                let mut c = redis::cmd("EVALSHA");
-                c.arg(sha);
-                c
-            }
-            None => {
-                let mut c = redis::cmd("EVAL");
-                c.arg(RECORD);
-                c
-            }
-        };
-        cmd.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
-        cmd
-    }
-}
+"#,
+);
 
 /// Most log entries read to restore one session; past it the client gets a fresh one.
 const MAX_SCAN: usize = 20_000;
@@ -105,30 +78,12 @@ impl Recovery {
         format!("{}-csr-log#{nsp}#", self.prefix)
     }
 
-    fn session_key(&self, pid: &str) -> String {
-        format!("{}-csr-session#{pid}", self.prefix)
-    }
-
     pub fn seen_key(&self, nsp: &str, digest: &str) -> String {
         format!("{}-csr-seen#{nsp}#{digest}", self.prefix)
     }
 
     pub fn lease_key(&self, slot: usize) -> String {
         format!("{}-csr-recorder#{slot}", self.prefix)
-    }
-
-    /// How long a live session's key lasts without a refresh: the window after the last
-    /// refresh, so a killed instance's sessions stay restorable for the whole window.
-    pub fn live_ttl(&self) -> Duration {
-        self.window + self.refresh_every()
-    }
-
-    pub fn refresh_every(&self) -> Duration {
-        (self.window / 4).max(Duration::from_secs(1))
-    }
-
-    fn ms(d: Duration) -> u64 {
-        d.as_millis() as u64
     }
 
     /// The script call recording `message` (see [`RECORD`]).
@@ -139,10 +94,10 @@ impl Recovery {
         plain_channel: Option<&str>,
         recorded_channel: &str,
         dedupe: Option<&str>,
-    ) -> RecordCall {
+    ) -> ScriptCall {
         let mut keys = vec![self.log_key(nsp)];
         keys.extend(dedupe.map(str::to_owned));
-        let window = Self::ms(self.window).to_string().into_bytes();
+        let window = self.window.as_millis().to_string().into_bytes();
         let mut args = vec![
             message.to_vec(),
             window.clone(),
@@ -152,43 +107,7 @@ impl Recovery {
         if dedupe.is_some() {
             args.push(window);
         }
-        RecordCall { keys, args }
-    }
-
-    /// `SET` of a session: `NX` when it opens, `XX` later (a restored session's key is gone and
-    /// must not come back from a stale write).
-    pub fn save_cmd(
-        &self,
-        record: &SessionRecord,
-        ttl: Duration,
-        create: bool,
-    ) -> Option<redis::Cmd> {
-        let body = serde_json::to_string(record).ok()?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.session_key(&record.pid))
-            .arg(body)
-            .arg(if create { "NX" } else { "XX" })
-            .arg("PX")
-            .arg(Self::ms(ttl));
-        Some(cmd)
-    }
-
-    pub fn forget_cmd(&self, pid: &str) -> redis::Cmd {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.session_key(pid));
-        cmd
-    }
-
-    pub fn refresh_cmds(&self, pids: &[String]) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        for pid in pids {
-            pipe.cmd("PEXPIRE")
-                .arg(self.session_key(pid))
-                .arg(Self::ms(self.live_ttl()))
-                .arg("XX")
-                .ignore();
-        }
-        pipe
+        RECORD.call(keys, args)
     }
 
     pub fn mark_dirty(&self, nsp: &str, sid: Sid) {
@@ -202,41 +121,19 @@ impl Recovery {
         std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Takes the session `pid` if it belongs to `nsp` and `offset` is still in the log.
-    pub async fn restore(
-        &self,
-        pool: &Pool,
-        nsp: &str,
-        pid: &str,
-        offset: Offset,
-    ) -> Option<Restored> {
+    /// Whether `offset` is still in the log of `nsp` (what came after it is then known).
+    pub async fn in_log(&self, pool: &Pool, nsp: &str, offset: Offset) -> Option<bool> {
         let mut c = pool.get().await.ok()?;
-        // One round trip: the log lookup does not depend on the session's contents.
         let id = offset.to_string();
         type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
-        let (raw, found): (Option<String>, Entries) = redis::pipe()
-            .cmd("GETDEL")
-            .arg(self.session_key(pid))
-            .cmd("XRANGE")
+        let found: Entries = redis::cmd("XRANGE")
             .arg(self.log_key(nsp))
             .arg(&id)
             .arg(&id)
             .query_async(&mut *c)
             .await
             .ok()?;
-        let record: SessionRecord = serde_json::from_str(&raw?).ok()?;
-        if record.nsp != nsp {
-            return None;
-        }
-        if found.is_empty() {
-            // Trimmed (older than the window) or never ours: what came after is unknown.
-            return None;
-        }
-        Some(Restored {
-            sid: record.sid,
-            rooms: record.rooms,
-            offset,
-        })
+        Some(!found.is_empty())
     }
 
     /// The log after `offset` as a socket in `rooms` received it, each packet with its offset.

@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, Request, RequestKind};
 use super::{Relay, Space};
 use crate::engineio::{Handshake, Sid};
-use crate::socketio::{Namespace, Socket};
+use crate::socketio::adapter::KeptChange;
+use crate::socketio::{Adapter, BroadcastTarget, Namespace, Socket};
 
 impl Relay {
     pub(super) fn on_request(&self, space: &Space, payload: &[u8]) {
@@ -45,6 +46,7 @@ impl Relay {
                 for socket in ns.select(&target) {
                     socket.join(&rooms);
                 }
+                self.change_kept_sessions(&ns, &target, KeptChange::Join(rooms));
             }
             RequestKind::Leave { target, rooms } => {
                 ns.handler.on_rooms_request(&target);
@@ -53,16 +55,24 @@ impl Relay {
                         socket.leave(room);
                     }
                 }
+                self.change_kept_sessions(&ns, &target, KeptChange::Leave(rooms));
             }
             RequestKind::Disconnect { target, close } => {
                 ns.handler.on_disconnect_request(&target);
                 for socket in ns.select(&target) {
                     disconnect(&socket, close);
                 }
+                self.change_kept_sessions(&ns, &target, KeptChange::Forget);
+            }
+            RequestKind::Replace { sid, holder } => {
+                if let Some(socket) = local(&ns, &sid).filter(|s| s.holder().to_string() == holder)
+                {
+                    socket.replace();
+                }
             }
             RequestKind::JoinSid { sid, room } => {
                 ns.handler
-                    .on_rooms_request(&crate::socketio::BroadcastTarget::room(sid.as_str()));
+                    .on_rooms_request(&BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.join(&[room]);
                     respond(wire::json_response(id, json!({})));
@@ -70,7 +80,7 @@ impl Relay {
             }
             RequestKind::LeaveSid { sid, room } => {
                 ns.handler
-                    .on_rooms_request(&crate::socketio::BroadcastTarget::room(sid.as_str()));
+                    .on_rooms_request(&BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.leave(&room);
                     respond(wire::json_response(id, json!({})));
@@ -84,7 +94,7 @@ impl Relay {
             }
             RequestKind::Sockets { rooms } => {
                 let Some(id) = request_id else { return };
-                let target = crate::socketio::BroadcastTarget {
+                let target = BroadcastTarget {
                     rooms,
                     except: Vec::new(),
                 };
@@ -169,6 +179,18 @@ impl Relay {
                 }
             }
             RequestKind::Other(_) => {}
+        }
+    }
+}
+
+impl Relay {
+    /// What other servers asked of every socket of `target` also applies to the kept
+    /// sessions of the users it names, so a reconnect does not undo it. Every instance
+    /// applies it (it is idempotent): after its own earlier writes of those sessions, which
+    /// go through the same queue.
+    fn change_kept_sessions(&self, ns: &Namespace, target: &BroadcastTarget, change: KeptChange) {
+        if let Some(owners) = ns.handler.owners_of(target) {
+            self.kept_sessions_changed(&ns.name, &owners, change);
         }
     }
 }

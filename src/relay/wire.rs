@@ -11,6 +11,7 @@ use rmpv::Value as Mp;
 use serde_json::{json, Value};
 
 use super::msgpack::{self, MsgpackError};
+use crate::engineio::Sid;
 use crate::socketio::packet::{Packet, PacketType};
 use crate::socketio::BroadcastTarget;
 
@@ -36,6 +37,9 @@ pub mod request_type {
     pub const BROADCAST: u64 = 7;
     pub const BROADCAST_CLIENT_COUNT: u64 = 8;
     pub const BROADCAST_ACK: u64 = 9;
+    /// The gateway's own (Node's adapter ignores the types it does not know): a session was
+    /// restored elsewhere, so the socket still holding it here must go.
+    pub const GATEWAY_REPLACE: u64 = 1001;
 }
 
 /// A broadcast received from another server or the emitter.
@@ -221,6 +225,12 @@ pub enum RequestKind {
         target: BroadcastTarget,
         timeout_ms: Option<u64>,
     },
+    /// A gateway restored the session of socket `sid` held here by `holder` (see
+    /// [`replace_request`]).
+    Replace {
+        sid: String,
+        holder: String,
+    },
     /// A response or a type this version does not know: ignored.
     Other(u64),
 }
@@ -306,6 +316,12 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
                 timeout_ms,
             }
         }
+        t::GATEWAY_REPLACE => {
+            let (Some(sid), Some(holder)) = (str_field("sid"), str_field("holder")) else {
+                return Err(WireError::Shape("replace without sid or holder"));
+            };
+            RequestKind::Replace { sid, holder }
+        }
         other => RequestKind::Other(other),
     };
     Ok(Request {
@@ -313,6 +329,19 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
         request_id: v.get("requestId").cloned(),
         kind,
     })
+}
+
+/// The request asking whichever instance still has socket `sid`, held by `holder`, to close
+/// it: its session was restored by another connection.
+pub fn replace_request(uid: &str, sid: Sid, holder: &str) -> Vec<u8> {
+    json!({
+        "uid": uid,
+        "type": request_type::GATEWAY_REPLACE,
+        "sid": sid.as_str(),
+        "holder": holder,
+    })
+    .to_string()
+    .into_bytes()
 }
 
 /// JSON response `{"requestId", ...fields}`.

@@ -40,17 +40,48 @@ impl FromStr for Offset {
     }
 }
 
-/// A session as kept for recovery: enough to give the client back its id and rooms.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A session as kept for recovery: enough to give the client back its id and rooms, and to
+/// give it only to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
+    /// The private id the client presents to get the session back (a secret: never logged).
     pub pid: String,
     pub sid: Sid,
     pub nsp: String,
+    /// The user it belongs to ([`super::Accepted::owner`]).
+    pub owner: String,
+    /// The socket that holds it now (a random token of each socket). A restore hands the
+    /// session to a new socket; writes from the one before are then ignored, so a stale
+    /// connection (half-open, frozen, on another instance) can never overwrite or delete it.
+    pub holder: u64,
     pub rooms: Vec<String>,
 }
 
-/// A session found again: its id and rooms (the missed packets come later, from
-/// [`Adapter::missed`], once the restored socket's rooms are being followed).
+/// What other servers asked of every socket of some owners (`socketsJoin`, `socketsLeave`,
+/// `disconnectSockets`), as it applies to their kept sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptChange {
+    Join(Vec<String>),
+    Leave(Vec<String>),
+    /// Disconnected: the sessions are not to be recovered.
+    Forget,
+}
+
+/// A CONNECT asking for a kept session back, from an authenticated owner.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub nsp: String,
+    pub owner: String,
+    pub pid: String,
+    /// The last offset the client received.
+    pub offset: Offset,
+    /// The socket that will hold the session if it is restored ([`SessionRecord::holder`]).
+    pub holder: u64,
+}
+
+/// A session found again and now held by the claiming connection: its id and rooms (the
+/// missed packets come later, from [`Adapter::missed`], once the restored socket's rooms are
+/// being followed).
 #[derive(Debug, Clone)]
 pub struct Restored {
     pub sid: Sid,
@@ -83,10 +114,17 @@ pub trait Adapter: Send + Sync + 'static {
     fn session_opened(&self, _record: SessionRecord) {}
     fn session_closed(&self, _record: SessionRecord, _recoverable: bool) {}
 
-    /// Takes the kept session `pid` (it can be restored once) if `offset` is still in the log.
-    fn restore(&self, _nsp: &str, _pid: &str, _offset: Offset) -> BoxFuture<Option<Restored>> {
+    /// Hands the kept session of `claim` to the claiming connection if it exists, belongs to
+    /// the claim's owner and namespace, and the claim's offset is still in the log. Any other
+    /// connection still holding it, here or on another instance, is closed
+    /// ([`super::DisconnectReason::Replaced`]). `None` for anything else, revealing nothing.
+    fn restore(&self, _claim: Claim) -> BoxFuture<Option<Restored>> {
         Box::pin(async { None })
     }
+
+    /// Other servers asked every socket of these owners to change: their kept sessions follow,
+    /// so a reconnect never undoes what was asked.
+    fn kept_sessions_changed(&self, _nsp: &str, _owners: &[String], _change: KeptChange) {}
 
     /// The packets after `offset` that a socket in `rooms` would have received, in order,
     /// each with its offset; `None` when they cannot all be given back.

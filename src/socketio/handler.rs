@@ -27,6 +27,15 @@ pub struct ConnectRequest {
     pub auth: Value,
 }
 
+/// An accepted CONNECT: what the application attaches to the socket, and whose socket it is.
+#[derive(Default)]
+pub struct Accepted {
+    pub extension: Option<Extension>,
+    /// The user the socket acts for. A kept session is given back only to a CONNECT of the same
+    /// owner (connection state recovery); a socket without an owner is never restored.
+    pub owner: Option<String>,
+}
+
 /// A refused connection: the client receives `connect_error` with this message and data.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -83,6 +92,9 @@ pub enum DisconnectReason {
     ForcedClose,
     ServerShuttingDown,
     SlowConsumer,
+    /// Another connection of the same client recovered this socket's session (its old
+    /// connection went silent): one live socket per session.
+    Replaced,
 }
 
 impl DisconnectReason {
@@ -98,6 +110,7 @@ impl DisconnectReason {
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::ServerShuttingDown => "server shutting down",
             DisconnectReason::SlowConsumer => "slow consumer",
+            DisconnectReason::Replaced => "replaced",
         }
     }
 
@@ -108,6 +121,7 @@ impl DisconnectReason {
             DisconnectReason::ClientNamespaceDisconnect
                 | DisconnectReason::ServerNamespaceDisconnect
                 | DisconnectReason::ParseError
+                | DisconnectReason::Replaced
         )
     }
 }
@@ -134,18 +148,36 @@ impl From<crate::engineio::CloseReason> for DisconnectReason {
 /// Callbacks run on the transport's task: do slow work in a spawned task.
 pub trait NamespaceHandler: Send + Sync + 'static {
     /// Decides whether a CONNECT succeeds; runs in its own task, so it may call out.
-    fn authenticate(
-        &self,
-        _req: ConnectRequest,
-    ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
-        Box::pin(async { Ok(None) })
+    fn authenticate(&self, _req: ConnectRequest) -> BoxFuture<Result<Accepted, ConnectError>> {
+        Box::pin(async { Ok(Accepted::default()) })
     }
     /// Runs once the socket exists, before the client is told it is connected: join rooms
     /// here so no broadcast sent after the CONNECT reply can miss the socket.
     fn prepare(&self, _socket: &Arc<Socket>) {}
+    /// A restored socket's kept rooms (other than those [`NamespaceHandler::prepare`] joined):
+    /// join those it may still be in and return them; `Err` when that cannot be known now (the
+    /// session is then not recovered). The default keeps them all, as the reference does.
+    fn restore_rooms(
+        &self,
+        socket: &Arc<Socket>,
+        kept: Vec<String>,
+    ) -> BoxFuture<Result<Vec<String>, ()>> {
+        socket.join(&kept);
+        Box::pin(async move { Ok(kept) })
+    }
+    /// The owners ([`Accepted::owner`]) all of whose sockets `target` reaches, e.g. the users
+    /// of `user:<id>` rooms; `None` when it cannot say. Requests from other servers aimed at
+    /// them (joins, leaves, disconnects) also change their kept sessions, so a reconnect never
+    /// undoes them.
+    fn owners_of(&self, _target: &BroadcastTarget) -> Option<Vec<String>> {
+        None
+    }
     /// Runs after the CONNECT reply was queued (the reference's `connection` event).
     fn on_connect(&self, _socket: &Arc<Socket>) {}
     fn on_event(&self, _socket: &Arc<Socket>, _event: Event) {}
+    /// `socket` joined or left rooms (it is in its new rooms already), however that happened:
+    /// its own event, a request from another server, the application.
+    fn on_rooms_changed(&self, _socket: &Socket) {}
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
     /// Another server (Node's `disconnectSockets()`, the emitter) asked to disconnect the
     /// sockets of `target`, on every instance: how an app revokes a user. Runs before the

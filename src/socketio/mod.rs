@@ -13,8 +13,8 @@ pub mod socket;
 
 pub use adapter::Adapter;
 pub use handler::{
-    AckSender, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Extension,
-    NamespaceHandler,
+    Accepted, AckSender, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event,
+    Extension, NamespaceHandler,
 };
 pub use namespace::{BroadcastTarget, Namespace};
 pub use rooms::Room;

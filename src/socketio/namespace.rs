@@ -97,45 +97,66 @@ impl Namespace {
         self.sockets
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sid, socket);
+            .insert(sid, socket.clone());
         // Every socket is in the room named by its id, as in the reference.
-        self.join(sid, &[sid.as_str()]);
+        self.join(&socket, &[sid.as_str()]);
     }
 
+    /// Removes `socket` and takes it out of every room. Only that very socket: a socket that
+    /// was replaced by another with the same id (a recovered session) removes nothing.
     pub(crate) fn remove_socket(&self, socket: &Socket) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&socket.id);
+        {
+            let mut sockets = self.sockets.write().unwrap_or_else(|e| e.into_inner());
+            match sockets.get(&socket.id) {
+                Some(current) if std::ptr::eq(&**current, socket) => {
+                    sockets.remove(&socket.id);
+                }
+                _ => return,
+            }
+        }
         let changes = self.rooms.leave_all(socket.id);
         self.notify(changes);
     }
 
-    /// Puts a socket of this namespace in `rooms`; a socket that already left joins nothing.
-    pub fn join<S: AsRef<str>>(&self, sid: Sid, rooms: &[S]) {
+    /// Puts `socket` in `rooms`; a socket that left (or was replaced) joins nothing.
+    pub fn join<S: AsRef<str>>(&self, socket: &Socket, rooms: &[S]) {
         let changes = {
             // Held while joining: `remove_socket` takes it (write) before its `leave_all`, so a
             // join racing a disconnect cannot leave the socket in the index after it.
             let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
-            let Some(socket) = sockets.get(&sid) else {
+            let Some(member) = sockets
+                .get(&socket.id)
+                .filter(|m| std::ptr::eq(&***m, socket))
+            else {
                 return;
             };
-            self.rooms.join(sid, socket, rooms)
+            self.rooms.join(socket.id, member, rooms)
         };
         self.notify(changes);
-        self.socket_rooms_changed(sid);
+        self.socket_rooms_changed(socket);
     }
 
-    pub fn leave(&self, sid: Sid, room: &str) {
-        let changes = self.rooms.leave(sid, room);
+    /// Takes `socket` out of `room`; for a socket that left (or was replaced), nothing.
+    pub fn leave(&self, socket: &Socket, room: &str) {
+        let changes = {
+            let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
+            if !sockets
+                .get(&socket.id)
+                .is_some_and(|m| std::ptr::eq(&**m, socket))
+            {
+                return;
+            }
+            self.rooms.leave(socket.id, room)
+        };
         self.notify(changes);
-        self.socket_rooms_changed(sid);
+        self.socket_rooms_changed(socket);
     }
 
-    fn socket_rooms_changed(&self, sid: Sid) {
+    fn socket_rooms_changed(&self, socket: &Socket) {
         if let Some(adapter) = self.adapter.get().filter(|a| a.records()) {
-            adapter.socket_rooms_changed(&self.name, sid);
+            adapter.socket_rooms_changed(&self.name, socket.id);
         }
+        self.handler.on_rooms_changed(socket);
     }
 
     /// The adapter, when it records broadcasts for connection state recovery.

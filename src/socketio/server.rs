@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::adapter::Offset;
+use super::adapter::{Adapter, Claim, Offset, Restored};
 use super::client::Client;
 use super::encode::encode;
 use super::handler::{AckSender, ConnectRequest, DisconnectReason, Event, NamespaceHandler};
@@ -137,6 +137,8 @@ impl SocketIo {
                 // A second CONNECT for a namespace: a protocol error, never a second socket.
                 return session.close(CloseReason::ForcedClose);
             }
+            // Pending until the socket is attached (the end of `admit`), so a second CONNECT
+            // during the authentication or the restore is refused too.
             st.pending.push(nsp.clone());
         }
         let auth = packet.data.unwrap_or_else(|| json!({}));
@@ -152,79 +154,97 @@ impl SocketIo {
             let Some(client) = Self::client(&session) else {
                 return;
             };
-            client.lock().pending.retain(|p| p != &nsp);
-            if session.is_closed() {
-                return;
-            }
             match verdict {
-                Ok(extension) => Self::admit(ns, session.clone(), client, auth, extension).await,
+                _ if session.is_closed() => {}
+                Ok(accepted) => Self::admit(ns, session.clone(), client, auth, accepted).await,
                 Err(e) => {
                     let refusal = Packet::connect_error(&nsp, &e.message, e.data);
                     let _ = session.send_all(encode(&refusal));
                 }
             }
+            client.lock().pending.retain(|p| p != &nsp);
         });
     }
 
-    /// Creates the socket of an accepted CONNECT: a fresh one, or, when the client brought a
-    /// `pid` and `offset` of a kept session, that session's id and rooms with the packets it
-    /// missed written before the CONNECT reply (as the reference does).
+    /// Creates the socket of an accepted CONNECT: a fresh one, or, when its owner brought the
+    /// `pid` and `offset` of a kept session of theirs, that session's id, the rooms it may
+    /// still be in and the packets it missed in them, written before the CONNECT reply (as the
+    /// reference does).
+    ///
+    /// The socket is attached to its client last: until then the session's close does not
+    /// see it, so once attached, a session found closed is closed here (nothing is left in the
+    /// namespace, its rooms or the kept sessions' refresh), and a socket closed in the middle
+    /// of a restore keeps what it had for the next attempt.
     async fn admit(
         ns: Arc<Namespace>,
         session: Arc<Session>,
         client: &Client,
         auth: Value,
-        extension: Option<super::handler::Extension>,
+        accepted: super::Accepted,
     ) {
         let recorder = ns.recorder().cloned();
-        let restored = match (&recorder, recovery_claim(&auth)) {
-            (Some(adapter), Some((pid, offset))) => adapter
-                .restore(&ns.name, &pid, offset)
-                .await
-                .map(|r| (pid, r)),
+        let holder: u64 = rand::random();
+        let claim = match (&recorder, &accepted.owner, recovery_claim(&auth)) {
+            (Some(_), Some(owner), Some((pid, offset))) => Some(Claim {
+                nsp: ns.name.clone(),
+                owner: owner.clone(),
+                pid,
+                offset,
+                holder,
+            }),
+            _ => None,
+        };
+        let restored = match (&recorder, claim) {
+            (Some(adapter), Some(claim)) => {
+                let pid = claim.pid.clone();
+                adapter.restore(claim).await.map(|r| (pid, r))
+            }
             _ => None,
         };
         let sid = restored.as_ref().map_or_else(Sid::generate, |(_, r)| r.sid);
+        if restored.is_some() {
+            // One live socket per session: a stale one still here with this id (its connection
+            // went silent) goes first.
+            if let Some(old) = ns.socket(&sid) {
+                old.replace();
+            }
+        }
         let socket = Arc::new(Socket::new(
             sid,
             ns.clone(),
             session.clone(),
             auth,
-            extension,
+            accepted,
+            holder,
         ));
         if restored.is_some() {
             socket.hold();
         }
-        client.lock().sockets.push(socket.clone());
         ns.add_socket(socket.clone());
-        if let Some((_, r)) = &restored {
-            ns.join(sid, &r.rooms);
-        }
         ns.handler.prepare(&socket);
         if let Some(adapter) = &recorder {
             let mut pid = None;
             if let Some((old_pid, r)) = restored {
-                // Rooms are followed before the log is read: nothing falls in between.
-                adapter.settled().await;
-                match adapter.missed(&ns.name, r.rooms, r.offset).await {
-                    Some(missed) => {
-                        let last = missed.last().map_or(r.offset, |(o, _)| *o);
-                        for (_, packet) in &missed {
-                            let _ = socket.send_packet(packet);
-                        }
+                let offset = r.offset;
+                match Self::replay(&ns, &socket, adapter, r).await {
+                    Some(last) => {
                         socket.release(Some(last));
                         pid = Some(old_pid);
-                        tracing::debug!(sid = %sid, missed = missed.len(), "session recovered");
                     }
-                    // The id and rooms are back but not every missed packet: a new pid tells
-                    // the client it was not recovered, so it refetches.
-                    None => socket.release(Some(r.offset)),
+                    // The id is back but not every missed packet: a new pid tells the client
+                    // it was not recovered, so it refetches.
+                    None => socket.release(Some(offset)),
                 }
             }
             socket.set_pid(pid.unwrap_or_else(|| Sid::generate().to_string()));
             if let Some(record) = socket.session_record() {
                 adapter.session_opened(record);
             }
+        }
+        client.lock().sockets.push(socket.clone());
+        if let Some(reason) = session.close_reason() {
+            socket.on_disconnect(reason.into());
+            return;
         }
         if !socket.connected() {
             return;
@@ -239,6 +259,33 @@ impl SocketIo {
         {
             ns.handler.on_connect(&socket);
         }
+    }
+
+    /// Rejoins the restored session's rooms that the socket may still be in and writes the
+    /// packets it missed in them. Returns the offset of the last one, or `None` when not all
+    /// of them can be given back.
+    async fn replay(
+        ns: &Namespace,
+        socket: &Arc<Socket>,
+        adapter: &Arc<dyn Adapter>,
+        restored: Restored,
+    ) -> Option<Offset> {
+        let joined: Vec<String> = socket.rooms().iter().map(|r| r.to_string()).collect();
+        let (rejoin, already): (Vec<String>, Vec<String>) = restored
+            .rooms
+            .into_iter()
+            .partition(|r| !joined.contains(r));
+        let mut rooms = ns.handler.restore_rooms(socket, rejoin).await.ok()?;
+        rooms.extend(already);
+        // Rooms are followed before the log is read: nothing falls in between.
+        adapter.settled().await;
+        let missed = adapter.missed(&ns.name, rooms, restored.offset).await?;
+        let last = missed.last().map_or(restored.offset, |(o, _)| *o);
+        for (_, packet) in &missed {
+            let _ = socket.send_packet(packet);
+        }
+        tracing::debug!(missed = missed.len(), "session recovered");
+        Some(last)
     }
 
     fn on_parsed(

@@ -40,9 +40,14 @@ pub struct Socket {
     pub id: Sid,
     pub ns: Arc<Namespace>,
     session: Arc<Session>,
-    /// The CONNECT payload.
+    /// The CONNECT payload, without a recovery claim's `pid` and `offset` (the pid is a
+    /// secret: other servers see this in `fetchSockets()`).
     pub auth: Value,
     extension: Option<Extension>,
+    /// Whose socket it is ([`super::Accepted::owner`]); only an owned socket is recoverable.
+    owner: Option<String>,
+    /// This socket's token as the holder of its kept session ([`SessionRecord::holder`]).
+    holder: u64,
     acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
@@ -63,15 +68,22 @@ impl Socket {
         id: Sid,
         ns: Arc<Namespace>,
         session: Arc<Session>,
-        auth: Value,
-        extension: Option<Extension>,
+        mut auth: Value,
+        accepted: super::Accepted,
+        holder: u64,
     ) -> Self {
+        if let Some(fields) = auth.as_object_mut() {
+            fields.remove("pid");
+            fields.remove("offset");
+        }
         Socket {
             id,
             ns,
             session,
             auth,
-            extension,
+            extension: accepted.extension,
+            owner: accepted.owner,
+            holder,
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(true),
@@ -97,18 +109,33 @@ impl Socket {
     }
 
     /// Sends what was held, except packets at or before `after` (already replayed).
+    ///
+    /// The list is taken out of the lock before sending: a send can close the session (a full
+    /// queue) and run the whole disconnect chain, which may broadcast to this socket again.
+    /// What arrives meanwhile is still held, and sent by the next round, in order.
     pub(crate) fn release(&self, after: Option<Offset>) {
         if let Some(after) = after {
             let _ = self.replayed.set(after);
         }
-        let mut held = self.lock_held();
-        for (offset, frames) in held.take().unwrap_or_default() {
-            let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
-            if !replayed {
-                let _ = self.session.send_all(frames);
+        loop {
+            let batch = {
+                let mut held = self.lock_held();
+                match held.as_mut() {
+                    Some(list) if !list.is_empty() => std::mem::take(list),
+                    _ => {
+                        *held = None;
+                        self.holding.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            };
+            for (offset, frames) in batch {
+                let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
+                if !replayed {
+                    let _ = self.session.send_all(frames);
+                }
             }
         }
-        self.holding.store(false, Ordering::Release);
     }
 
     /// Queues a broadcast's frames (or holds them while the session is being restored).
@@ -136,14 +163,25 @@ impl Socket {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What a recovery would restore of this socket.
+    /// What a recovery would restore of this socket (`None` unless it is recoverable: owned,
+    /// with a pid).
     pub fn session_record(&self) -> Option<SessionRecord> {
         Some(SessionRecord {
             pid: self.pid.get()?.clone(),
             sid: self.id,
             nsp: self.ns.name.clone(),
+            owner: self.owner.clone()?,
+            holder: self.holder,
             rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
         })
+    }
+
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    pub fn holder(&self) -> u64 {
+        self.holder
     }
 
     pub fn session(&self) -> &Arc<Session> {
@@ -225,11 +263,11 @@ impl Socket {
     }
 
     pub fn join<S: AsRef<str>>(&self, rooms: &[S]) {
-        self.ns.join(self.id, rooms);
+        self.ns.join(self, rooms);
     }
 
     pub fn leave(&self, room: &str) {
-        self.ns.leave(self.id, room);
+        self.ns.leave(self, room);
     }
 
     pub fn in_room(&self, room: &str) -> bool {
@@ -247,6 +285,24 @@ impl Socket {
         }
         let _ = self.send_packet(&Packet::disconnect(&self.ns.name));
         self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Another connection recovered this socket's session: the client of this one is told (if
+    /// it still listens) and the socket leaves; its connection closes when it has no other
+    /// namespace. Nothing it does later reaches the new socket, which has the same id.
+    pub fn replace(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.send_packet(&Packet::disconnect(&self.ns.name));
+        self.on_disconnect(DisconnectReason::Replaced);
+        let idle = self
+            .session
+            .data::<super::client::Client>()
+            .is_none_or(|c| !c.has_namespace());
+        if idle {
+            self.session.close(CloseReason::ForcedServerClose);
+        }
     }
 
     /// Closes the whole underlying connection (every namespace of this client).

@@ -139,6 +139,22 @@ impl Local {
         })
     }
 
+    /// A socket's workspaces changed; `None` for a socket that is not connected, or when they
+    /// are the same.
+    pub fn rooms(&mut self, sid: Sid, workspaces: Vec<String>) -> Option<Write> {
+        let s = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none())?;
+        if s.contribution.workspaces == workspaces {
+            return None;
+        }
+        s.contribution.workspaces = workspaces;
+        Some(Write {
+            sid,
+            user: s.user.clone(),
+            value: Some(s.contribution.clone()),
+            seen_ms: None,
+        })
+    }
+
     /// Starts a socket's grace period. Returns false for an unknown socket.
     pub fn disconnect(&mut self, sid: Sid, deadline: Instant, at_ms: u64) -> bool {
         let Some(s) = self.sockets.get_mut(&sid) else {

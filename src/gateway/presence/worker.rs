@@ -37,6 +37,11 @@ pub enum Op {
         away: bool,
         workspaces: Vec<String>,
     },
+    /// The socket's workspace rooms changed (it keeps its away/active state).
+    Rooms {
+        sid: Sid,
+        workspaces: Vec<String>,
+    },
     Disconnect {
         sid: Sid,
     },
@@ -152,6 +157,7 @@ impl Worker {
                 away,
                 workspaces,
             } => self.local.set(sid, away, workspaces).map(|w| (w, None)),
+            Op::Rooms { sid, workspaces } => self.local.rooms(sid, workspaces).map(|w| (w, None)),
             Op::Disconnect { sid } => {
                 let deadline = std::time::Instant::now() + self.grace;
                 self.local.disconnect(sid, deadline, now_ms());

@@ -51,6 +51,11 @@ const FAULT_PATHS = ["session", "memberships", "authorize", "events"];
 const FAULT_MODES = ["ok", "slow", "error500", "error429", "hang"];
 let fault = { mode: "ok", delayMs: 0, paths: new Set(FAULT_PATHS) };
 let counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+// The X-Forwarded-For of the last call to each endpoint (null: none sent).
+const forwardedFor = {};
+// Calls being answered per endpoint now, and the most at once since the last stats reset.
+const inFlight = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+let maxInFlight = { ...inFlight };
 const hung = new Set();
 
 const ctl = {
@@ -68,8 +73,11 @@ const ctl = {
     return { status: 200, body: { ok: true, fault: ctl.describeFault() } };
   },
   stats: () => ({ ...counters }),
+  forwardedFor: () => ({ ...forwardedFor }),
+  maxInFlight: () => ({ ...maxInFlight }),
   resetStats: () => {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+    maxInFlight = { ...inFlight };
   },
 };
 
@@ -187,6 +195,10 @@ async function dispatch(req, res) {
   const ep = endpointOf(pathname);
   if (ep) {
     counters[ep] += 1;
+    forwardedFor[ep] = req.headers["x-forwarded-for"] ?? null;
+    inFlight[ep] += 1;
+    maxInFlight[ep] = Math.max(maxInFlight[ep], inFlight[ep]);
+    res.once("close", () => (inFlight[ep] -= 1));
     if (await applyFault(ep, req, res)) return;
   }
   if (pathname.startsWith("/api/auth/") || pathname === "/api/auth") return authHandler(req, res);
