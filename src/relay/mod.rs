@@ -32,6 +32,7 @@ use deadpool_redis::redis::{self, IntoConnectionInfo};
 use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::metrics::{RecoveryOutcome, ValkeyOp};
 use crate::server::Readiness;
 use crate::socketio::adapter::{Offset, Restored, SessionRecord};
 use crate::socketio::packet::Packet;
@@ -233,8 +234,7 @@ impl Relay {
                 }
             },
             Err(e) => {
-                metrics::counter!("socket_gateway_valkey_errors_total", "op" => "decode")
-                    .increment(1);
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
                 tracing::debug!(error = %e, "relay: ignoring a malformed broadcast");
             }
         }
@@ -246,8 +246,7 @@ impl Relay {
             .and_then(|s| s.parse::<u64>().ok());
         if let Some(sent) = sent {
             let lag = now_micros().saturating_sub(sent);
-            metrics::histogram!("socket_gateway_valkey_pubsub_lag_seconds")
-                .record(lag as f64 / 1e6);
+            crate::metrics::pubsub_lag(lag as f64 / 1e6);
         }
     }
 }
@@ -255,8 +254,7 @@ impl Relay {
 impl Adapter for Relay {
     fn publish(&self, nsp: &str, target: &BroadcastTarget, packet: &Packet) {
         if !self.link.is_up() {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
-                .increment(1);
+            crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, 1);
             return;
         }
         let Some(space) = self.space(nsp) else { return };
@@ -349,11 +347,11 @@ impl Adapter for Relay {
             let relay = relay.upgrade()?;
             let recovery = relay.recovery.as_ref()?;
             let restored = recovery.restore(&relay.pool, &nsp, &pid, offset).await;
-            metrics::counter!(
-                "socket_gateway_recovery_attempts_total",
-                "outcome" => if restored.is_some() { "restored" } else { "unknown_session" }
-            )
-            .increment(1);
+            crate::metrics::recovery_attempt(if restored.is_some() {
+                RecoveryOutcome::Restored
+            } else {
+                RecoveryOutcome::UnknownSession
+            });
             restored
         })
     }
@@ -370,8 +368,7 @@ impl Adapter for Relay {
             let recovery = relay.recovery.as_ref()?;
             let missed = recovery.missed(&relay.pool, &nsp, &rooms, offset).await;
             if missed.is_none() {
-                metrics::counter!("socket_gateway_recovery_attempts_total", "outcome" => "log_unavailable")
-                    .increment(1);
+                crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
             }
             missed
         })
