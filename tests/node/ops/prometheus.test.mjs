@@ -131,6 +131,9 @@ async function stalledPollingSocket(url, cookie) {
   throw new Error("no CONNECT reply");
 }
 
+/** The alert records a fault phase expected (the others must not fire). */
+const explained = new Set();
+
 /**
  * One fault: `start()` it, wait until every alert of `expect` ([{alertname, ...labels}]) fires,
  * `stop()` it, wait until they have all resolved. Resolves to the timings, in seconds.
@@ -155,6 +158,7 @@ async function faultPhase(name, { expect, start, stop, fireWithinMs = 60000, res
   const t1 = Date.now();
   await stop(ctx);
   await eventually(() => fired.every((r) => r.resolvedAt !== undefined), resolveWithinMs, `${name}: ${names} resolved`, 100).catch(withActive);
+  for (const r of fired) explained.add(r);
   return fired.map((r) => ({
     fault: name,
     alert: r.labels.alertname,
@@ -367,10 +371,8 @@ test("a real Prometheus on deploy/prometheus/ scrapes two gateways: targets up, 
   assertAlive(gws.gw1);
 
   // Nothing else fired: each alert that fired is one a fault above was meant to cause.
-  const expected = new Set(timings.map((x) => JSON.stringify(x.labels)));
-  const unexpected = watcher.records.filter((r) => r.firingAt !== undefined && !timings.some((x) => x.alert === r.labels.alertname && JSON.stringify(r.labels) === JSON.stringify(x.labels)));
+  const unexpected = watcher.records.filter((r) => r.firingAt !== undefined && !explained.has(r));
   assert.deepEqual(unexpected.map((r) => r.labels), [], "alerts fired that no fault explains");
-  assert.equal(expected.size, timings.length);
 
   // Every dashboard query had a number (not only NaN) during the run, as a Grafana range shows it.
   const end = Date.now() / 1000;
