@@ -333,13 +333,15 @@ test("a real Prometheus on deploy/prometheus/ scrapes two gateways: targets up, 
             await sleep(100);
           }
         };
-        loop.done = Promise.all([chat(alice), chat(bob)]);
+        // Caught at once (an ack timeout must fail the test in stop(), not as an unhandled rejection).
+        loop.done = Promise.all([chat(alice), chat(bob)]).catch((err) => (loop.error = err));
         return loop;
       },
       stop: async (loop) => {
         await fault(app.url, { mode: "ok" });
         loop.running = false;
         await loop.done;
+        if (loop.error) throw loop.error;
         t.diagnostic(`message:send during the slow phase: ${loop.sent}, acknowledged ok ${loop.acked}`);
         assert.equal(loop.acked, loop.sent, "slow is not failing: every message must be acknowledged");
       },
