@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh                  # Node test deps + Valkey server
 #   WITH_NGINX=1 WITH_BROWSER=1 bash scripts/setup.sh   # also nginx and Chromium (Debian packages)
+#   WITH_PROMETHEUS=1 bash scripts/setup.sh              # also Prometheus and promtool (Debian package)
 #
 # Results:
 #   tests/node/node_modules          npm ci of tests/node/package-lock.json (better-sqlite3 built from source)
@@ -101,7 +102,8 @@ install_valkey() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Optional Debian packages: nginx (WITH_NGINX=1) and Chromium (WITH_BROWSER=1)
+# Optional Debian packages: nginx (WITH_NGINX=1), Chromium (WITH_BROWSER=1),
+# Prometheus and promtool (WITH_PROMETHEUS=1)
 # ---------------------------------------------------------------------------------------------
 APT_UPDATED=0
 SUDO=""
@@ -137,9 +139,29 @@ install_browser() {
   log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 }
 
+install_prometheus() {
+  if [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]]; then
+    log "prometheus: already installed ($(/usr/bin/prometheus --version 2>&1 | head -n 1))"
+    return
+  fi
+  # --no-install-recommends: the package recommends the node exporter, which tests do not use.
+  apt_install --no-install-recommends prometheus
+  # The package enables and starts a prometheus service (unless policy-rc.d forbids it, as in
+  # containers). Tests start their own prometheus with their own config, storage and free port,
+  # so the service just installed is stopped and disabled: it would only scrape nothing on :9090.
+  if [[ -d /run/systemd/system ]]; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/prometheus ]] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+    $SUDO /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+  log "prometheus: $(/usr/bin/prometheus --version 2>&1 | head -n 1)"
+}
+
 T0=$(now)
 step "npm" install_node_deps
 step "valkey" install_valkey
 if [[ ${WITH_NGINX:-0} == 1 ]]; then step "nginx" install_nginx; fi
 if [[ ${WITH_BROWSER:-0} == 1 ]]; then step "chromium" install_browser; fi
+if [[ ${WITH_PROMETHEUS:-0} == 1 ]]; then step "prometheus" install_prometheus; fi
 log "all done in $(elapsed "$T0")"

@@ -143,6 +143,7 @@ async fn run(cfg: Config) -> Result<(), String> {
                 .enabled
                 .then(|| cfg.recovery.max_disconnection()),
         };
+        metrics::init_relay_series(config.recovery.is_some());
         Some(Relay::start(config, &io, readiness.clone()).map_err(|e| e.to_string())?)
     } else {
         None

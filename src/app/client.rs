@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
-use crate::metrics::AppCallTimer;
+use crate::metrics::{AppCall, AppCallOutcome, AppCallTimer};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -48,6 +48,15 @@ pub enum AppClientError {
     Http(#[from] reqwest::Error),
     #[error("invalid app URL: {0}")]
     Url(String),
+}
+
+/// The metrics outcome of a request that got no usable answer.
+fn failure(e: &reqwest::Error) -> AppCallOutcome {
+    if e.is_timeout() {
+        AppCallOutcome::Timeout
+    } else {
+        AppCallOutcome::Error
+    }
 }
 
 fn parse(url: String) -> Result<Url, AppClientError> {
@@ -89,12 +98,9 @@ impl AppClient {
     }
 
     /// Sends a call. Transport failures, 5xx and 429 are an outage whatever the call.
-    async fn send(
-        &self,
-        call: &'static str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<Reply, AppError> {
+    async fn send(&self, call: AppCall, req: reqwest::RequestBuilder) -> Result<Reply, AppError> {
         let timer = AppCallTimer::start(call);
+        let call = call.as_str();
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
         let res = match req.send().await {
             Ok(res) => res,
@@ -106,26 +112,26 @@ impl AppClient {
                 } else {
                     "request"
                 };
-                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                timer.finish(failure(&e));
                 return Err(unavailable(kind.to_owned()));
             }
         };
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            timer.finish("error");
+            timer.finish(AppCallOutcome::Error);
             return Err(unavailable(format!("status {}", status.as_u16())));
         }
         let body = match res.bytes().await {
             Ok(body) => body,
             Err(e) => {
-                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                timer.finish(failure(&e));
                 return Err(unavailable("body".to_owned()));
             }
         };
         timer.finish(if status.is_client_error() {
-            "refused"
+            AppCallOutcome::Refused
         } else {
-            "ok"
+            AppCallOutcome::Ok
         });
         Ok(Reply { call, status, body })
     }
@@ -137,7 +143,7 @@ impl AppClient {
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
         let reply = self
-            .send("session", self.get(&self.session_url, creds))
+            .send(AppCall::Session, self.get(&self.session_url, creds))
             .await?;
         match reply.status {
             StatusCode::OK => Ok(reply
@@ -150,7 +156,7 @@ impl AppClient {
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
         let reply = self
-            .send("memberships", self.get(&self.memberships_url, creds))
+            .send(AppCall::Memberships, self.get(&self.memberships_url, creds))
             .await?;
         match reply.status {
             StatusCode::OK => reply.json(),
@@ -167,7 +173,7 @@ impl AppClient {
         let req = self
             .get(&self.authorize_url, creds)
             .query(&[("room", room)]);
-        let reply = self.send("authorize", req).await?;
+        let reply = self.send(AppCall::Authorize, req).await?;
         match reply.status {
             StatusCode::OK => reply.json(),
             StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
@@ -186,7 +192,7 @@ impl AppClient {
             path.pop_if_empty().push(event);
         }
         let req = self.http.post(url).headers(Self::headers(creds)).json(body);
-        let reply = self.send("event", req).await?;
+        let reply = self.send(AppCall::Event, req).await?;
         match reply.status {
             StatusCode::OK if reply.body.is_empty() => Ok(EventReply::default()),
             StatusCode::OK => reply.json(),

@@ -183,7 +183,7 @@ impl NamespaceHandler for MainNamespace {
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
-        metrics::disconnect(reason.as_str());
+        metrics::disconnect(reason);
         // The server disconnecting a socket is how the app revokes it (a remote
         // `socket.disconnect()`, or re-validation): its session must be asked again.
         if matches!(

@@ -7,8 +7,15 @@
 //! event names are mapped onto the contract's known set, anything else is `other`.
 
 pub mod exporter;
+pub mod labels;
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+pub use labels::{
+    event_label, AppCall, AppCallOutcome, ConnectResult, PresenceStatus, RecoveryOutcome, ValkeyOp,
+};
 
 /// Metric names, `socket_gateway_` prefixed, in base units, counters ending in `_total`.
 pub mod names {
@@ -158,75 +165,12 @@ pub fn describe_all() {
     );
 }
 
-/// The result label of `socket_gateway_connects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectResult {
-    Ok,
-    InvalidSession,
-    AuthUnavailable,
-    OriginRefused,
-    RateLimited,
-    OverCapacity,
-}
-
-impl ConnectResult {
-    pub const ALL: [ConnectResult; 6] = [
-        ConnectResult::Ok,
-        ConnectResult::InvalidSession,
-        ConnectResult::AuthUnavailable,
-        ConnectResult::OriginRefused,
-        ConnectResult::RateLimited,
-        ConnectResult::OverCapacity,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectResult::Ok => "ok",
-            ConnectResult::InvalidSession => "invalid_session",
-            ConnectResult::AuthUnavailable => "auth_unavailable",
-            ConnectResult::OriginRefused => "origin_refused",
-            ConnectResult::RateLimited => "rate_limited",
-            ConnectResult::OverCapacity => "over_capacity",
-        }
-    }
-}
-
-/// Event names that may appear as a label; a client can send any name, so anything else is
-/// folded into `other` to keep the label set bounded.
-const KNOWN_EVENTS: [&str; 13] = [
-    // client to server
-    "message:send",
-    "message:delete",
-    "room:join",
-    "room:leave",
-    "typing:start",
-    "typing:stop",
-    "presence:setAway",
-    "presence:setActive",
-    // server to client
-    "message:new",
-    "message:deleted",
-    "typing:update",
-    "presence:update",
-    "error",
-];
-
-/// The label value for an event name.
-pub fn event_label(name: &str) -> &'static str {
-    KNOWN_EVENTS
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or("other")
-}
-
 pub fn connect(result: ConnectResult) {
     counter!(names::CONNECTS, "result" => result.as_str()).increment(1);
 }
 
-/// `reason` is a Socket.IO disconnect reason (a closed set of static strings).
-pub fn disconnect(reason: &'static str) {
-    counter!(names::DISCONNECTS, "reason" => reason).increment(1);
+pub fn disconnect(reason: crate::socketio::DisconnectReason) {
+    counter!(names::DISCONNECTS, "reason" => reason.as_str()).increment(1);
 }
 
 pub fn event_in(name: &str) {
@@ -256,65 +200,127 @@ pub fn app_call_coalesced() {
     counter!(names::APP_CALLS_COALESCED).increment(1);
 }
 
-/// Sets series that must exist from the start at zero, so rates and alerts see them before the
-/// first occurrence (a series that appears late hides its first increments from `rate()`).
+/// Sets every series whose labels are known in advance, at zero, as Prometheus'
+/// instrumentation guide advises: a dashboard panel shows 0 rather than "no data", and
+/// `rate()`/`increase()` see the first occurrence (a series that appears with its first
+/// increment hides that increment from them). The relay's series start with the relay
+/// ([`init_relay_series`]), so an instance without Valkey exposes no valkey_* series.
 pub fn init_series(version: &'static str) {
-    use ::metrics::gauge;
     gauge!(names::BUILD_INFO, "version" => version).set(1.0);
     for r in ConnectResult::ALL {
-        counter!(names::CONNECTS, "result" => r.as_str()).absolute(0);
+        counter!(names::CONNECTS, "result" => r.as_str()).increment(0);
+    }
+    for r in crate::socketio::DisconnectReason::ALL {
+        counter!(names::DISCONNECTS, "reason" => r.as_str()).increment(0);
+    }
+    for event in labels::CLIENT_EVENTS
+        .into_iter()
+        .chain([labels::OTHER_EVENT])
+    {
+        counter!(names::EVENTS_IN, "event" => event).increment(0);
+    }
+    for event in labels::SERVER_EVENTS
+        .into_iter()
+        .chain([labels::OTHER_EVENT])
+    {
+        counter!(names::EVENTS_OUT, "event" => event).increment(0);
+    }
+    let _ = histogram!(names::BROADCAST_RECIPIENTS);
+    for call in AppCall::ALL {
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call.as_str()).increment(0.0);
+        for outcome in AppCallOutcome::ALL {
+            let _ = histogram!(names::APP_CALL_DURATION, "call" => call.as_str(), "outcome" => outcome.as_str());
+        }
     }
     for t in ["polling", "websocket"] {
         gauge!(names::CONNECTIONS, "transport" => t).set(0.0);
     }
     gauge!(names::ROOMS).set(0.0);
-    counter!(names::SLOW_CONSUMER_DISCONNECTS).absolute(0);
-    counter!(names::SESSION_CACHE_HITS).absolute(0);
-    counter!(names::APP_CALLS_COALESCED).absolute(0);
+    counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(0);
+    counter!(names::SESSION_CACHE_HITS).increment(0);
+    counter!(names::APP_CALLS_COALESCED).increment(0);
+    for status in PresenceStatus::ALL {
+        counter!(names::PRESENCE_UPDATES, "status" => status.as_str()).increment(0);
+    }
+}
+
+/// Sets the relay's series at zero (see [`init_series`]); the recovery attempts only when
+/// connection state recovery is on.
+pub fn init_relay_series(recovery: bool) {
+    counter!(names::VALKEY_PUBLISHES).increment(0);
+    counter!(names::VALKEY_MESSAGES_RECEIVED).increment(0);
+    for op in ValkeyOp::ALL {
+        counter!(names::VALKEY_ERRORS, "op" => op.as_str()).increment(0);
+    }
+    gauge!(names::VALKEY_CONNECTED).increment(0.0);
+    gauge!(names::VALKEY_SUBSCRIPTIONS).increment(0.0);
+    let _ = histogram!(names::VALKEY_PUBSUB_LAG);
+    if recovery {
+        for outcome in RecoveryOutcome::ALL {
+            counter!(names::RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(0);
+        }
+    }
+}
+
+pub fn valkey_errors(op: ValkeyOp, count: u64) {
+    counter!(names::VALKEY_ERRORS, "op" => op.as_str()).increment(count);
+}
+
+pub fn valkey_connected(up: bool) {
+    gauge!(names::VALKEY_CONNECTED).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn valkey_subscriptions(channels: usize) {
+    gauge!(names::VALKEY_SUBSCRIPTIONS).set(channels as f64);
+}
+
+pub fn valkey_published(messages: u64) {
+    counter!(names::VALKEY_PUBLISHES).increment(messages);
+}
+
+pub fn valkey_received(messages: u64) {
+    counter!(names::VALKEY_MESSAGES_RECEIVED).increment(messages);
+}
+
+pub fn pubsub_lag(seconds: f64) {
+    histogram!(names::VALKEY_PUBSUB_LAG).record(seconds);
+}
+
+pub fn recovery_attempt(outcome: RecoveryOutcome) {
+    counter!(names::RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
 }
 
 /// Measures one app call: in flight while alive, its duration recorded by [`AppCallTimer::finish`].
 /// Dropped unfinished (the caller gave up), it only leaves the in-flight gauge.
 pub struct AppCallTimer {
-    call: &'static str,
+    call: AppCall,
     start: std::time::Instant,
 }
 
 impl AppCallTimer {
-    pub fn start(call: &'static str) -> Self {
-        ::metrics::gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call).increment(1.0);
+    pub fn start(call: AppCall) -> Self {
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call.as_str()).increment(1.0);
         AppCallTimer {
             call,
             start: std::time::Instant::now(),
         }
     }
 
-    /// `outcome` is one of `ok`, `refused`, `error`, `timeout`.
-    pub fn finish(self, outcome: &'static str) {
-        histogram!(names::APP_CALL_DURATION, "call" => self.call, "outcome" => outcome)
+    pub fn finish(self, outcome: AppCallOutcome) {
+        histogram!(names::APP_CALL_DURATION, "call" => self.call.as_str(), "outcome" => outcome.as_str())
             .record(self.start.elapsed().as_secs_f64());
     }
 }
 
 impl Drop for AppCallTimer {
     fn drop(&mut self) {
-        ::metrics::gauge!(names::APP_CALLS_IN_FLIGHT, "call" => self.call).decrement(1.0);
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => self.call.as_str()).decrement(1.0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_labels_are_bounded() {
-        assert_eq!(event_label("message:send"), "message:send");
-        assert_eq!(event_label("typing:update"), "typing:update");
-        assert_eq!(event_label("error"), "error");
-        assert_eq!(event_label("user:42"), "other");
-        assert_eq!(event_label(""), "other");
-        assert_eq!(event_label("MESSAGE:SEND"), "other");
-    }
 
     #[test]
     fn names_follow_prometheus_conventions() {

@@ -15,7 +15,7 @@ impl Link {
     /// Starts degraded: nothing is relayed until the subscriber has subscribed.
     pub fn new(readiness: Readiness) -> Self {
         readiness.set_relay(RelayState::Down);
-        metrics::gauge!("socket_gateway_valkey_connected").set(0.0);
+        crate::metrics::valkey_connected(false);
         Link {
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -35,7 +35,7 @@ impl Link {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.up.store(true, Ordering::Release);
         self.readiness.set_relay(RelayState::Up);
-        metrics::gauge!("socket_gateway_valkey_connected").set(1.0);
+        crate::metrics::valkey_connected(true);
         tracing::info!(channels, "relay connected");
     }
 
@@ -48,6 +48,6 @@ impl Link {
             );
         }
         self.readiness.set_relay(RelayState::Down);
-        metrics::gauge!("socket_gateway_valkey_connected").set(0.0);
+        crate::metrics::valkey_connected(false);
     }
 }

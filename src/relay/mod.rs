@@ -34,6 +34,7 @@ use deadpool_redis::redis::{self, IntoConnectionInfo};
 use deadpool_redis::{Manager, Pool, Runtime};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::metrics::{RecoveryOutcome, ValkeyOp};
 use crate::server::Readiness;
 use crate::socketio::adapter::{Claim, KeptChange, Offset, Restored, SessionRecord};
 use crate::socketio::packet::Packet;
@@ -243,8 +244,7 @@ impl Relay {
                 }
             },
             Err(e) => {
-                metrics::counter!("socket_gateway_valkey_errors_total", "op" => "decode")
-                    .increment(1);
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
                 tracing::debug!(error = %e, "relay: ignoring a malformed broadcast");
             }
         }
@@ -253,21 +253,21 @@ impl Relay {
     /// [`Adapter::restore`]'s work: the offset must still be in the log, then the session is
     /// claimed (bound to its owner, see [`sessions`]); a stale socket still holding it on
     /// another instance is told to go.
-    async fn claim(&self, claim: &Claim) -> Result<Restored, ClaimOutcome> {
+    async fn claim(&self, claim: &Claim) -> Result<Restored, RecoveryOutcome> {
         let (Some(recovery), Some(sessions)) = (&self.recovery, &self.sessions) else {
-            return Err(ClaimOutcome::Unavailable);
+            return Err(RecoveryOutcome::Unavailable);
         };
         match recovery.in_log(&self.pool, &claim.nsp, claim.offset).await {
             Some(true) => {}
-            Some(false) => return Err(ClaimOutcome::OffsetGone),
-            None => return Err(ClaimOutcome::Unavailable),
+            Some(false) => return Err(RecoveryOutcome::OffsetGone),
+            None => return Err(RecoveryOutcome::Unavailable),
         }
         let claimed = match sessions.claim(&self.pool, claim).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Err(ClaimOutcome::UnknownSession),
+            Ok(None) => return Err(RecoveryOutcome::UnknownSession),
             Err(e) => {
                 tracing::warn!(error = %e, "relay: cannot restore a session");
-                return Err(ClaimOutcome::Unavailable);
+                return Err(RecoveryOutcome::Unavailable);
             }
         };
         if !claimed.previous_host.is_empty() && claimed.previous_host != self.uid {
@@ -291,8 +291,7 @@ impl Relay {
             .and_then(|s| s.parse::<u64>().ok());
         if let Some(sent) = sent {
             let lag = now_micros().saturating_sub(sent);
-            metrics::histogram!("socket_gateway_valkey_pubsub_lag_seconds")
-                .record(lag as f64 / 1e6);
+            crate::metrics::pubsub_lag(lag as f64 / 1e6);
         }
     }
 }
@@ -300,8 +299,7 @@ impl Relay {
 impl Adapter for Relay {
     fn publish(&self, nsp: &str, target: &BroadcastTarget, packet: &Packet) {
         if !self.link.is_up() {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
-                .increment(1);
+            crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, 1);
             return;
         }
         let Some(space) = self.space(nsp) else { return };
@@ -400,15 +398,14 @@ impl Adapter for Relay {
             let relay = relay.upgrade()?;
             let outcome = tokio::time::timeout(RESTORE_TIMEOUT, relay.claim(&claim))
                 .await
-                .unwrap_or(Err(ClaimOutcome::Unavailable));
-            let label = match &outcome {
-                Ok(_) => "restored",
-                Err(o) => o.as_str(),
+                .unwrap_or(Err(RecoveryOutcome::Unavailable));
+            let outcome_label = match &outcome {
+                Ok(_) => RecoveryOutcome::Restored,
+                Err(o) => *o,
             };
-            metrics::counter!("socket_gateway_recovery_attempts_total", "outcome" => label)
-                .increment(1);
+            crate::metrics::recovery_attempt(outcome_label);
             // Never the pid, the socket id or the user: the claim may be someone else's.
-            tracing::debug!(outcome = label, "recovery claim");
+            tracing::debug!(outcome = outcome_label.as_str(), "recovery claim");
             outcome.ok()
         })
     }
@@ -425,8 +422,7 @@ impl Adapter for Relay {
             let recovery = relay.recovery.as_ref()?;
             let missed = recovery.missed(&relay.pool, &nsp, &rooms, offset).await;
             if missed.is_none() {
-                metrics::counter!("socket_gateway_recovery_attempts_total", "outcome" => "log_unavailable")
-                    .increment(1);
+                crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
             }
             missed
         })
@@ -480,27 +476,6 @@ impl Inbox for Relay {
             if let Some(room) = channels::room_of_in(self.listen(space), channel) {
                 return self.on_broadcast(space, room, payload);
             }
-        }
-    }
-}
-
-/// Why a recovery claim gave no session (the `outcome` of `recovery_attempts_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClaimOutcome {
-    /// No session of this user with that pid in that namespace (expired, used, never theirs).
-    UnknownSession,
-    /// The client's offset is no longer in the log: what it missed is unknown.
-    OffsetGone,
-    /// Valkey did not answer in time.
-    Unavailable,
-}
-
-impl ClaimOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            ClaimOutcome::UnknownSession => "unknown_session",
-            ClaimOutcome::OffsetGone => "offset_gone",
-            ClaimOutcome::Unavailable => "unavailable",
         }
     }
 }

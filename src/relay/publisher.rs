@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::link::Link;
 use super::script::{is_unknown_script_reply, ScriptCall};
 use super::subscriber::Interest;
+use crate::metrics::ValkeyOp;
 
 /// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
 /// rather than let memory grow while Valkey is slow.
@@ -69,8 +70,7 @@ impl Publisher {
     /// Queues a recording script call; `on_fail` runs if it cannot be made.
     pub fn record(&self, call: ScriptCall, on_fail: Box<dyn FnOnce() + Send>) {
         if let Err(e) = self.tx.try_send(Outgoing::Record { call, on_fail }) {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
-                .increment(1);
+            crate::metrics::valkey_errors(ValkeyOp::PublishQueueFull, 1);
             if let Outgoing::Record { on_fail, .. } = e.into_inner() {
                 on_fail();
             }
@@ -85,8 +85,7 @@ impl Publisher {
     fn queue(&self, job: Outgoing) -> bool {
         let queued = self.tx.try_send(job).is_ok();
         if !queued {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_queue_full")
-                .increment(1);
+            crate::metrics::valkey_errors(ValkeyOp::PublishQueueFull, 1);
         }
         queued
     }
@@ -110,8 +109,7 @@ async fn run(
         // Degraded means local-only: messages are not held back for a Valkey that may not
         // return soon (the subscriber side is down too, so nothing would be consistent).
         if !link.is_up() {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish_degraded")
-                .increment(n);
+            crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, n);
             for job in batch.drain(..) {
                 if let Outgoing::Record { on_fail, .. } = job {
                     on_fail();
@@ -157,14 +155,13 @@ async fn run(
             Ok(replies) => replies,
             Err(e) => {
                 tracing::warn!(error = %e, dropped = n, "relay: publishing failed");
-                metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
-                    .increment(n);
+                crate::metrics::valkey_errors(ValkeyOp::Publish, n);
                 conn = None;
                 scripts.into_iter().filter_map(|s| s.2).for_each(|f| f());
                 continue;
             }
         };
-        metrics::counter!("socket_gateway_valkey_publishes_total").increment(n);
+        crate::metrics::valkey_published(n);
         let failed = replies
             .iter()
             .enumerate()
@@ -174,8 +171,7 @@ async fn run(
             .count();
         if failed > 0 {
             tracing::warn!(failed, "relay: Valkey refused some publishes");
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "publish")
-                .increment(failed as u64);
+            crate::metrics::valkey_errors(ValkeyOp::Publish, failed as u64);
         }
         let mut unknown_script = Vec::new();
         for (i, call, on_fail) in scripts {
@@ -184,12 +180,11 @@ async fn run(
                 Some(redis::Value::ServerError(e)) => {
                     tracing::warn!(error = e.code(), "relay: a script call failed");
                     let op = if on_fail.is_some() {
-                        "record"
+                        ValkeyOp::Record
                     } else {
-                        "session"
+                        ValkeyOp::Session
                     };
-                    metrics::counter!("socket_gateway_valkey_errors_total", "op" => op)
-                        .increment(1);
+                    crate::metrics::valkey_errors(op, 1);
                     if let Some(f) = on_fail {
                         f();
                     }

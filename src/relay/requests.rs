@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, Request, RequestKind};
 use super::{Relay, Space};
 use crate::engineio::{Handshake, Sid};
+use crate::metrics::ValkeyOp;
 use crate::socketio::adapter::KeptChange;
 use crate::socketio::{Adapter, BroadcastTarget, Namespace, Socket};
 
@@ -21,8 +22,7 @@ impl Relay {
         let request = match wire::decode_request(payload) {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!("socket_gateway_valkey_errors_total", "op" => "decode")
-                    .increment(1);
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
                 tracing::debug!(error = %e, "relay: ignoring a malformed request");
                 return;
             }

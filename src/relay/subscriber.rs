@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use super::link::Link;
 use crate::engineio::batch::{self, batched};
+use crate::metrics::ValkeyOp;
 
 /// What the subscriber serves.
 pub trait Inbox: Send + Sync + 'static {
@@ -141,12 +142,12 @@ pub async fn run(
             Ok(()) => "connection closed".to_owned(),
             Err(e) => e.to_string(),
         };
-        metrics::gauge!("socket_gateway_valkey_subscriptions").set(0.0);
+        crate::metrics::valkey_subscriptions(0);
         if link.is_up() {
             // It had been working: retry at once, then back off from the minimum.
             delay = timing.backoff_min;
         } else {
-            metrics::counter!("socket_gateway_valkey_errors_total", "op" => "connect").increment(1);
+            crate::metrics::valkey_errors(ValkeyOp::Connect, 1);
         }
         link.set_down(&ended);
         tracing::debug!(error = %ended, retry_in_ms = delay.as_millis() as u64, "relay: subscriber down");
@@ -195,7 +196,7 @@ async fn session(
     let mut subscribed: HashSet<String> = HashSet::new();
     apply(&mut sink, inbox.desired(), true, &mut subscribed).await?;
     interest.applied(generation);
-    metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
+    crate::metrics::valkey_subscriptions(subscribed.len());
     link.set_up(subscribed.len());
 
     let mut ping = tokio::time::interval(timing.ping_interval);
@@ -223,7 +224,7 @@ async fn session(
                         }
                         (received, false)
                     });
-                    metrics::counter!("socket_gateway_valkey_messages_received_total").increment(received);
+                    crate::metrics::valkey_received(received);
                     if ended {
                         return Ok(());
                     }
@@ -232,7 +233,7 @@ async fn session(
             },
             _ = interest.wake.notified() => {
                 flush(&mut sink, inbox, interest, &mut subscribed).await?;
-                metrics::gauge!("socket_gateway_valkey_subscriptions").set(subscribed.len() as f64);
+                crate::metrics::valkey_subscriptions(subscribed.len());
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(timing.ping_timeout, sink.ping::<()>()).await {

@@ -98,6 +98,22 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason, for the metrics to start one series per reason at zero (a new variant
+    /// must be added here too; the exhaustive match in this file's test is the reminder).
+    pub const ALL: [DisconnectReason; 11] = [
+        DisconnectReason::ClientNamespaceDisconnect,
+        DisconnectReason::ServerNamespaceDisconnect,
+        DisconnectReason::TransportClose,
+        DisconnectReason::TransportError,
+        DisconnectReason::PingTimeout,
+        DisconnectReason::ParseError,
+        DisconnectReason::ForcedServerClose,
+        DisconnectReason::ForcedClose,
+        DisconnectReason::ServerShuttingDown,
+        DisconnectReason::SlowConsumer,
+        DisconnectReason::Replaced,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
@@ -191,5 +207,33 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     /// credentials. `{}` by default, as Node's `socket.data`.
     fn socket_data(&self, _socket: &Socket) -> Value {
         Value::Object(serde_json::Map::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisconnectReason;
+
+    #[test]
+    fn all_lists_every_disconnect_reason_once() {
+        for r in DisconnectReason::ALL {
+            // Exhaustive on purpose: a new variant stops this from compiling; list it in ALL.
+            match r {
+                DisconnectReason::ClientNamespaceDisconnect
+                | DisconnectReason::ServerNamespaceDisconnect
+                | DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ParseError
+                | DisconnectReason::ForcedServerClose
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::ServerShuttingDown
+                | DisconnectReason::SlowConsumer
+                | DisconnectReason::Replaced => {}
+            }
+        }
+        let names: std::collections::HashSet<_> =
+            DisconnectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DisconnectReason::ALL.len());
     }
 }
