@@ -113,7 +113,16 @@ impl Relay {
         // redis-rs 1.x leaves Nagle on, which delays small pipelined PUBLISHes.
         let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info.clone()).map_err(RelayError::Url)?;
-        let pool = Pool::builder(Manager::new(info).map_err(RelayError::Url)?)
+        // redis-rs answers a command with a timeout after 500 ms by default: a short Valkey stall
+        // would then drop whole publish batches. Commands wait instead until the link would be
+        // declared down (an unanswered PING: interval + timeout), plus a margin, so a stall
+        // shorter than that delays messages and loses none.
+        let timing = &config.timing;
+        let connection = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
+            timing.ping_interval + timing.ping_timeout + Duration::from_secs(2),
+        ));
+        let manager = Manager::new_with_config(info, connection).map_err(RelayError::Url)?;
+        let pool = Pool::builder(manager)
             .max_size(4)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(1)))
