@@ -63,5 +63,5 @@ export function conversationStarted(conversation: ConversationRef): void {
  * session's cookie is refused.
  */
 export async function disconnectUser(userId: string): Promise<void> {
-  emitter().in(rooms.user(userId)).disconnectSockets(true);
+  emitter().in(rooms.user(userId)).disconnectSockets();
 }

@@ -6,7 +6,8 @@ import { Ajv, type ValidateFunction } from "ajv";
 import { eventSchemas } from "./generated/event-schemas";
 import type { ClientToServerPayloads } from "./generated/event-payloads";
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+// strictRequired off: "exactly one of" is written as oneOf of bare `required` lists.
+const ajv = new Ajv({ allErrors: false, strict: true, strictRequired: false });
 ajv.addKeyword("tsType"); // json-schema-to-typescript's annotation, no validation meaning
 for (const [file, schema] of Object.entries(eventSchemas)) ajv.addSchema(schema as object, file);
 
