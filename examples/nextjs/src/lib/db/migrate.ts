@@ -7,12 +7,10 @@ import { getMigrations } from "better-auth/db/migration";
 import { authOptions, getAuth } from "../auth";
 import { appMigrations } from "./migrations";
 import { getDb } from ".";
+import demoUsers from "../../../demo-users.json";
 
-export const DEMO_USERS = [
-  { name: "Alice", email: "alice@example.com", password: "password-alice-123" },
-  { name: "Bob", email: "bob@example.com", password: "password-bob-123" },
-  { name: "Carol", email: "carol@example.com", password: "password-carol-123" },
-];
+/** scripts/stack.sh prints the same file's list. */
+export const DEMO_USERS: { name: string; email: string; password: string }[] = demoUsers;
 
 export async function migrate(): Promise<void> {
   const { toBeCreated, toBeAdded, runMigrations } = await getMigrations(authOptions());
