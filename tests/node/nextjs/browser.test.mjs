@@ -221,4 +221,7 @@ test("signing out closes the socket (on every page of the session) and the old c
   await shot("bob", "12-signed-out");
   const err = await connectError(s.url, cookie, { transports: ["websocket"], extraHeaders: { Origin: s.origin } });
   assert.equal(err.message, "Invalid session");
+  // No script error on any page, through all of the above (failed network requests during the
+  // failover are expected console noise, uncaught exceptions are not).
+  for (const [name, p] of Object.entries(people)) assert.deepEqual(p.errors.filter((e) => e.startsWith("pageerror")), [], `${name}'s page threw`);
 });

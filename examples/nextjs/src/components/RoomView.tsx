@@ -2,6 +2,7 @@
 import Link from "next/link";
 import { useCallback, useEffect, useLayoutEffect, useRef, useState, type KeyboardEvent } from "react";
 import { localId, markFailed, mergeHistory, removeMessage, upsertMessage, type UiMessage } from "@/lib/message-list";
+import { listen } from "@/lib/socket-client";
 import type { ChatMessage, MessageDeleted, Target, TypingUpdate, UserRef } from "@/lib/socket-events";
 import { conversationTitle, initials, PresenceDot, useWorkspace } from "./WorkspaceShell";
 
@@ -54,18 +55,10 @@ export function RoomView(props: RoomProps) {
     const onConnect = () => {
       if (!socket.recovered) void refetch();
     };
-    socket.on("message:new", onNew);
-    socket.on("message:deleted", onDeleted);
-    socket.on("typing:update", onTyping);
-    socket.on("connect", onConnect);
+    const unlisten = listen(socket, { "message:new": onNew, "message:deleted": onDeleted, "typing:update": onTyping, connect: onConnect });
     // The server rendered the history before these listeners existed: catch up once.
     if (socket.connected) void refetch();
-    return () => {
-      socket.off("message:new", onNew);
-      socket.off("message:deleted", onDeleted);
-      socket.off("typing:update", onTyping);
-      socket.off("connect", onConnect);
-    };
+    return unlisten;
   }, [socket, kind, id, roomName, me.id, refetch]);
 
   // Typing indicators expire by themselves if a stop never comes.

@@ -4,7 +4,7 @@ import { usePathname, useRouter } from "next/navigation";
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 import { authClient } from "@/lib/auth-client";
 import { mergePresence, type PresenceEntry, type PresenceMap, type PresenceStatus } from "@/lib/presence";
-import { useConnectionState, useSocket, type ChatSocket, type ConnectionState } from "@/lib/socket-client";
+import { listen, useConnectionState, useSocket, type ChatSocket, type ConnectionState } from "@/lib/socket-client";
 import type { ChannelJoined, ChannelLeft, ChannelRef, ConversationJoined, ConversationRef, PresenceUpdate } from "@/lib/socket-events";
 
 export interface Me {
@@ -96,19 +96,17 @@ export function WorkspaceShell({ me, data, children }: { me: Me; data: Workspace
       if (document.visibilityState === "hidden") socket.emit("presence:setAway");
       void refreshPresence();
     };
-    socket.on("presence:update", onPresence);
-    socket.on("channel:joined", onChannelJoined);
-    socket.on("channel:left", onChannelLeft);
-    socket.on("conversation:joined", onConversation);
-    socket.on("connect", onConnect);
+    const unlisten = listen(socket, {
+      "presence:update": onPresence,
+      "channel:joined": onChannelJoined,
+      "channel:left": onChannelLeft,
+      "conversation:joined": onConversation,
+      connect: onConnect,
+    });
     document.addEventListener("visibilitychange", visibility);
     if (socket.connected) onConnect();
     return () => {
-      socket.off("presence:update", onPresence);
-      socket.off("channel:joined", onChannelJoined);
-      socket.off("channel:left", onChannelLeft);
-      socket.off("conversation:joined", onConversation);
-      socket.off("connect", onConnect);
+      unlisten();
       document.removeEventListener("visibilitychange", visibility);
     };
   }, [socket, wsId, refreshPresence]);

@@ -98,3 +98,16 @@ export function useSocket(): { socket: ChatSocket; connected: boolean } {
   }, [s]);
   return { socket: s, connected: connection === "connected" };
 }
+
+type Listeners = { [E in keyof ServerToClientEvents]?: ServerToClientEvents[E] } & { connect?: () => void };
+
+/** Adds `listeners` to the socket; returns what removes them (an effect's cleanup). */
+export function listen(socket: ChatSocket, listeners: Listeners): () => void {
+  // socket.io's typed on/off do not take a union of event names: one untyped view for both.
+  const s = socket as unknown as { on(e: string, f: (...a: unknown[]) => void): void; off(e: string, f: (...a: unknown[]) => void): void };
+  const entries = Object.entries(listeners) as [string, (...a: unknown[]) => void][];
+  for (const [event, fn] of entries) s.on(event, fn);
+  return () => {
+    for (const [event, fn] of entries) s.off(event, fn);
+  };
+}
