@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the tests.
 #
-#   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, Node tests
+#   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, the
+#                               # Next.js example's checks and build, Node tests
 #   bash scripts/test.sh rust   # setup, cargo build --all-targets, cargo test
-#   bash scripts/test.sh node   # setup, cargo build (binary + examples), Node tests
+#   bash scripts/test.sh node   # setup, cargo build (binary + examples), Next.js checks + build, Node tests
 #
 # Exits non-zero if any phase fails; later phases still run when an earlier test phase fails
 # (but not when the build fails). The runners' own summaries are printed unchanged: cargo's
@@ -22,7 +23,7 @@ what=${1:-all}
 case $what in
   all | rust | node) ;;
   -h | --help)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
@@ -108,6 +109,10 @@ if [[ $what == all || $what == rust ]]; then
 fi
 
 if [[ $what == all || $what == node ]]; then
+  # The example's event types against schema/events and `tsc --noEmit`, then `next build` (which
+  # tests/node/nextjs runs with `next start`; a failed build fails that phase, not only these).
+  phase nextjs-check bash scripts/nextjs.sh check || true
+  phase nextjs-build bash scripts/nextjs.sh build || true
   phase node-test run_node_tests || true
 fi
 
