@@ -17,6 +17,7 @@
 // /vendor/socket.io.min.js is socket.io-client's browser bundle from node_modules.
 //
 // Prints exactly one line `LISTENING http://127.0.0.1:<port>` on stdout when ready.
+import crypto from "node:crypto";
 import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
@@ -48,10 +49,28 @@ db.pragma("busy_timeout = 5000");
 
 // ---- faults and stats (shared with routes.mjs)
 const FAULT_PATHS = ["session", "memberships", "authorize", "events"];
-const FAULT_MODES = ["ok", "slow", "error500", "error429", "hang"];
+const FAULT_MODES = ["ok", "slow", "error500", "error503", "error429", "hang"];
 let fault = { mode: "ok", delayMs: 0, paths: new Set(FAULT_PATHS) };
 let counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
 const hung = new Set();
+// Calls in flight per endpoint and caller (a digest of its Cookie: one session, and with one
+// session per user, one user), and the most ever seen at once for one caller: the gateway
+// promises at most one session and one memberships call in flight per session and user.
+const IN_FLIGHT_PATHS = ["session", "memberships"];
+const inFlight = new Map();
+let maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+function trackInFlight(ep, req, res) {
+  if (!IN_FLIGHT_PATHS.includes(ep)) return;
+  const key = `${ep}:${crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url")}`;
+  const n = (inFlight.get(key) ?? 0) + 1;
+  inFlight.set(key, n);
+  if (n > maxInFlight[ep]) maxInFlight[ep] = n;
+  res.once("close", () => {
+    const left = (inFlight.get(key) ?? 1) - 1;
+    if (left > 0) inFlight.set(key, left);
+    else inFlight.delete(key);
+  });
+}
 
 const ctl = {
   describeFault: () => ({ mode: fault.mode, delayMs: fault.delayMs, paths: [...fault.paths] }),
@@ -70,7 +89,9 @@ const ctl = {
   stats: () => ({ ...counters }),
   resetStats: () => {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+    maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
   },
+  inFlight: () => ({ max: { ...maxInFlight }, now: inFlight.size }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */
@@ -100,6 +121,8 @@ async function applyFault(ep, req, res) {
   req.resume();
   if (f.mode === "error500") {
     sendJson(res, 500, { error: "fault", mode: "error500" });
+  } else if (f.mode === "error503") {
+    sendJson(res, 503, { error: "fault", mode: "error503" }, { "retry-after": "5" });
   } else if (f.mode === "error429") {
     // Same shape as better-auth's own rate limiter.
     sendJson(res, 429, { message: "Too many requests. Please try again later." }, { "x-retry-after": "10", "retry-after": "10" });
@@ -187,6 +210,7 @@ async function dispatch(req, res) {
   const ep = endpointOf(pathname);
   if (ep) {
     counters[ep] += 1;
+    trackInFlight(ep, req, res);
     if (await applyFault(ep, req, res)) return;
   }
   if (pathname.startsWith("/api/auth/") || pathname === "/api/auth") return authHandler(req, res);
