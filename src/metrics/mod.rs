@@ -33,6 +33,7 @@ pub mod names {
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
+    pub const HANDSHAKES_WAITING: &str = "socket_gateway_handshakes_waiting";
 }
 
 /// Bucket bounds of the histograms (they are rendered as real Prometheus histograms, so they
@@ -156,6 +157,10 @@ pub fn describe_all() {
         BUILD_INFO,
         "Always 1; the version label is the running build's version."
     );
+    describe_gauge!(
+        HANDSHAKES_WAITING,
+        "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
+    );
 }
 
 /// The result label of `socket_gateway_connects_total`.
@@ -268,9 +273,26 @@ pub fn init_series(version: &'static str) {
         gauge!(names::CONNECTIONS, "transport" => t).set(0.0);
     }
     gauge!(names::ROOMS).set(0.0);
+    gauge!(names::HANDSHAKES_WAITING).set(0.0);
     counter!(names::SLOW_CONSUMER_DISCONNECTS).absolute(0);
     counter!(names::SESSION_CACHE_HITS).absolute(0);
     counter!(names::APP_CALLS_COALESCED).absolute(0);
+}
+
+/// A handshake waiting for the handshake rate, counted while alive.
+pub struct HandshakeWaiting(());
+
+impl HandshakeWaiting {
+    pub fn start() -> Self {
+        ::metrics::gauge!(names::HANDSHAKES_WAITING).increment(1.0);
+        HandshakeWaiting(())
+    }
+}
+
+impl Drop for HandshakeWaiting {
+    fn drop(&mut self) {
+        ::metrics::gauge!(names::HANDSHAKES_WAITING).decrement(1.0);
+    }
 }
 
 /// Measures one app call: in flight while alive, its duration recorded by [`AppCallTimer::finish`].
