@@ -34,6 +34,7 @@ pub mod names {
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
     pub const HANDSHAKES_WAITING: &str = "socket_gateway_handshakes_waiting";
+    pub const TOKIO_TASKS: &str = "socket_gateway_tokio_tasks";
 }
 
 /// Bucket bounds of the histograms (they are rendered as real Prometheus histograms, so they
@@ -160,6 +161,10 @@ pub fn describe_all() {
     describe_gauge!(
         HANDSHAKES_WAITING,
         "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
+    );
+    describe_gauge!(
+        TOKIO_TASKS,
+        "Tasks alive in the runtime (a leak shows as growth at a steady load)."
     );
 }
 
