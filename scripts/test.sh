@@ -4,7 +4,7 @@
 #   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, the
 #                               # Next.js example's checks and build, Node tests
 #   bash scripts/test.sh rust   # setup, cargo build --all-targets, cargo test
-#   bash scripts/test.sh node   # setup, cargo build (binary + examples), Next.js checks + build, Node tests
+#   bash scripts/test.sh node   # setup, cargo build (binaries + examples), Next.js checks + build, Node tests
 #
 # Exits non-zero if any phase fails; later phases still run when an earlier test phase fails
 # (but not when the build fails). The runners' own summaries are printed unchanged: cargo's
@@ -101,7 +101,8 @@ phase setup bash scripts/setup.sh || summary
 
 case $what in
   all | rust) phase cargo-build cargo build --locked --workspace --all-targets || summary ;;
-  node) phase cargo-build cargo build --locked --bins --examples || summary ;;
+  # The load generator (bench/) drives the fault matrix's clients (tests/node/chaos).
+  node) phase cargo-build cargo build --locked --workspace --bins --examples || summary ;;
 esac
 
 if [[ $what == all || $what == rust ]]; then

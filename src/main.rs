@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
-use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
+use socket_gateway::engineio::{Engine, EngineConfig, HandshakeRate, OriginPolicy};
 use socket_gateway::gateway::presence::Presence;
 use socket_gateway::gateway::{self, Gateway};
 use socket_gateway::metrics;
@@ -93,7 +93,10 @@ fn engine_config(cfg: &Config) -> EngineConfig {
         ws_write_buffer: cfg.engine.ws_write_buffer,
         max_queued_frames: cfg.engine.outbound_queue,
         max_sessions: cfg.server.max_connections,
-        handshakes_per_s: Some(cfg.limits.connect_rate_per_s),
+        handshake_rate: Some(HandshakeRate {
+            per_s: cfg.limits.connect_rate_per_s,
+            queue: cfg.limits.connect_queue(),
+        }),
     }
 }
 

@@ -248,8 +248,11 @@ async fn serve_connection<S>(
     let svc = service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(ClientAddr(addr));
         if let Some(engine) = engines.iter().find(|e| websocket::is_upgrade(e, &req)) {
-            let res = websocket::upgrade(engine, req, Some(addr)).into_response();
-            Either::Left(std::future::ready(Ok::<_, Infallible>(res)))
+            let engine = engine.clone();
+            Either::Left(Box::pin(async move {
+                let res = websocket::upgrade(engine, req, Some(addr)).await;
+                Ok::<_, Infallible>(res.into_response())
+            }))
         } else {
             let mut svc = warp_svc.clone();
             Either::Right(svc.call(req))

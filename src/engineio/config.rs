@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use super::admission::HandshakeRate;
+
 /// Which browser origins may open a session.
 #[derive(Clone, Debug)]
 pub enum OriginPolicy {
@@ -40,11 +42,12 @@ pub struct EngineConfig {
     pub ws_write_buffer: usize,
     /// Frames queued for one session before it counts as a slow consumer and is closed.
     pub max_queued_frames: usize,
-    /// Most sessions open at once; handshakes beyond it get 503.
+    /// Most sessions open at once; handshakes beyond it get 429.
     pub max_sessions: usize,
-    /// New sessions per second across the engine (a token bucket holding one second's worth);
-    /// `None` for no limit. Handshakes beyond it get 503.
-    pub handshakes_per_s: Option<u32>,
+    /// New sessions per second across the engine (a token bucket holding one second's worth)
+    /// and how long a handshake over it may wait for its turn; `None` for no limit. Handshakes
+    /// beyond it get 429.
+    pub handshake_rate: Option<HandshakeRate>,
 }
 
 impl Default for EngineConfig {
@@ -63,7 +66,7 @@ impl Default for EngineConfig {
             ws_write_buffer: 16384,
             max_queued_frames: 1024,
             max_sessions: usize::MAX,
-            handshakes_per_s: None,
+            handshake_rate: None,
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct Engine(pub(crate) Arc<EngineInner>);
 
 impl Engine {
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Self {
-        let admission = Admission::new(config.max_sessions, config.handshakes_per_s);
+        let admission = Admission::new(config.max_sessions, config.handshake_rate);
         let heartbeats = Heartbeats::new(config.ping_interval, config.ping_timeout);
         Engine(Arc::new(EngineInner {
             heartbeats,
@@ -92,9 +92,10 @@ impl Engine {
         self.0.admission.is_draining()
     }
 
-    /// Reserves room for a new session (capacity, handshake rate, drain).
-    pub(crate) fn admit(&self) -> Result<Slot, Refusal> {
-        self.0.admission.admit()
+    /// Reserves room for a new session (capacity, handshake rate, drain), waiting in the
+    /// rate's queue if need be.
+    pub(crate) async fn admit(&self) -> Result<Slot, Refusal> {
+        self.0.admission.admit().await
     }
 
     /// Closes every session (shutdown). Clients are told, so they reconnect elsewhere.

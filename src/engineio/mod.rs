@@ -19,7 +19,7 @@ pub mod websocket;
 mod wsproto;
 
 pub use admission::Refusal;
-pub use config::{EngineConfig, OriginPolicy};
+pub use config::{EngineConfig, HandshakeRate, OriginPolicy};
 pub use engine::Engine;
 pub use handler::EngineHandler;
 pub use packet::Frame;

@@ -84,7 +84,7 @@ where
     });
     let mut res = match verified {
         Err(e) => e.response(&cors),
-        Ok(Verified::Handshake(Transport::Polling)) => match engine.admit() {
+        Ok(Verified::Handshake(Transport::Polling)) => match engine.admit().await {
             Err(refusal) => refusal.response(&cors),
             Ok(slot) => {
                 let hs = Handshake::new(&headers, &cfg.path, &query, addr.map(|a| a.0));

@@ -40,9 +40,10 @@ pub fn is_upgrade<B>(engine: &Engine, req: &Request<B>) -> bool {
 }
 
 /// Answers an upgrade request: 101 and a spawned connection task, or a refusal the way the
-/// reference refuses one (plain text, connection closed).
-pub fn upgrade<B: Send + 'static>(
-    engine: &Engine,
+/// reference refuses one (plain text, connection closed). A new session may first wait in the
+/// handshake rate's queue.
+pub async fn upgrade<B: Send + 'static>(
+    engine: Engine,
     mut req: Request<B>,
     addr: Option<SocketAddr>,
 ) -> Response<Bytes> {
@@ -66,7 +67,7 @@ pub fn upgrade<B: Send + 'static>(
     };
     // A new session needs a slot (capacity, handshake rate, drain) before the 101 goes out.
     let target = match verified {
-        Verified::Handshake(_) => match engine.admit() {
+        Verified::Handshake(_) => match engine.admit().await {
             Ok(slot) => Target::New(slot),
             Err(refusal) => {
                 let mut res = refusal.response(&[]);

@@ -4,7 +4,7 @@
 //! upkeep runs on a timer, since only the exporter's own listener would run it for us and
 //! without it histogram data grows without bound.
 //!
-//! Gauges that describe the current state (sessions by transport, rooms) are read from the
+//! Gauges that describe the current state (sessions by transport, rooms, tasks) are read from the
 //! engine at scrape time instead of being counted up and down on every change: they cannot
 //! drift, and they cost nothing between scrapes.
 
@@ -86,6 +86,9 @@ impl Sources {
         ::metrics::gauge!(names::CONNECTIONS, "transport" => "websocket").set(websocket as f64);
         let rooms: usize = self.io.namespaces().map(|ns| ns.rooms.shared_rooms()).sum();
         ::metrics::gauge!(names::ROOMS).set(rooms as f64);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            ::metrics::gauge!(names::TOKIO_TASKS).set(rt.metrics().num_alive_tasks() as f64);
+        }
     }
 }
 

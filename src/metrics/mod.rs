@@ -40,6 +40,8 @@ pub mod names {
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
+    pub const HANDSHAKES_WAITING: &str = "socket_gateway_handshakes_waiting";
+    pub const TOKIO_TASKS: &str = "socket_gateway_tokio_tasks";
 }
 
 /// Bucket bounds of the histograms (they are rendered as real Prometheus histograms, so they
@@ -163,6 +165,14 @@ pub fn describe_all() {
         BUILD_INFO,
         "Always 1; the version label is the running build's version."
     );
+    describe_gauge!(
+        HANDSHAKES_WAITING,
+        "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
+    );
+    describe_gauge!(
+        TOKIO_TASKS,
+        "Tasks alive in the runtime (a leak shows as growth at a steady load)."
+    );
 }
 
 pub fn connect(result: ConnectResult) {
@@ -236,6 +246,7 @@ pub fn init_series(version: &'static str) {
         gauge!(names::CONNECTIONS, "transport" => t).set(0.0);
     }
     gauge!(names::ROOMS).set(0.0);
+    gauge!(names::HANDSHAKES_WAITING).set(0.0);
     counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(0);
     counter!(names::SESSION_CACHE_HITS).increment(0);
     counter!(names::APP_CALLS_COALESCED).increment(0);
@@ -288,6 +299,22 @@ pub fn pubsub_lag(seconds: f64) {
 
 pub fn recovery_attempt(outcome: RecoveryOutcome) {
     counter!(names::RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// A handshake waiting for the handshake rate, counted while alive.
+pub struct HandshakeWaiting(());
+
+impl HandshakeWaiting {
+    pub fn start() -> Self {
+        ::metrics::gauge!(names::HANDSHAKES_WAITING).increment(1.0);
+        HandshakeWaiting(())
+    }
+}
+
+impl Drop for HandshakeWaiting {
+    fn drop(&mut self) {
+        ::metrics::gauge!(names::HANDSHAKES_WAITING).decrement(1.0);
+    }
 }
 
 /// Measures one app call: in flight while alive, its duration recorded by [`AppCallTimer::finish`].

@@ -79,8 +79,9 @@ export async function startEdgeStack({ gateways = 2, gatewayEnv = {}, appEnv = {
     }
     /** An affinity cookie value that nginx routes to instance `i`. */
     async function affinityFor(i) {
-      // nginx takes an instance out for fail_timeout (5 s) after one error or 503 (max_fails=1),
-      // and then every key goes to the other one: keep trying a little longer than that.
+      // nginx takes an instance out for fail_timeout (5 s) after one error or 503 (max_fails=1;
+      // the gateway answers 503 only while draining), and then every key goes to the other one:
+      // keep trying a little longer than that.
       const until = Date.now() + 8000;
       for (let round = 0; Date.now() < until; round++) {
         for (let n = 0; n < 64; n++) {
