@@ -399,7 +399,8 @@ async fn run(engine: &Engine, session: &Arc<Session>, mut conn: Conn) {
                 // An oversized message gets the WebSocket code for it, as the reference's.
                 (CloseReason::PayloadTooLarge, _) => Some((1009, "message too big")),
                 (_, Some(WsClose::Error(e))) => Some((e.close_code(), "protocol error")),
-                (_, Some(WsClose::Peer(Some(_)))) => Some((1000, "")),
+                // The peer's own code back, as RFC 6455 §5.5.1 suggests and `ws` does.
+                (_, Some(WsClose::Peer(Some(code)))) => Some((code, "")),
                 _ => None,
             };
             conn.close(code, linger).await;

@@ -152,13 +152,29 @@ fn control(opcode: Opcode, payload: Bytes) -> Result<Incoming, WsError> {
     Ok(match opcode {
         Opcode::Ping => Incoming::Ping(payload),
         Opcode::Pong => Incoming::Pong,
-        _ => match payload.len() {
-            0 => Incoming::Close(None),
-            1 => return Err(WsError::Protocol("close payload of one byte")),
-            _ if std::str::from_utf8(&payload[2..]).is_err() => return Err(WsError::InvalidUtf8),
-            _ => Incoming::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))),
+        _ => match *payload {
+            [] => Incoming::Close(None),
+            [_] => return Err(WsError::Protocol("close payload of one byte")),
+            [hi, lo, ref reason @ ..] => {
+                let code = u16::from_be_bytes([hi, lo]);
+                if !is_sendable_close_code(code) {
+                    return Err(WsError::Protocol("invalid close code"));
+                }
+                if std::str::from_utf8(reason).is_err() {
+                    return Err(WsError::InvalidUtf8);
+                }
+                Incoming::Close(Some(code))
+            }
         },
     })
+}
+
+/// Whether an endpoint may put `code` in a close frame (RFC 6455 §7.4): the codes the RFC
+/// and IANA's registry define for sending (1000–1003, 1007–1014), and the ranges left to
+/// libraries (3000–3999) and applications (4000–4999). 1004 is reserved, 1005, 1006 and 1015
+/// must never be sent, 1016–2999 are unassigned, everything else is out of range.
+fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 struct Header {
@@ -377,6 +393,32 @@ mod tests {
             decode_all(&interrupted, 100),
             Err(WsError::Protocol(_))
         ));
+    }
+
+    /// RFC 6455 §7.4: a close frame's status code must be one the RFC or IANA's registry
+    /// defines for endpoints to send; any other fails the connection (1002).
+    #[test]
+    fn close_codes_outside_the_registry_fail_the_connection() {
+        let close = |code: u16| decode_all(&client_frame(true, 8, &code.to_be_bytes()), 100);
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(code),
+                Err(WsError::Protocol("invalid close code")),
+                "close code {code}"
+            );
+        }
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ] {
+            assert_eq!(
+                close(code),
+                Ok(vec![Incoming::Close(Some(code))]),
+                "close code {code}"
+            );
+        }
     }
 
     #[test]
