@@ -89,8 +89,18 @@ pub enum Incoming {
 /// reads, which browsers never send for Engine.IO's small packets.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    partial: Option<(Opcode, BytesMut)>,
+    partial: Option<Fragmented>,
     max_message: usize,
+}
+
+/// The parts of a fragmented message received so far.
+#[derive(Debug)]
+struct Fragmented {
+    opcode: Opcode,
+    data: BytesMut,
+    /// For text: how many bytes of `data` are known to be valid UTF-8, so each fragment is
+    /// checked once, as it arrives (fail fast, RFC 6455 §8.1).
+    utf8_checked: usize,
 }
 
 impl Decoder {
@@ -119,24 +129,32 @@ impl Decoder {
             if header.opcode.is_control() {
                 return control(header.opcode, payload.freeze()).map(Some);
             }
-            let (opcode, data) = match (header.opcode, self.partial.take()) {
+            let mut message = match (header.opcode, self.partial.take()) {
                 (Opcode::Continuation, None) => {
                     return Err(WsError::Protocol("continuation without a message"))
                 }
-                (Opcode::Continuation, Some((opcode, mut parts))) => {
-                    if parts.len() + payload.len() > self.max_message {
+                (Opcode::Continuation, Some(mut parts)) => {
+                    if parts.data.len() + payload.len() > self.max_message {
                         return Err(WsError::TooBig(self.max_message));
                     }
-                    parts.extend_from_slice(&payload);
-                    (opcode, parts)
+                    parts.data.extend_from_slice(&payload);
+                    parts
                 }
                 (_, Some(_)) => return Err(WsError::Protocol("message interrupted by another")),
-                (opcode, None) => (opcode, payload),
+                (opcode, None) => Fragmented {
+                    opcode,
+                    data: payload,
+                    utf8_checked: 0,
+                },
             };
             if !header.fin {
-                self.partial = Some((opcode, data));
+                if message.opcode == Opcode::Text {
+                    message.utf8_checked = utf8_prefix(&message.data, message.utf8_checked)?;
+                }
+                self.partial = Some(message);
                 continue;
             }
+            let Fragmented { opcode, data, .. } = message;
             let data = data.freeze();
             return match opcode {
                 Opcode::Text => Utf8Bytes::try_from(data)
@@ -145,6 +163,17 @@ impl Decoder {
                 _ => Ok(Some(Incoming::Binary(data))),
             };
         }
+    }
+}
+
+/// How much of `data` is valid UTF-8 so far, checking from `from` (where the last check left
+/// off); a sequence cut at the end may still be completed by the next fragment.
+fn utf8_prefix(data: &[u8], from: usize) -> Result<usize, WsError> {
+    let rest = data.get(from..).unwrap_or_default();
+    match std::str::from_utf8(rest) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(WsError::InvalidUtf8),
     }
 }
 
@@ -419,6 +448,41 @@ mod tests {
                 "close code {code}"
             );
         }
+    }
+
+    /// RFC 6455 §8.1 / Autobahn 6.4: invalid UTF-8 in a text fragment fails the connection
+    /// when that fragment arrives, not when the message ends; a character cut between two
+    /// fragments is fine.
+    #[test]
+    fn invalid_utf8_fails_at_the_fragment_that_carries_it() {
+        let mut dec = Decoder::new(100);
+        let mut buf = BytesMut::from(&client_frame(false, 1, "κόσμε".as_bytes()[..3].as_ref())[..]);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        buf.extend(client_frame(false, 0, &"κόσμε".as_bytes()[3..]));
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        buf.extend(client_frame(
+            false,
+            0,
+            &[0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80],
+        ));
+        assert_eq!(dec.decode(&mut buf), Err(WsError::InvalidUtf8));
+
+        let mut dec = Decoder::new(100);
+        let mut buf = BytesMut::from(&client_frame(false, 1, &[b'4', 0xf4, 0x90])[..]);
+        assert_eq!(dec.decode(&mut buf), Err(WsError::InvalidUtf8));
+        // Binary fragments are not text.
+        let got = decode_all(
+            &[
+                client_frame(false, 2, &[0xff]),
+                client_frame(true, 0, &[0xfe]),
+            ]
+            .concat(),
+            100,
+        );
+        assert_eq!(
+            got,
+            Ok(vec![Incoming::Binary(Bytes::from_static(&[0xff, 0xfe]))])
+        );
     }
 
     #[test]
