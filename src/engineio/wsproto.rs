@@ -5,6 +5,28 @@
 //! hands (instead of tungstenite's stream) is what lets an idle connection hold no buffers at
 //! all: the read buffer exists only while a read is being parsed, the write buffer only while
 //! a flush is in progress.
+//!
+//! Where RFC 6455 says SHOULD or leaves a choice, this side chose (tested here and, over a
+//! real connection case by case along the Autobahn suite, in `tests/websocket_rfc6455.rs`):
+//! - **UTF-8 fails fast.** Text is checked as each fragment arrives (§8.1), so a bad fragment
+//!   fails the connection (1007) without waiting for the rest of the message.
+//! - **Close codes.** A close frame is answered with the peer's own code (§5.5.1 "typically
+//!   echos"; `ws` does the same), without its reason; an empty one with an empty one. A code
+//!   no endpoint may send fails the connection with 1002: anything outside 1000–1003,
+//!   1007–1014 (§7.4.1 and IANA's registry, which added 1012–1014) and 3000–4999. A reason
+//!   that is not UTF-8 fails with 1007.
+//! - **Limits.** A message over `engine.max_payload`, in one frame or reassembled, fails with
+//!   1009, refused on its header before any of it is buffered (a 64-bit length with its top
+//!   bit set is simply too big). Frames are refused on their header as soon as it is wrong
+//!   (unmasked, reserved bits or opcode, fragmented or oversized control frame), without
+//!   reading the payload.
+//! - **Lengths in a longer form than needed** are accepted: the minimal-encoding MUST binds
+//!   the sender, and checking it protects nothing.
+//! - **Pongs** are not matched to pings (this layer sends none: Engine.IO has its own
+//!   heartbeat); unsolicited ones are ignored (§5.5.3).
+//! - **No extension or subprotocol** is ever negotiated, so every reserved bit is refused.
+//! - **After a close or a failure** nothing more is read; the server sends its close frame,
+//!   shuts down its side and waits (up to the ping timeout) for the client to close TCP.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -483,6 +505,98 @@ mod tests {
             got,
             Ok(vec![Incoming::Binary(Bytes::from_static(&[0xff, 0xfe]))])
         );
+    }
+
+    /// Autobahn 6.2–6.23 (Markus Kuhn's UTF-8 decoder stress test): valid sequences,
+    /// boundary code points and non-characters are text; five- and six-byte forms, code
+    /// points above U+10FFFF, lone and misplaced continuation bytes, overlong forms, UTF-16
+    /// surrogates (paired or not), 0xFE/0xFF and a sequence cut by the end of the message are
+    /// not. Each is sent in one frame and one byte per fragment; invalid bytes fail the
+    /// connection at the fragment that makes the text invalid, not at the end of the message.
+    #[test]
+    fn utf8_of_the_autobahn_cases() {
+        let valid: [&[u8]; 15] = [
+            "κόσμε".as_bytes(),
+            &[0x00],
+            &[0xc2, 0x80],
+            &[0xe0, 0xa0, 0x80],
+            &[0xf0, 0x90, 0x80, 0x80],
+            &[0x7f],
+            &[0xdf, 0xbf],
+            &[0xf4, 0x8f, 0xbf, 0xbf],
+            &[0xed, 0x9f, 0xbf],
+            &[0xee, 0x80, 0x80],
+            &[0xef, 0xbf, 0xbd],
+            &[0xef, 0xbf, 0xbe],
+            &[0xef, 0xbf, 0xbf],
+            &[0xef, 0xb7, 0x90],
+            &[0xf0, 0x9f, 0xbf, 0xbe],
+        ];
+        let invalid: [&[u8]; 21] = [
+            &[
+                0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+            ],
+            &[0xf8, 0x88, 0x80, 0x80, 0x80],
+            &[0xfc, 0x84, 0x80, 0x80, 0x80, 0x80],
+            &[0xf4, 0x90, 0x80, 0x80],
+            &[0x80],
+            &[0xbf],
+            &[0x80, 0xbf, 0x80],
+            &[0xc0, 0x20],
+            &[0xe0, 0x80],
+            &[0xc0, 0xaf],
+            &[0xe0, 0x80, 0xaf],
+            &[0xf0, 0x80, 0x80, 0xaf],
+            &[0xc1, 0xbf],
+            &[0xe0, 0x9f, 0xbf],
+            &[0xf0, 0x8f, 0xbf, 0xbf],
+            &[0xed, 0xa0, 0x80],
+            &[0xed, 0xbf, 0xbf],
+            &[0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80],
+            &[0xfe],
+            &[0xff],
+            &[0xfe, 0xfe, 0xff, 0xff],
+        ];
+        let fragmented = |text: &[u8]| -> Vec<Vec<u8>> {
+            let n = text.len();
+            (0..n)
+                .map(|i| client_frame(i + 1 == n, if i == 0 { 1 } else { 0 }, &text[i..=i]))
+                .collect()
+        };
+        for text in valid {
+            let expected = Incoming::Text(std::str::from_utf8(text).unwrap().into());
+            assert_eq!(
+                decode_all(&client_frame(true, 1, text), 100),
+                Ok(vec![expected])
+            );
+            let frames = fragmented(text).concat();
+            let expected = Incoming::Text(std::str::from_utf8(text).unwrap().into());
+            assert_eq!(decode_all(&frames, 100), Ok(vec![expected]), "{text:x?}");
+        }
+        for text in invalid {
+            let whole = decode_all(&client_frame(true, 1, text), 100);
+            assert_eq!(whole, Err(WsError::InvalidUtf8), "{text:x?}");
+            // Fail fast: the error comes with the first fragment that cannot be completed.
+            // The shortest prefix that no byte can complete.
+            let bad_at = (1..=text.len())
+                .find(|&k| std::str::from_utf8(&text[..k]).is_err_and(|e| e.error_len().is_some()))
+                .unwrap_or(text.len());
+            let mut dec = Decoder::new(100);
+            let mut buf = BytesMut::new();
+            let mut failed_at = None;
+            for (i, f) in fragmented(text).iter().enumerate() {
+                buf.extend_from_slice(f);
+                if let Err(e) = dec.decode(&mut buf) {
+                    assert_eq!(e, WsError::InvalidUtf8);
+                    failed_at = Some(i + 1);
+                    break;
+                }
+            }
+            assert!(
+                failed_at.is_some_and(|at| at <= bad_at),
+                "{text:x?} failed at {failed_at:?}, invalid at {bad_at}"
+            );
+        }
     }
 
     #[test]
