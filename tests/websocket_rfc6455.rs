@@ -829,3 +829,24 @@ async fn offered_extensions_are_declined() {
     c.expect_close(Some(1002)).await;
 }
 
+/// §4.2.2 / §4.4: a handshake for a version this server does not speak is refused, and the
+/// refusal names the version it does speak.
+#[tokio::test]
+async fn an_unknown_version_is_refused_with_the_supported_one() {
+    let server = start().await;
+    for version in ["8", "14", ""] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 400"), "{answer}");
+        assert!(answer.contains("sec-websocket-version: 13\r\n"), "{answer}");
+    }
+}

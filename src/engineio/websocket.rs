@@ -62,7 +62,13 @@ pub fn upgrade<B: Send + 'static>(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v == "13");
     let Some(key) = key.filter(|_| version_ok) else {
-        return refuse(StatusCode::BAD_REQUEST, EngineError::BadRequest.message());
+        let mut res = refuse(StatusCode::BAD_REQUEST, EngineError::BadRequest.message());
+        // RFC 6455 §4.4: a refused version is answered with the one this server speaks.
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return res;
     };
     // A new session needs a slot (capacity, handshake rate, drain) before the 101 goes out.
     let target = match verified {
