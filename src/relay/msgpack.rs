@@ -123,6 +123,19 @@ pub fn from_json(value: &Value, attachments: &[Bytes]) -> Result<Mp, MsgpackErro
     })
 }
 
+/// Whether `value` holds a map whose `_placeholder` is `true` (what socket.io-parser on the
+/// client side reconstructs as an attachment).
+pub fn has_placeholder_map(value: &Mp) -> bool {
+    match value {
+        Mp::Array(items) => items.iter().any(has_placeholder_map),
+        Mp::Map(entries) => entries.iter().any(|(k, v)| {
+            (k.as_str() == Some("_placeholder") && *v == Mp::Boolean(true))
+                || has_placeholder_map(v)
+        }),
+        _ => false,
+    }
+}
+
 fn placeholder_num(obj: &Map<String, Value>) -> Option<u64> {
     if obj.len() == 2 && obj.get("_placeholder") == Some(&Value::Bool(true)) {
         obj.get("num").and_then(Value::as_u64)
