@@ -10,62 +10,23 @@
 //! file checks what the connection does with them: pongs, close handshakes, close codes, and
 //! that nothing is read after a close or a failure.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
-use socket_gateway::server::{self, Readiness};
-use socket_gateway::socketio::{Event, NamespaceHandler, Socket, SocketIo, SocketIoConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// The listener's `engine.max_payload`.
 const MAX_PAYLOAD: usize = 100_000;
 
-struct Echo;
-
-impl NamespaceHandler for Echo {
-    fn on_event(&self, socket: &Arc<Socket>, event: Event) {
-        let _ = socket.emit_binary("echo", event.args, event.attachments);
-    }
-}
-
-struct Server {
-    addr: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+type Server = support::EchoServer;
 
 async fn start() -> Server {
-    let io = SocketIo::builder(SocketIoConfig::default())
-        .namespace("/", Arc::new(Echo))
-        .build();
-    let cfg = EngineConfig {
-        path: "/socket.io/".into(),
-        max_payload: MAX_PAYLOAD,
-        origins: OriginPolicy::Any,
-        // Short, so a server waiting for the peer's close never holds a test up.
-        ping_timeout: Duration::from_secs(2),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(cfg, io);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        engine,
-        server::health_routes(Readiness::default()),
-        async move {
-            let _ = rx.await;
-        },
-        server::Drain {
-            window: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
-    Server { addr, _stop: tx }
+    // A short ping timeout, so a server waiting for the peer's close never holds a test up.
+    support::start_echo(MAX_PAYLOAD, Duration::from_secs(2)).await
 }
 
 /// A frame from the server.
@@ -106,6 +67,17 @@ fn frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
+}
+
+/// A text message in fragments of `size` bytes (the first with the text opcode, the last
+/// with FIN).
+fn fragmented_text(message: &[u8], size: usize) -> Vec<u8> {
+    let parts: Vec<&[u8]> = message.chunks(size).collect();
+    parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| frame(i + 1 == parts.len(), 0, u8::from(i == 0), p))
+        .collect()
 }
 
 fn text(payload: &[u8]) -> Vec<u8> {
@@ -414,20 +386,26 @@ async fn unsolicited_pongs_are_ignored() {
 async fn reserved_bits_fail_the_connection() {
     let server = start().await;
     for rsv in 1..=7u8 {
-        let mut c = Client::connect(&server).await;
-        let mut bytes = text(event("before").as_bytes());
         let bad = match rsv {
             // 3.6 and 3.7 carry the bit on a binary and a ping frame.
             6 => frame(true, rsv, 2, &[1, 2, 3]),
             7 => frame(true, rsv, 9, b""),
             _ => frame(true, rsv, 1, event("bad").as_bytes()),
         };
-        bytes.extend(bad);
-        bytes.extend(frame(true, 0, 9, b"after"));
-        c.send(&bytes).await;
-        c.expect_echo("before").await;
-        c.expect_close(Some(1002)).await;
+        fails_after_an_echo(&server, bad, 1002).await;
     }
+}
+
+/// Sends a valid message, `bad` and a ping in one write: the message is echoed, then the
+/// connection fails with `code` and the ping is never answered.
+async fn fails_after_an_echo(server: &Server, bad: Vec<u8>, code: u16) {
+    let mut c = Client::connect(server).await;
+    let mut bytes = text(event("before").as_bytes());
+    bytes.extend(bad);
+    bytes.extend(frame(true, 0, 9, b"after"));
+    c.send(&bytes).await;
+    c.expect_echo("before").await;
+    c.expect_close(Some(code)).await;
 }
 
 /// 4.1.1–4.1.5, 4.2.1–4.2.5: reserved data opcodes (3–7) and control opcodes (11–15) fail the
@@ -439,18 +417,8 @@ async fn reserved_opcodes_fail_the_connection() {
         .into_iter()
         .enumerate()
     {
-        let mut c = Client::connect(&server).await;
-        let mut bytes = text(event("before").as_bytes());
-        bytes.extend(frame(
-            true,
-            0,
-            opcode,
-            if i % 2 == 0 { b"" } else { b"payload" },
-        ));
-        bytes.extend(frame(true, 0, 9, b"after"));
-        c.send(&bytes).await;
-        c.expect_echo("before").await;
-        c.expect_close(Some(1002)).await;
+        let payload: &[u8] = if i % 2 == 0 { b"" } else { b"payload" };
+        fails_after_an_echo(&server, frame(true, 0, opcode, payload), 1002).await;
     }
 }
 
@@ -606,12 +574,7 @@ async fn text_must_be_utf8() {
         c.send(&text(message.as_bytes())).await;
         c.expect_echo(s).await;
         // 6.2, 6.6: split at every byte, so inside every multi-byte character.
-        let mut bytes = Vec::new();
-        let n = message.len();
-        for (i, byte) in message.as_bytes().iter().enumerate() {
-            bytes.extend(frame(i + 1 == n, 0, if i == 0 { 1 } else { 0 }, &[*byte]));
-        }
-        c.send(&bytes).await;
+        c.send(&fragmented_text(message.as_bytes(), 1)).await;
         c.expect_echo(s).await;
     }
     // 6.1: empty fragments around a message.
@@ -749,13 +712,8 @@ async fn messages_up_to_the_limit() {
     c.send(&text(&payload)).await;
     c.expect_echo(&s).await;
     for fragment in [64, 256, 1024, 4096, 16384, 65536] {
-        let parts: Vec<&[u8]> = payload.chunks(fragment).collect();
-        let bytes: Vec<u8> = parts
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| frame(i + 1 == parts.len(), 0, if i == 0 { 1 } else { 0 }, p))
-            .collect();
-        c.send_chopped(&bytes, 4096).await;
+        c.send_chopped(&fragmented_text(&payload, fragment), 4096)
+            .await;
         c.expect_echo(&s).await;
     }
     let data = vec![0x5a; MAX_PAYLOAD];
@@ -802,13 +760,7 @@ async fn auto_fragmented_message() {
     let server = start().await;
     let mut c = Client::connect(&server).await;
     let (payload, s) = text_of_len(65536);
-    let parts: Vec<&[u8]> = payload.chunks(1300).collect();
-    let bytes: Vec<u8> = parts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| frame(i + 1 == parts.len(), 0, if i == 0 { 1 } else { 0 }, p))
-        .collect();
-    c.send(&bytes).await;
+    c.send(&fragmented_text(&payload, 1300)).await;
     c.expect_echo(&s).await;
     c.close_with(1000).await;
 }
