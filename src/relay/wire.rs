@@ -477,6 +477,20 @@ mod tests {
         assert_eq!(b.packet.kind, PacketType::Event);
     }
 
+    /// Found by the relay_broadcast fuzz target (as it found it): in data, maps whose
+    /// repeated keys replaced a binary, which stayed an attachment.
+    #[test]
+    fn replaced_binaries_in_nested_maps_are_no_attachments() {
+        let bytes = hex(
+            "93a64b494b64656783a47479706502a46461746199a56865fcff93a661626383a474e5797283\
+             64c4006c6474e57972836cc4006c64c400c4006f6666",
+        );
+        let b = decode_broadcast(&bytes).unwrap();
+        let data = b.packet.data.unwrap();
+        let placeholders = data.to_string().matches("_placeholder").count();
+        assert_eq!(b.packet.attachments.len(), placeholders);
+    }
+
     /// A `{_placeholder: true}` map beside real binaries would be taken by the clients'
     /// parser for an attachment (any index, or one out of range that fails their connection
     /// on every replay): refused. Without binaries it is plain data, as in Node.
