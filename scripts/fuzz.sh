@@ -14,7 +14,8 @@
 #
 # Environment: FUZZ_RSS_MB (memory limit per target, default 2048), FUZZ_TIMEOUT (seconds one
 # input may take, default 10), FUZZ_RUNS=N (stop a target after N executions, SECONDS being
-# then only a cap), FUZZ_FORK=N (run N processes per target, default 1).
+# then only a cap), FUZZ_MAX_LEN=N (largest input in bytes, default libFuzzer's 4096: smaller
+# inputs run faster), FUZZ_FORK=N (run N processes per target, default 1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,6 +67,7 @@ for target in "${targets[@]}"; do
     -detect_leaks=1 \
     -print_final_stats=1 \
     ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} \
+    ${FUZZ_MAX_LEN:+-max_len=$FUZZ_MAX_LEN} \
     ${FUZZ_FORK:+-fork=$FUZZ_FORK} \
     >"$logfile" 2>&1 || rc=$?
   execs=$(awk '/stat::number_of_executed_units/ { s += $NF } END { print s + 0 }' "$logfile")

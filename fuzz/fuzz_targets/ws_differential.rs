@@ -29,8 +29,8 @@ use socket_gateway::fuzzing::{WsDecoder, WsIncoming};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::Message;
 
-/// The limit both sides get; small, so fuzz inputs reach it.
-const MAX: usize = 1024;
+/// The limit both sides get; small, so inputs of a few hundred bytes reach it.
+const MAX: usize = 256;
 
 #[derive(Debug, PartialEq)]
 enum Event {
