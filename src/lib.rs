@@ -6,6 +6,9 @@
 pub mod app;
 pub mod config;
 pub mod engineio;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod limits;
 pub mod metrics;

@@ -1,51 +1,17 @@
 //! Garbage over real connections: every malformed, oversized, truncated or badly placeheld
 //! packet gets an error or a clean close, the server never panics, and it keeps serving.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use socket_gateway::engineio::{Engine, EngineConfig, OriginPolicy};
-use socket_gateway::server::{self, Readiness};
-use socket_gateway::socketio::{Event, NamespaceHandler, Socket, SocketIo, SocketIoConfig};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Echo;
-
-impl NamespaceHandler for Echo {
-    fn on_event(&self, socket: &Arc<Socket>, event: Event) {
-        let _ = socket.emit_binary("echo", event.args, event.attachments);
-    }
-}
-
-async fn start() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let io = SocketIo::builder(SocketIoConfig::default())
-        .namespace("/", Arc::new(Echo))
-        .build();
-    let cfg = EngineConfig {
-        path: "/socket.io/".into(),
-        max_payload: 10_000,
-        origins: OriginPolicy::Any,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(cfg, io);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        engine,
-        server::health_routes(Readiness::default()),
-        async move {
-            let _ = rx.await;
-        },
-        server::Drain {
-            window: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
-    (addr, tx)
+async fn start() -> (std::net::SocketAddr, support::EchoServer) {
+    let server = support::start_echo(10_000, Duration::from_millis(20_000)).await;
+    (server.addr, server)
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;

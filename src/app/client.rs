@@ -142,27 +142,15 @@ impl AppClient {
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
-        let reply = self
-            .send(AppCall::Session, self.get(&self.session_url, creds))
-            .await?;
-        match reply.status {
-            StatusCode::OK => Ok(reply
-                .json::<Option<SessionBody>>()?
-                .map(|b| SessionInfo { user: b.user })),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
-            _ => Err(reply.unexpected_status()),
-        }
+        self.send(AppCall::Session, self.get(&self.session_url, creds))
+            .await?
+            .session()
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
-        let reply = self
-            .send(AppCall::Memberships, self.get(&self.memberships_url, creds))
-            .await?;
-        match reply.status {
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.unexpected_status()),
-        }
+        self.send(AppCall::Memberships, self.get(&self.memberships_url, creds))
+            .await?
+            .memberships()
     }
 
     pub async fn authorize(
@@ -173,12 +161,7 @@ impl AppClient {
         let req = self
             .get(&self.authorize_url, creds)
             .query(&[("room", room)]);
-        let reply = self.send(AppCall::Authorize, req).await?;
-        match reply.status {
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.refused()),
-        }
+        self.send(AppCall::Authorize, req).await?.authorization()
     }
 
     pub async fn forward_event(
@@ -192,24 +175,56 @@ impl AppClient {
             path.pop_if_empty().push(event);
         }
         let req = self.http.post(url).headers(Self::headers(creds)).json(body);
-        let reply = self.send(AppCall::Event, req).await?;
-        match reply.status {
-            StatusCode::OK if reply.body.is_empty() => Ok(EventReply::default()),
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.refused()),
-        }
+        self.send(AppCall::Event, req).await?.event_reply()
     }
 }
 
-/// An answer that was not an outage, to be read as the call expects.
-struct Reply {
-    call: &'static str,
-    status: StatusCode,
-    body: bytes::Bytes,
+/// An answer that was not an outage (no 5xx, no 429), to be read as the call expects. Kept
+/// apart from the HTTP exchange so the reading is a plain function of status and body (the
+/// `app_answers` fuzz target feeds it arbitrary ones).
+pub(crate) struct Reply {
+    pub(crate) call: &'static str,
+    pub(crate) status: StatusCode,
+    pub(crate) body: bytes::Bytes,
 }
 
 impl Reply {
+    /// `Ok(None)` only when the app answered that there is no valid session.
+    pub(crate) fn session(&self) -> Result<Option<SessionInfo>, AppError> {
+        match self.status {
+            StatusCode::OK => Ok(self
+                .json::<Option<SessionBody>>()?
+                .map(|b| SessionInfo { user: b.user })),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(self.unexpected_status()),
+        }
+    }
+
+    pub(crate) fn memberships(&self) -> Result<Memberships, AppError> {
+        match self.status {
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.unexpected_status()),
+        }
+    }
+
+    pub(crate) fn authorization(&self) -> Result<Authorization, AppError> {
+        match self.status {
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.refused()),
+        }
+    }
+
+    pub(crate) fn event_reply(&self) -> Result<EventReply, AppError> {
+        match self.status {
+            StatusCode::OK if self.body.is_empty() => Ok(EventReply::default()),
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.refused()),
+        }
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
         serde_json::from_slice(&self.body).map_err(|_| AppError::Unavailable {
             call: self.call,

@@ -16,7 +16,7 @@ pub mod request;
 pub mod session;
 pub mod sid;
 pub mod websocket;
-mod wsproto;
+pub(crate) mod wsproto;
 
 pub use admission::Refusal;
 pub use config::{EngineConfig, HandshakeRate, OriginPolicy};

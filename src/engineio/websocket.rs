@@ -63,7 +63,13 @@ pub async fn upgrade<B: Send + 'static>(
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v == "13");
     let Some(key) = key.filter(|_| version_ok) else {
-        return refuse(StatusCode::BAD_REQUEST, EngineError::BadRequest.message());
+        let mut res = refuse(StatusCode::BAD_REQUEST, EngineError::BadRequest.message());
+        // RFC 6455 §4.4: a refused version is answered with the one this server speaks.
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return res;
     };
     // A new session needs a slot (capacity, handshake rate, drain) before the 101 goes out.
     let target = match verified {
@@ -400,7 +406,8 @@ async fn run(engine: &Engine, session: &Arc<Session>, mut conn: Conn) {
                 // An oversized message gets the WebSocket code for it, as the reference's.
                 (CloseReason::PayloadTooLarge, _) => Some((1009, "message too big")),
                 (_, Some(WsClose::Error(e))) => Some((e.close_code(), "protocol error")),
-                (_, Some(WsClose::Peer(Some(_)))) => Some((1000, "")),
+                // The peer's own code back, as RFC 6455 §5.5.1 suggests and `ws` does.
+                (_, Some(WsClose::Peer(Some(code)))) => Some((code, "")),
                 _ => None,
             };
             conn.close(code, linger).await;

@@ -5,6 +5,28 @@
 //! hands (instead of tungstenite's stream) is what lets an idle connection hold no buffers at
 //! all: the read buffer exists only while a read is being parsed, the write buffer only while
 //! a flush is in progress.
+//!
+//! Where RFC 6455 says SHOULD or leaves a choice, this side chose (tested here and, over a
+//! real connection case by case along the Autobahn suite, in `tests/websocket_rfc6455.rs`):
+//! - **UTF-8 fails fast.** Text is checked as each fragment arrives (§8.1), so a bad fragment
+//!   fails the connection (1007) without waiting for the rest of the message.
+//! - **Close codes.** A close frame is answered with the peer's own code (§5.5.1 "typically
+//!   echos"; `ws` does the same), without its reason; an empty one with an empty one. A code
+//!   no endpoint may send fails the connection with 1002: anything outside 1000–1003,
+//!   1007–1014 (§7.4.1 and IANA's registry, which added 1012–1014) and 3000–4999. A reason
+//!   that is not UTF-8 fails with 1007.
+//! - **Limits.** A message over `engine.max_payload`, in one frame or reassembled, fails with
+//!   1009, refused on its header before any of it is buffered (a 64-bit length with its top
+//!   bit set is simply too big). Frames are refused on their header as soon as it is wrong
+//!   (unmasked, reserved bits or opcode, fragmented or oversized control frame), without
+//!   reading the payload.
+//! - **Lengths in a longer form than needed** are accepted: the minimal-encoding MUST binds
+//!   the sender, and checking it protects nothing.
+//! - **Pongs** are not matched to pings (this layer sends none: Engine.IO has its own
+//!   heartbeat); unsolicited ones are ignored (§5.5.3).
+//! - **No extension or subprotocol** is ever negotiated, so every reserved bit is refused.
+//! - **After a close or a failure** nothing more is read; the server sends its close frame,
+//!   shuts down its side and waits (up to the ping timeout) for the client to close TCP.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -89,8 +111,18 @@ pub enum Incoming {
 /// reads, which browsers never send for Engine.IO's small packets.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    partial: Option<(Opcode, BytesMut)>,
+    partial: Option<Fragmented>,
     max_message: usize,
+}
+
+/// The parts of a fragmented message received so far.
+#[derive(Debug)]
+struct Fragmented {
+    opcode: Opcode,
+    data: BytesMut,
+    /// For text: how many bytes of `data` are known to be valid UTF-8, so each fragment is
+    /// checked once, as it arrives (fail fast, RFC 6455 §8.1).
+    utf8_checked: usize,
 }
 
 impl Decoder {
@@ -119,24 +151,32 @@ impl Decoder {
             if header.opcode.is_control() {
                 return control(header.opcode, payload.freeze()).map(Some);
             }
-            let (opcode, data) = match (header.opcode, self.partial.take()) {
+            let mut message = match (header.opcode, self.partial.take()) {
                 (Opcode::Continuation, None) => {
                     return Err(WsError::Protocol("continuation without a message"))
                 }
-                (Opcode::Continuation, Some((opcode, mut parts))) => {
-                    if parts.len() + payload.len() > self.max_message {
+                (Opcode::Continuation, Some(mut parts)) => {
+                    if parts.data.len() + payload.len() > self.max_message {
                         return Err(WsError::TooBig(self.max_message));
                     }
-                    parts.extend_from_slice(&payload);
-                    (opcode, parts)
+                    parts.data.extend_from_slice(&payload);
+                    parts
                 }
                 (_, Some(_)) => return Err(WsError::Protocol("message interrupted by another")),
-                (opcode, None) => (opcode, payload),
+                (opcode, None) => Fragmented {
+                    opcode,
+                    data: payload,
+                    utf8_checked: 0,
+                },
             };
             if !header.fin {
-                self.partial = Some((opcode, data));
+                if message.opcode == Opcode::Text {
+                    message.utf8_checked = utf8_prefix(&message.data, message.utf8_checked)?;
+                }
+                self.partial = Some(message);
                 continue;
             }
+            let Fragmented { opcode, data, .. } = message;
             let data = data.freeze();
             return match opcode {
                 Opcode::Text => Utf8Bytes::try_from(data)
@@ -148,17 +188,44 @@ impl Decoder {
     }
 }
 
+/// How much of `data` is valid UTF-8 so far, checking from `from` (where the last check left
+/// off); a sequence cut at the end may still be completed by the next fragment.
+fn utf8_prefix(data: &[u8], from: usize) -> Result<usize, WsError> {
+    let rest = data.get(from..).unwrap_or_default();
+    match std::str::from_utf8(rest) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(_) => Err(WsError::InvalidUtf8),
+    }
+}
+
 fn control(opcode: Opcode, payload: Bytes) -> Result<Incoming, WsError> {
     Ok(match opcode {
         Opcode::Ping => Incoming::Ping(payload),
         Opcode::Pong => Incoming::Pong,
-        _ => match payload.len() {
-            0 => Incoming::Close(None),
-            1 => return Err(WsError::Protocol("close payload of one byte")),
-            _ if std::str::from_utf8(&payload[2..]).is_err() => return Err(WsError::InvalidUtf8),
-            _ => Incoming::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))),
+        _ => match *payload {
+            [] => Incoming::Close(None),
+            [_] => return Err(WsError::Protocol("close payload of one byte")),
+            [hi, lo, ref reason @ ..] => {
+                let code = u16::from_be_bytes([hi, lo]);
+                if !is_sendable_close_code(code) {
+                    return Err(WsError::Protocol("invalid close code"));
+                }
+                if std::str::from_utf8(reason).is_err() {
+                    return Err(WsError::InvalidUtf8);
+                }
+                Incoming::Close(Some(code))
+            }
         },
     })
+}
+
+/// Whether an endpoint may put `code` in a close frame (RFC 6455 §7.4): the codes the RFC
+/// and IANA's registry define for sending (1000–1003, 1007–1014), and the ranges left to
+/// libraries (3000–3999) and applications (4000–4999). 1004 is reserved, 1005, 1006 and 1015
+/// must never be sent, 1016–2999 are unassigned, everything else is out of range.
+fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 struct Header {
@@ -377,6 +444,159 @@ mod tests {
             decode_all(&interrupted, 100),
             Err(WsError::Protocol(_))
         ));
+    }
+
+    /// RFC 6455 §7.4: a close frame's status code must be one the RFC or IANA's registry
+    /// defines for endpoints to send; any other fails the connection (1002).
+    #[test]
+    fn close_codes_outside_the_registry_fail_the_connection() {
+        let close = |code: u16| decode_all(&client_frame(true, 8, &code.to_be_bytes()), 100);
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(code),
+                Err(WsError::Protocol("invalid close code")),
+                "close code {code}"
+            );
+        }
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ] {
+            assert_eq!(
+                close(code),
+                Ok(vec![Incoming::Close(Some(code))]),
+                "close code {code}"
+            );
+        }
+    }
+
+    /// RFC 6455 §8.1 / Autobahn 6.4: invalid UTF-8 in a text fragment fails the connection
+    /// when that fragment arrives, not when the message ends; a character cut between two
+    /// fragments is fine.
+    #[test]
+    fn invalid_utf8_fails_at_the_fragment_that_carries_it() {
+        let mut dec = Decoder::new(100);
+        let mut buf = BytesMut::from(&client_frame(false, 1, "κόσμε".as_bytes()[..3].as_ref())[..]);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        buf.extend(client_frame(false, 0, &"κόσμε".as_bytes()[3..]));
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+        buf.extend(client_frame(
+            false,
+            0,
+            &[0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80],
+        ));
+        assert_eq!(dec.decode(&mut buf), Err(WsError::InvalidUtf8));
+
+        let mut dec = Decoder::new(100);
+        let mut buf = BytesMut::from(&client_frame(false, 1, &[b'4', 0xf4, 0x90])[..]);
+        assert_eq!(dec.decode(&mut buf), Err(WsError::InvalidUtf8));
+        // Binary fragments are not text.
+        let got = decode_all(
+            &[
+                client_frame(false, 2, &[0xff]),
+                client_frame(true, 0, &[0xfe]),
+            ]
+            .concat(),
+            100,
+        );
+        assert_eq!(
+            got,
+            Ok(vec![Incoming::Binary(Bytes::from_static(&[0xff, 0xfe]))])
+        );
+    }
+
+    /// Autobahn 6.2–6.23 (Markus Kuhn's UTF-8 decoder stress test): valid sequences,
+    /// boundary code points and non-characters are text; five- and six-byte forms, code
+    /// points above U+10FFFF, lone and misplaced continuation bytes, overlong forms, UTF-16
+    /// surrogates (paired or not), 0xFE/0xFF and a sequence cut by the end of the message are
+    /// not. Each is sent in one frame and one byte per fragment; invalid bytes fail the
+    /// connection at the fragment that makes the text invalid, not at the end of the message.
+    #[test]
+    fn utf8_of_the_autobahn_cases() {
+        let valid: [&[u8]; 15] = [
+            "κόσμε".as_bytes(),
+            &[0x00],
+            &[0xc2, 0x80],
+            &[0xe0, 0xa0, 0x80],
+            &[0xf0, 0x90, 0x80, 0x80],
+            &[0x7f],
+            &[0xdf, 0xbf],
+            &[0xf4, 0x8f, 0xbf, 0xbf],
+            &[0xed, 0x9f, 0xbf],
+            &[0xee, 0x80, 0x80],
+            &[0xef, 0xbf, 0xbd],
+            &[0xef, 0xbf, 0xbe],
+            &[0xef, 0xbf, 0xbf],
+            &[0xef, 0xb7, 0x90],
+            &[0xf0, 0x9f, 0xbf, 0xbe],
+        ];
+        let invalid: [&[u8]; 21] = [
+            &[
+                0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+            ],
+            &[0xf8, 0x88, 0x80, 0x80, 0x80],
+            &[0xfc, 0x84, 0x80, 0x80, 0x80, 0x80],
+            &[0xf4, 0x90, 0x80, 0x80],
+            &[0x80],
+            &[0xbf],
+            &[0x80, 0xbf, 0x80],
+            &[0xc0, 0x20],
+            &[0xe0, 0x80],
+            &[0xc0, 0xaf],
+            &[0xe0, 0x80, 0xaf],
+            &[0xf0, 0x80, 0x80, 0xaf],
+            &[0xc1, 0xbf],
+            &[0xe0, 0x9f, 0xbf],
+            &[0xf0, 0x8f, 0xbf, 0xbf],
+            &[0xed, 0xa0, 0x80],
+            &[0xed, 0xbf, 0xbf],
+            &[0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80],
+            &[0xfe],
+            &[0xff],
+            &[0xfe, 0xfe, 0xff, 0xff],
+        ];
+        let fragmented = |text: &[u8]| -> Vec<Vec<u8>> {
+            let n = text.len();
+            (0..n)
+                .map(|i| client_frame(i + 1 == n, if i == 0 { 1 } else { 0 }, &text[i..=i]))
+                .collect()
+        };
+        for text in valid {
+            let expected = Incoming::Text(std::str::from_utf8(text).unwrap().into());
+            assert_eq!(
+                decode_all(&client_frame(true, 1, text), 100),
+                Ok(vec![expected])
+            );
+            let frames = fragmented(text).concat();
+            let expected = Incoming::Text(std::str::from_utf8(text).unwrap().into());
+            assert_eq!(decode_all(&frames, 100), Ok(vec![expected]), "{text:x?}");
+        }
+        for text in invalid {
+            let whole = decode_all(&client_frame(true, 1, text), 100);
+            assert_eq!(whole, Err(WsError::InvalidUtf8), "{text:x?}");
+            // Fail fast: the error comes with the first fragment that cannot be completed.
+            // The shortest prefix that no byte can complete.
+            let bad_at = (1..=text.len())
+                .find(|&k| std::str::from_utf8(&text[..k]).is_err_and(|e| e.error_len().is_some()))
+                .unwrap_or(text.len());
+            let mut dec = Decoder::new(100);
+            let mut buf = BytesMut::new();
+            let mut failed_at = None;
+            for (i, f) in fragmented(text).iter().enumerate() {
+                buf.extend_from_slice(f);
+                if let Err(e) = dec.decode(&mut buf) {
+                    assert_eq!(e, WsError::InvalidUtf8);
+                    failed_at = Some(i + 1);
+                    break;
+                }
+            }
+            assert!(
+                failed_at.is_some_and(|at| at <= bad_at),
+                "{text:x?} failed at {failed_at:?}, invalid at {bad_at}"
+            );
+        }
     }
 
     #[test]

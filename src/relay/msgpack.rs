@@ -68,13 +68,16 @@ pub fn to_json(
                 .collect::<Result<_, _>>()?,
         ),
         Mp::Map(entries) => {
+            let keys: Vec<String> = entries.iter().map(|(k, _)| json_key(k)).collect();
+            let replaced = replaced_keys(&keys);
             let mut obj = Map::with_capacity(entries.len());
-            for (k, v) in entries {
-                let key = match k {
-                    Mp::String(s) => s.into_str().unwrap_or_default(),
-                    other => other.to_string(),
-                };
-                obj.insert(key, to_json(v, attachments, depth + 1)?);
+            for ((key, (_, v)), replaced) in keys.into_iter().zip(entries).zip(replaced) {
+                // A repeated key keeps its last value, as a JS decoder assigns keys in order
+                // (here at the place of its last occurrence). A value it replaces is never
+                // converted: its binaries would be attachments no placeholder refers to.
+                if !replaced {
+                    obj.insert(key, to_json(v, attachments, depth + 1)?);
+                }
             }
             Value::Object(obj)
         }
@@ -83,6 +86,33 @@ pub fn to_json(
         // notepack's `undefined` (fixext1 type 0), or an unknown extension: no JSON form.
         Mp::Ext(_, _) => Value::Null,
     })
+}
+
+/// A map key as the JSON key it becomes (a JS decoder makes every key a string).
+fn json_key(key: &Mp) -> String {
+    match key {
+        Mp::String(s) => s.as_str().unwrap_or_default().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// For each key, whether the same key comes again later in the map.
+fn replaced_keys(keys: &[String]) -> Vec<bool> {
+    // Pairwise for the small maps of real payloads; indexed for large ones.
+    if keys.len() <= 32 {
+        return (0..keys.len())
+            .map(|i| keys[i + 1..].contains(&keys[i]))
+            .collect();
+    }
+    let last: std::collections::HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| last.get(k.as_str()) != Some(&i))
+        .collect()
 }
 
 /// JSON (with placeholders) → msgpack, putting each attachment back in its place as `bin`.
@@ -121,6 +151,19 @@ pub fn from_json(value: &Value, attachments: &[Bytes]) -> Result<Mp, MsgpackErro
             )
         }
     })
+}
+
+/// Whether `value` holds a map whose `_placeholder` is `true` (what socket.io-parser on the
+/// client side reconstructs as an attachment).
+pub fn has_placeholder_map(value: &Mp) -> bool {
+    match value {
+        Mp::Array(items) => items.iter().any(has_placeholder_map),
+        Mp::Map(entries) => entries.iter().any(|(k, v)| {
+            (k.as_str() == Some("_placeholder") && *v == Mp::Boolean(true))
+                || has_placeholder_map(v)
+        }),
+        _ => false,
+    }
 }
 
 fn placeholder_num(obj: &Map<String, Value>) -> Option<u64> {
@@ -196,6 +239,41 @@ mod tests {
     fn a_placeholder_without_attachment_is_an_error() {
         let data = json!([{"_placeholder": true, "num": 3}]);
         assert!(from_json(&data, &[]).is_err());
+    }
+
+    /// Found by the relay_broadcast fuzz target: in a map with a repeated key, the value the
+    /// last one replaced still brought its binary as an attachment, which no placeholder
+    /// referred to any more. A repeated key keeps its last value, as a JS decoder reads it.
+    #[test]
+    fn a_replaced_value_brings_no_attachment() {
+        let map = |entries: Vec<(Mp, Mp)>| Mp::Array(vec![Mp::Map(entries)]);
+        let mut att = Vec::new();
+        let got = to_json(
+            map(vec![
+                (Mp::from("x"), Mp::Binary(vec![1])),
+                (Mp::from("y"), Mp::Binary(vec![2])),
+                // The integer 7 and the string "7" are the same JSON key.
+                (Mp::from(7), Mp::Binary(vec![3])),
+                (Mp::from("7"), Mp::from(true)),
+                (Mp::from("x"), Mp::from(1)),
+            ]),
+            &mut att,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            json!([{"y": {"_placeholder": true, "num": 0}, "7": true, "x": 1}])
+        );
+        assert_eq!(att, vec![Bytes::from_static(&[2])]);
+        // Large maps take the other path of the same rule.
+        let mut entries: Vec<(Mp, Mp)> = (0..100).map(|i| (Mp::from(i), Mp::from(i))).collect();
+        entries.insert(0, (Mp::from(50), Mp::Binary(vec![9])));
+        let mut att = Vec::new();
+        let got = to_json(map(entries), &mut att, 0).unwrap();
+        assert!(att.is_empty());
+        assert_eq!(got[0]["50"], json!(50));
+        assert_eq!(got[0].as_object().map(Map::len), Some(100));
     }
 
     #[test]

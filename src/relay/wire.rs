@@ -105,23 +105,20 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<RemoteBroadcast, WireError> {
         Mp::String(s) => s.as_str().unwrap_or_default().to_owned(),
         _ => String::new(),
     };
-    let mut attachments = Vec::new();
-    let packet = msgpack::to_json(packet, &mut attachments, 0)?;
+    let Mp::Map(packet) = packet else {
+        return Err(WireError::Shape("packet is not a map"));
+    };
     let opts = msgpack::to_json(opts, &mut Vec::new(), 0)?;
-    let kind = packet.get("type").and_then(Value::as_u64);
+    let kind = field(&packet, "type").and_then(Mp::as_u64);
     // EVENT (2) or BINARY_EVENT (5): Node publishes the packet before the parser splits it.
     if !matches!(kind, Some(2 | 5)) {
         return Err(WireError::Shape("packet is not an event"));
     }
-    let nsp = packet
-        .get("nsp")
-        .and_then(Value::as_str)
-        .unwrap_or("/")
-        .to_owned();
-    let data = match packet.get("data") {
-        Some(d @ Value::Array(items)) if !items.is_empty() => d.clone(),
-        _ => return Err(WireError::Shape("packet data is not a non-empty array")),
+    let nsp = match field(&packet, "nsp") {
+        Some(Mp::String(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        _ => "/".to_owned(),
     };
+    let (data, attachments) = event_data(packet)?;
     let target = BroadcastTarget {
         rooms: room_list(opts.get("rooms")),
         except: room_list(opts.get("except")),
@@ -139,6 +136,39 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<RemoteBroadcast, WireError> {
         nsp,
         target,
     })
+}
+
+/// The value of `name` in a msgpack map; the last one when it is there twice, as a JS
+/// decoder (which assigns the keys in order) reads it.
+fn field<'a>(map: &'a [(Mp, Mp)], name: &str) -> Option<&'a Mp> {
+    map.iter()
+        .rev()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+}
+
+/// A msgpack packet's `data` (a non-empty array) as JSON, its `bin` values moved into
+/// attachments. Only `data` brings attachments: a `bin` anywhere else in the message (another
+/// key, a duplicate `data` that the last one replaces) belongs to no argument.
+fn event_data(mut packet: Vec<(Mp, Mp)>) -> Result<(Value, Vec<Bytes>), WireError> {
+    let data = packet
+        .iter()
+        .rposition(|(k, _)| k.as_str() == Some("data"))
+        .map(|i| packet.swap_remove(i).1);
+    let data = match data {
+        Some(d @ Mp::Array(_)) if d.as_array().is_some_and(|items| !items.is_empty()) => d,
+        _ => return Err(WireError::Shape("packet data is not a non-empty array")),
+    };
+    // Beside real binaries, a `{_placeholder: true}` map is what the clients' parser takes
+    // for an attachment: any index, or one out of range that fails their connection (and
+    // again on every replay from the recovery log). Without binaries it is plain data.
+    let placeholder_map = msgpack::has_placeholder_map(&data);
+    let mut attachments = Vec::new();
+    let json = msgpack::to_json(data, &mut attachments, 0)?;
+    if placeholder_map && !attachments.is_empty() {
+        return Err(WireError::Shape("a placeholder object beside binary data"));
+    }
+    Ok((json, attachments))
 }
 
 fn event_packet(nsp: &str, data: Value, attachments: Vec<Bytes>, id: Option<u64>) -> Packet {
@@ -236,11 +266,15 @@ pub enum RequestKind {
 }
 
 pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
-    let mut attachments = Vec::new();
-    let v: Value = if bytes.first() == Some(&b'{') {
-        serde_json::from_slice(bytes)?
+    // A msgpack request is also kept as it came: a broadcast's attachments are its data's.
+    let (v, packed): (Value, _) = if bytes.first() == Some(&b'{') {
+        (serde_json::from_slice(bytes)?, None)
     } else {
-        msgpack::to_json(msgpack::decode(bytes)?, &mut attachments, 0)?
+        let packed = msgpack::decode(bytes)?;
+        (
+            msgpack::to_json(packed.clone(), &mut Vec::new(), 0)?,
+            Some(packed),
+        )
     };
     let kind = v
         .get("type")
@@ -301,9 +335,19 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
         t::BROADCAST => {
             let packet = v.get("packet").ok_or(WireError::Shape("no packet"))?;
             let nsp = packet.get("nsp").and_then(Value::as_str).unwrap_or("/");
-            let data = match packet.get("data") {
-                Some(d @ Value::Array(items)) if !items.is_empty() => d.clone(),
-                _ => return Err(WireError::Shape("packet data is not a non-empty array")),
+            let (data, attachments) = match packed {
+                Some(Mp::Map(request)) => match request
+                    .into_iter()
+                    .rev()
+                    .find(|(k, _)| k.as_str() == Some("packet"))
+                {
+                    Some((_, Mp::Map(packet))) => event_data(packet)?,
+                    _ => return Err(WireError::Shape("packet is not a map")),
+                },
+                _ => match packet.get("data") {
+                    Some(d @ Value::Array(items)) if !items.is_empty() => (d.clone(), Vec::new()),
+                    _ => return Err(WireError::Shape("packet data is not a non-empty array")),
+                },
             };
             let timeout_ms = v
                 .get("opts")
@@ -426,6 +470,86 @@ mod tests {
         );
     }
 
+    /// Found by the relay_broadcast fuzz target: a packet map with `data` twice kept the
+    /// binary of the discarded one as an attachment, so clients got an attachment no
+    /// argument refers to and placeholders shifted by one.
+    #[test]
+    fn only_the_kept_data_brings_attachments() {
+        // The fuzzer's input as it found it: the packet map is
+        // {type: 2, data: ["hello", "world", bin "pe\x02"], data: ["hello", "world", bin "\x01dx"]}
+        // (the bytes after it, which a msgpack reader never looks at, are left as they were).
+        let bytes = hex("93a6616263642866\
+             83a47479706502a46461746193a568656c6c6fa5776f726c64c403706502\
+             a46461746193a568656c6c6fa5776f726c64c4030164786365707490a5666c61677381a66f\
+             66667374616192a132");
+        let b = decode_broadcast(&bytes).unwrap();
+        assert_eq!(b.packet.attachments, vec![Bytes::from_static(b"\x01dx")]);
+        assert_eq!(
+            b.packet.data,
+            Some(json!(["hello", "world", {"_placeholder": true, "num": 0}]))
+        );
+        // A `bin` anywhere but in `data` belongs to no argument.
+        let msg = Mp::Array(vec![
+            Mp::from("u"),
+            Mp::Map(vec![
+                (Mp::from("type"), Mp::from(2)),
+                (Mp::from("data"), Mp::Array(vec![Mp::from("e")])),
+                (Mp::from("extra"), Mp::Binary(vec![1; 1000])),
+            ]),
+            Mp::Map(vec![(
+                Mp::from("rooms"),
+                Mp::Array(vec![Mp::Binary(vec![2])]),
+            )]),
+        ]);
+        let b = decode_broadcast(&msgpack::encode(&msg)).unwrap();
+        assert!(b.packet.attachments.is_empty());
+        assert_eq!(b.packet.kind, PacketType::Event);
+    }
+
+    /// Found by the relay_broadcast fuzz target (as it found it): in data, maps whose
+    /// repeated keys replaced a binary, which stayed an attachment.
+    #[test]
+    fn replaced_binaries_in_nested_maps_are_no_attachments() {
+        let bytes = hex(
+            "93a64b494b64656783a47479706502a46461746199a56865fcff93a661626383a474e5797283\
+             64c4006c6474e57972836cc4006c64c400c4006f6666",
+        );
+        let b = decode_broadcast(&bytes).unwrap();
+        let data = b.packet.data.unwrap();
+        let placeholders = data.to_string().matches("_placeholder").count();
+        assert_eq!(b.packet.attachments.len(), placeholders);
+    }
+
+    /// A `{_placeholder: true}` map beside real binaries would be taken by the clients'
+    /// parser for an attachment (any index, or one out of range that fails their connection
+    /// on every replay): refused. Without binaries it is plain data, as in Node.
+    #[test]
+    fn a_literal_placeholder_beside_binaries_is_refused() {
+        let literal = Mp::Map(vec![
+            (Mp::from("_placeholder"), Mp::Boolean(true)),
+            (Mp::from("num"), Mp::from(7)),
+        ]);
+        let broadcast = |args: Vec<Mp>| {
+            let mut data = vec![Mp::from("e")];
+            data.extend(args);
+            msgpack::encode(&Mp::Array(vec![
+                Mp::from("u"),
+                Mp::Map(vec![
+                    (Mp::from("type"), Mp::from(2)),
+                    (Mp::from("data"), Mp::Array(data)),
+                ]),
+                Mp::Map(vec![]),
+            ]))
+        };
+        assert!(decode_broadcast(&broadcast(vec![literal.clone(), Mp::Binary(vec![1])])).is_err());
+        let plain = decode_broadcast(&broadcast(vec![literal])).unwrap();
+        assert_eq!(plain.packet.kind, PacketType::Event);
+        assert_eq!(
+            plain.packet.data,
+            Some(json!(["e", {"_placeholder": true, "num": 7}]))
+        );
+    }
+
     #[test]
     fn emitter_broadcast_with_numeric_room_and_no_flags() {
         // ["emitter", {type:2, data:["e",1], nsp:"/"}, {rooms:[123], except:["x"]}]
@@ -529,6 +653,45 @@ mod tests {
         };
         assert_eq!(timeout_ms, Some(1500));
         assert_eq!(packet.attachments, vec![Bytes::from_static(&[9])]);
+    }
+
+    /// As for broadcasts: in a msgpack request, only the packet's `data` brings attachments.
+    #[test]
+    fn a_broadcast_with_ack_takes_attachments_from_its_data_only() {
+        let request = |data: Vec<Mp>| {
+            msgpack::encode(&Mp::Map(vec![
+                (Mp::from("uid"), Mp::from("n1")),
+                (Mp::from("requestId"), Mp::Binary(vec![7; 64])),
+                (Mp::from("type"), Mp::from(7)),
+                (
+                    Mp::from("packet"),
+                    Mp::Map(vec![
+                        (Mp::from("type"), Mp::from(2)),
+                        (Mp::from("data"), Mp::Array(data)),
+                    ]),
+                ),
+                (
+                    Mp::from("opts"),
+                    Mp::Map(vec![(Mp::from("x"), Mp::Binary(vec![8]))]),
+                ),
+            ]))
+        };
+        let r = decode_request(&request(vec![Mp::from("ev"), Mp::Binary(vec![9])])).unwrap();
+        let RequestKind::BroadcastWithAck { packet, .. } = r.kind else {
+            panic!("wrong kind")
+        };
+        assert_eq!(packet.attachments, vec![Bytes::from_static(&[9])]);
+        assert_eq!(
+            packet.data,
+            Some(json!(["ev", {"_placeholder": true, "num": 0}]))
+        );
+        let literal = Mp::Map(vec![
+            (Mp::from("_placeholder"), Mp::Boolean(true)),
+            (Mp::from("num"), Mp::from(3)),
+        ]);
+        assert!(
+            decode_request(&request(vec![Mp::from("ev"), literal, Mp::Binary(vec![9])])).is_err()
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The Socket.IO state of one Engine.IO session: its namespace sockets, the CONNECTs being
-//! authorised, and a binary packet waiting for its attachments.
+//! authorised, and the packet decoder (which holds a binary packet waiting for its attachments).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::packet::PartialPacket;
+use super::packet::Decoder;
 use super::socket::Socket;
 
 #[derive(Default)]
@@ -11,7 +11,7 @@ pub(crate) struct ClientState {
     pub sockets: Vec<Arc<Socket>>,
     /// Namespaces whose CONNECT is being authorised.
     pub pending: Vec<String>,
-    pub partial: Option<PartialPacket>,
+    pub decoder: Decoder,
 }
 
 #[derive(Default)]
@@ -20,6 +20,25 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn new(max_attachments: usize) -> Self {
+        let state = ClientState {
+            decoder: Decoder::new(max_attachments),
+            ..ClientState::default()
+        };
+        Client {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Runs the packet decoder outside the lock: parsing a large JSON payload must not hold
+    /// up the session's other users. The session's frames arrive one at a time.
+    pub(crate) fn decode<T>(&self, f: impl FnOnce(&mut Decoder) -> T) -> T {
+        let mut decoder = std::mem::take(&mut self.lock().decoder);
+        let out = f(&mut decoder);
+        self.lock().decoder = decoder;
+        out
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, ClientState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -189,9 +189,10 @@ impl Decoder {
         }
     }
 
-    /// Feeds a text frame; Ok(None) when the packet now waits for attachments.
+    /// Feeds a text frame; Ok(None) when the packet now waits for attachments. After an error
+    /// nothing of a pending packet is kept, so its attachments can never complete another.
     pub fn text(&mut self, text: &str) -> Result<Option<Packet>, ParseError> {
-        if self.pending.is_some() {
+        if self.pending.take().is_some() {
             return Err(ParseError::UnexpectedText);
         }
         match Packet::decode(text, self.max_attachments)? {
@@ -1338,7 +1339,15 @@ mod tests {
             Ok(None)
         );
         assert!(d.is_waiting());
+        // Text in place of an attachment drops the pending packet: its attachments can never
+        // be taken for another packet's.
         assert_eq!(d.text(r#"2["y"]"#), Err(ParseError::UnexpectedText));
+        assert!(!d.is_waiting());
+        assert_eq!(d.binary(Bytes::new()), Err(ParseError::UnexpectedBinary));
+        assert_eq!(
+            d.text(r#"52-["x",{"_placeholder":true,"num":1}]"#),
+            Ok(None)
+        );
         assert_eq!(d.binary(Bytes::from_static(b"1")), Ok(None));
         let p = d.binary(Bytes::from_static(b"2")).unwrap().unwrap();
         assert_eq!(p.attachments.len(), 2);

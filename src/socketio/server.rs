@@ -13,7 +13,7 @@ use super::client::Client;
 use super::encode::encode;
 use super::handler::{AckSender, ConnectRequest, DisconnectReason, Event, NamespaceHandler};
 use super::namespace::Namespace;
-use super::packet::{event_parts, Decoded, Packet, PacketType};
+use super::packet::{event_parts, Packet, PacketType};
 use super::socket::Socket;
 use crate::engineio::{CloseReason, EngineHandler, Session, Sid};
 
@@ -288,15 +288,17 @@ impl SocketIo {
         Some(last)
     }
 
-    fn on_parsed(
+    /// A frame went through the session's decoder: dispatch a whole packet; a frame out of
+    /// order or a malformed packet closes the session, as the reference does.
+    fn on_decoded(
         &self,
         session: &Arc<Session>,
         client: &Client,
-        decoded: Result<Decoded, super::packet::ParseError>,
+        decoded: Result<Option<Packet>, super::packet::ParseError>,
     ) {
         match decoded {
-            Ok(Decoded::Complete(packet)) => self.dispatch(session, client, packet),
-            Ok(Decoded::NeedsAttachments(partial)) => client.lock().partial = Some(partial),
+            Ok(Some(packet)) => self.dispatch(session, client, packet),
+            Ok(None) => {}
             Err(e) => {
                 tracing::debug!(sid = %session.sid, error = %e, "invalid socket.io packet");
                 session.close(CloseReason::ForcedClose);
@@ -314,7 +316,7 @@ fn recovery_claim(auth: &Value) -> Option<(String, Offset)> {
 
 impl EngineHandler for SocketIo {
     fn on_open(&self, session: &Arc<Session>) {
-        session.set_data(Client::default());
+        session.set_data(Client::new(self.config.max_attachments));
         let timeout = self.config.connect_timeout;
         let weak = Arc::downgrade(session);
         tokio::spawn(async move {
@@ -332,31 +334,16 @@ impl EngineHandler for SocketIo {
         let Some(client) = Self::client(session) else {
             return;
         };
-        if client.lock().partial.is_some() {
-            // Text while attachments are expected.
-            return session.close(CloseReason::ForcedClose);
-        }
-        let decoded = Packet::decode(text, self.config.max_attachments);
-        self.on_parsed(session, client, decoded);
+        let decoded = client.decode(|d| d.text(text));
+        self.on_decoded(session, client, decoded);
     }
 
     fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
         let Some(client) = Self::client(session) else {
             return;
         };
-        let partial = client.lock().partial.take();
-        let Some(mut partial) = partial else {
-            // Binary when none is expected.
-            return session.close(CloseReason::ForcedClose);
-        };
-        match partial.push(data) {
-            Ok(Some(packet)) => self.dispatch(session, client, packet),
-            Ok(None) => client.lock().partial = Some(partial),
-            Err(e) => {
-                tracing::debug!(sid = %session.sid, error = %e, "invalid binary attachment");
-                session.close(CloseReason::ForcedClose);
-            }
-        }
+        let decoded = client.decode(|d| d.binary(data));
+        self.on_decoded(session, client, decoded);
     }
 
     fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {
