@@ -109,7 +109,7 @@ case $what in
 esac
 
 if [[ $what == all || $what == rust ]]; then
-  phase cargo-test timeout --kill-after=30 "${CARGO_TEST_TIMEOUT:-1200}" cargo test --locked </dev/null || true
+  phase cargo-test timeout --kill-after=30 "${CARGO_TEST_TIMEOUT:-1200}" cargo test --locked --workspace </dev/null || true
 fi
 
 if [[ $what == all || $what == node ]]; then

@@ -1,14 +1,12 @@
-//! What the fuzz targets in `fuzz/` need of the library's internals, behind the `fuzzing`
-//! feature (off by default; only `fuzz/Cargo.toml` turns it on). The parsers that are public
-//! already (Engine.IO and Socket.IO packets, the relay's wire format) are used directly.
+//! What the fuzz targets in `fuzz/` need of the gateway's internals, behind the `fuzzing`
+//! feature (off by default; only `fuzz/Cargo.toml` turns it on; it also exposes `engineio`'s
+//! WebSocket decoder). The parsers that are public already (Engine.IO and Socket.IO packets,
+//! the relay's wire format) are used directly from their crates.
 
 use http::StatusCode;
 
 use crate::app::client::Reply;
 use crate::app::{AppError, Authorization, EventReply, Memberships, SessionInfo};
-
-/// The WebSocket frame decoder (RFC 6455, server side).
-pub use crate::engineio::wsproto::{Decoder as WsDecoder, Incoming as WsIncoming, WsError};
 
 /// How the app client reads one answer, for each call of the contract.
 #[derive(Debug)]

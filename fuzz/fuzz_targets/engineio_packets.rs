@@ -6,10 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::engineio::packet::{Frame, Packet};
-use socket_gateway::engineio::payload;
-use socket_gateway::engineio::request::EngineQuery;
-use socket_gateway::engineio::Sid;
+use engineio::packet::{Frame, Packet};
+use engineio::payload;
+use engineio::request::EngineQuery;
+use engineio::Sid;
 
 fuzz_target!(|data: &[u8]| {
     // A POST body that is not UTF-8 is refused before any parsing (polling.rs).

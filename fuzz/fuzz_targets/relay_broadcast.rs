@@ -9,9 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::relay::wire::{decode_broadcast, encode_broadcast};
-use socket_gateway::socketio::adapter::Offset;
-use socket_gateway::socketio::packet::PacketType;
+use relay::wire::{decode_broadcast, encode_broadcast};
+use socketio::adapter::Offset;
+use socketio::packet::PacketType;
 use socket_gateway_fuzz::placeholders_name_each_attachment_once;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,11 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::relay::msgpack;
-use socket_gateway::relay::wire::{
+use relay::msgpack;
+use relay::wire::{
     broadcast_ack_response, client_count_response, decode_request, json_response, RequestKind,
 };
-use socket_gateway::socketio::packet::{event_parts, PacketType};
+use socketio::packet::{event_parts, PacketType};
 use socket_gateway_fuzz::placeholders_name_each_attachment_once;
 
 fuzz_target!(|data: &[u8]| {

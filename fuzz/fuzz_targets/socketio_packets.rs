@@ -12,9 +12,9 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::engineio::Frame;
-use socket_gateway::socketio::encode::encode;
-use socket_gateway::socketio::packet::{Decoder, Packet};
+use engineio::Frame;
+use socketio::encode::encode;
+use socketio::packet::{Decoder, Packet};
 use socket_gateway_fuzz::placeholders_in_range;
 
 #[derive(Arbitrary, Debug)]

@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::fuzzing::{WsDecoder, WsIncoming};
+use engineio::wsproto::{Decoder as WsDecoder, Incoming as WsIncoming};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::Message;
 

@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use socket_gateway::fuzzing::{WsDecoder, WsError, WsIncoming};
+use engineio::wsproto::{Decoder as WsDecoder, Incoming as WsIncoming, WsError};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

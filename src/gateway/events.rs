@@ -11,7 +11,7 @@ use super::state::SocketState;
 use super::Gateway;
 use crate::app::client::EventForward;
 use crate::app::AppError;
-use crate::socketio::{AckSender, BroadcastTarget, Socket};
+use socketio::{AckSender, BroadcastTarget, Socket};
 
 /// A client event waiting for the app.
 pub struct Job {

@@ -18,7 +18,8 @@ use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppClientError, AppError, Memberships, SessionInfo};
 use crate::config::{AppConfig, LimitsConfig};
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{
+use socketio::packet::Packet;
+use socketio::{
     Accepted, BoxFuture, BroadcastTarget, ConnectError, ConnectRequest, DisconnectReason, Event,
     Extension, NamespaceHandler, Socket,
 };
@@ -207,6 +208,10 @@ impl NamespaceHandler for MainNamespace {
 
     fn on_rooms_request(&self, target: &BroadcastTarget) {
         self.0.forget_targets(target, false);
+    }
+
+    fn on_delivered(&self, packet: &Packet, recipients: usize) {
+        metrics::broadcast(packet.event_name().unwrap_or_default(), recipients);
     }
 
     /// What Node peers' `fetchSockets()` see: the user id, never the credentials.

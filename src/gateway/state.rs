@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::events::Job;
 use crate::app::UserInfo;
-use crate::limits::TokenBucket;
-use crate::socketio::Room;
+use engineio::token_bucket::TokenBucket;
+use socketio::Room;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {

@@ -17,8 +17,8 @@ use warp::{Filter, Reply};
 
 use super::{buckets, names};
 use crate::config::MetricsConfig;
-use crate::engineio::Engine;
-use crate::socketio::SocketIo;
+use engineio::Engine;
+use socketio::SocketIo;
 
 /// How often the recorder's upkeep runs (the exporter's own default).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ pub fn builder() -> Result<PrometheusBuilder, BuildError> {
             buckets::BROADCAST_RECIPIENTS,
         )?
         .set_buckets_for_metric(
-            Matcher::Full(names::VALKEY_PUBSUB_LAG.into()),
+            Matcher::Full(relay::metrics::VALKEY_PUBSUB_LAG.into()),
             buckets::PUBSUB_LAG_SECONDS,
         )
 }
@@ -171,7 +171,7 @@ mod tests {
     /// not taken from the enums under test.
     #[test]
     fn known_series_exist_at_zero_from_the_start() {
-        let text = render(|| crate::metrics::init_relay_series(true));
+        let text = render(|| relay::metrics::init_series(true));
         let have = series(&text);
         let mut want: Vec<String> = Vec::new();
         let mut labelled = |name: &str, label: &str, values: &[&str]| {
@@ -309,7 +309,7 @@ mod tests {
         let text = render(|| {});
         assert!(!text.contains("socket_gateway_valkey_"), "{text}");
         assert!(!text.contains("socket_gateway_recovery_"), "{text}");
-        let without_recovery = render(|| crate::metrics::init_relay_series(false));
+        let without_recovery = render(|| relay::metrics::init_series(false));
         assert!(without_recovery.contains("socket_gateway_valkey_connected 0"));
         assert!(!without_recovery.contains("socket_gateway_recovery_"));
     }

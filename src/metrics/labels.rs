@@ -61,42 +61,6 @@ label_values! {
 }
 
 label_values! {
-    /// The `op` label of `socket_gateway_valkey_errors_total`: what failed.
-    ValkeyOp {
-        /// The Pub/Sub connection could not be (re)established.
-        Connect => "connect",
-        /// A pipelined PUBLISH (or other queued command) failed.
-        Publish => "publish",
-        /// The publisher's queue was full: the message was dropped.
-        PublishQueueFull => "publish_queue_full",
-        /// A broadcast made while the relay was down reached local sockets only.
-        PublishDegraded => "publish_degraded",
-        /// Appending a broadcast to the recovery log failed.
-        Record => "record",
-        /// Writing a kept session (recovery) failed.
-        Session => "session",
-        /// A message from Valkey could not be decoded and was ignored.
-        Decode => "decode",
-    }
-}
-
-label_values! {
-    /// The `outcome` label of `socket_gateway_recovery_attempts_total`.
-    RecoveryOutcome {
-        Restored => "restored",
-        /// No kept session of this user with the client's pid in that namespace (expired,
-        /// used, or never theirs: an attempt with another user's pid lands here too).
-        UnknownSession => "unknown_session",
-        /// The client's offset is no longer in the log: what it missed is unknown.
-        OffsetGone => "offset_gone",
-        /// Valkey did not answer in time.
-        Unavailable => "unavailable",
-        /// The session was found but its missed packets could not be read.
-        LogUnavailable => "log_unavailable",
-    }
-}
-
-label_values! {
     /// The `status` label of `socket_gateway_presence_updates_total`.
     PresenceStatus {
         Online => "online",
@@ -156,12 +120,10 @@ mod tests {
 
     #[test]
     fn label_sets_list_every_value_once() {
-        let sets: [Vec<&str>; 6] = [
+        let sets: [Vec<&str>; 4] = [
             ConnectResult::ALL.iter().map(|v| v.as_str()).collect(),
             AppCall::ALL.iter().map(|v| v.as_str()).collect(),
             AppCallOutcome::ALL.iter().map(|v| v.as_str()).collect(),
-            ValkeyOp::ALL.iter().map(|v| v.as_str()).collect(),
-            RecoveryOutcome::ALL.iter().map(|v| v.as_str()).collect(),
             PresenceStatus::ALL.iter().map(|v| v.as_str()).collect(),
         ];
         for set in sets {
@@ -169,6 +131,5 @@ mod tests {
             assert_eq!(unique.len(), set.len(), "{set:?}");
         }
         assert_eq!(ConnectResult::ALL.len(), 6);
-        assert_eq!(ValkeyOp::ALL.len(), 7);
     }
 }

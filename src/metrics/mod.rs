@@ -13,9 +13,7 @@ use ::metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 
-pub use labels::{
-    event_label, AppCall, AppCallOutcome, ConnectResult, PresenceStatus, RecoveryOutcome, ValkeyOp,
-};
+pub use labels::{event_label, AppCall, AppCallOutcome, ConnectResult, PresenceStatus};
 
 /// Metric names, `socket_gateway_` prefixed, in base units, counters ending in `_total`.
 pub mod names {
@@ -29,13 +27,6 @@ pub mod names {
     pub const APP_CALLS_IN_FLIGHT: &str = "socket_gateway_app_calls_in_flight";
     pub const SESSION_CACHE_HITS: &str = "socket_gateway_session_cache_hits_total";
     pub const APP_CALLS_COALESCED: &str = "socket_gateway_app_calls_coalesced_total";
-    pub const VALKEY_PUBLISHES: &str = "socket_gateway_valkey_publishes_total";
-    pub const VALKEY_MESSAGES_RECEIVED: &str = "socket_gateway_valkey_messages_received_total";
-    pub const VALKEY_ERRORS: &str = "socket_gateway_valkey_errors_total";
-    pub const VALKEY_CONNECTED: &str = "socket_gateway_valkey_connected";
-    pub const VALKEY_SUBSCRIPTIONS: &str = "socket_gateway_valkey_subscriptions";
-    pub const VALKEY_PUBSUB_LAG: &str = "socket_gateway_valkey_pubsub_lag_seconds";
-    pub const RECOVERY_ATTEMPTS: &str = "socket_gateway_recovery_attempts_total";
     pub const ROOMS: &str = "socket_gateway_rooms";
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
@@ -62,10 +53,11 @@ pub mod buckets {
 }
 
 /// Registers the HELP text (and unit) of every metric. Called once, after the recorder is
-/// installed; the valkey_* and recovery metrics are recorded by the relay, described here so
-/// the whole set is documented in one place.
+/// installed; the relay's (valkey_*, recovery) are its own (`relay::metrics`), described with
+/// the rest.
 pub fn describe_all() {
     use names::*;
+    relay::metrics::describe();
     describe_gauge!(
         CONNECTIONS,
         Unit::Count,
@@ -116,36 +108,6 @@ pub fn describe_all() {
         Unit::Count,
         "Session and memberships lookups that joined an identical call already in flight instead of calling the app."
     );
-    describe_counter!(
-        VALKEY_PUBLISHES,
-        Unit::Count,
-        "Messages published to Valkey by the relay."
-    );
-    describe_counter!(
-        VALKEY_MESSAGES_RECEIVED,
-        Unit::Count,
-        "Messages received from Valkey by the relay."
-    );
-    describe_counter!(VALKEY_ERRORS, Unit::Count, "Valkey errors by operation.");
-    describe_gauge!(
-        VALKEY_CONNECTED,
-        "1 while the relay's Valkey connection is up, else 0."
-    );
-    describe_gauge!(
-        VALKEY_SUBSCRIPTIONS,
-        Unit::Count,
-        "Valkey channels and patterns the relay is subscribed to."
-    );
-    describe_histogram!(
-        VALKEY_PUBSUB_LAG,
-        Unit::Seconds,
-        "Delay between a publish on one instance and its receipt on this one."
-    );
-    describe_counter!(
-        RECOVERY_ATTEMPTS,
-        Unit::Count,
-        "Connection state recovery attempts by outcome."
-    );
     describe_gauge!(
         ROOMS,
         Unit::Count,
@@ -179,7 +141,7 @@ pub fn connect(result: ConnectResult) {
     counter!(names::CONNECTS, "result" => result.as_str()).increment(1);
 }
 
-pub fn disconnect(reason: crate::socketio::DisconnectReason) {
+pub fn disconnect(reason: socketio::DisconnectReason) {
     counter!(names::DISCONNECTS, "reason" => reason.as_str()).increment(1);
 }
 
@@ -198,10 +160,6 @@ pub fn broadcast(name: &str, recipients: usize) {
     events_out(name, recipients);
 }
 
-pub fn slow_consumer() {
-    counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(1);
-}
-
 pub fn session_cache_hit() {
     counter!(names::SESSION_CACHE_HITS).increment(1);
 }
@@ -214,13 +172,13 @@ pub fn app_call_coalesced() {
 /// instrumentation guide advises: a dashboard panel shows 0 rather than "no data", and
 /// `rate()`/`increase()` see the first occurrence (a series that appears with its first
 /// increment hides that increment from them). The relay's series start with the relay
-/// ([`init_relay_series`]), so an instance without Valkey exposes no valkey_* series.
+/// (`relay::metrics::init_series`), so an instance without Valkey exposes no valkey_* series.
 pub fn init_series(version: &'static str) {
     gauge!(names::BUILD_INFO, "version" => version).set(1.0);
     for r in ConnectResult::ALL {
         counter!(names::CONNECTS, "result" => r.as_str()).increment(0);
     }
-    for r in crate::socketio::DisconnectReason::ALL {
+    for r in socketio::DisconnectReason::ALL {
         counter!(names::DISCONNECTS, "reason" => r.as_str()).increment(0);
     }
     for event in labels::CLIENT_EVENTS
@@ -255,65 +213,32 @@ pub fn init_series(version: &'static str) {
     }
 }
 
-/// Sets the relay's series at zero (see [`init_series`]); the recovery attempts only when
-/// connection state recovery is on.
-pub fn init_relay_series(recovery: bool) {
-    counter!(names::VALKEY_PUBLISHES).increment(0);
-    counter!(names::VALKEY_MESSAGES_RECEIVED).increment(0);
-    for op in ValkeyOp::ALL {
-        counter!(names::VALKEY_ERRORS, "op" => op.as_str()).increment(0);
+/// The engine's figures: refused handshakes, the handshake queue, slow consumers.
+pub struct EngineFigures;
+
+impl engineio::EngineObserver for EngineFigures {
+    fn refused(&self, why: engineio::Refused) {
+        let result = match why {
+            engineio::Refused::Origin => ConnectResult::OriginRefused,
+            engineio::Refused::OverCapacity => ConnectResult::OverCapacity,
+            engineio::Refused::RateLimited => ConnectResult::RateLimited,
+            // A draining instance's refusals are the drain, not a connect outcome.
+            engineio::Refused::Draining => return,
+        };
+        connect(result);
     }
-    gauge!(names::VALKEY_CONNECTED).increment(0.0);
-    gauge!(names::VALKEY_SUBSCRIPTIONS).increment(0.0);
-    let _ = histogram!(names::VALKEY_PUBSUB_LAG);
-    if recovery {
-        for outcome in RecoveryOutcome::ALL {
-            counter!(names::RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(0);
+
+    fn queued(&self, waiting: bool) {
+        let gauge = gauge!(names::HANDSHAKES_WAITING);
+        if waiting {
+            gauge.increment(1.0);
+        } else {
+            gauge.decrement(1.0);
         }
     }
-}
 
-pub fn valkey_errors(op: ValkeyOp, count: u64) {
-    counter!(names::VALKEY_ERRORS, "op" => op.as_str()).increment(count);
-}
-
-pub fn valkey_connected(up: bool) {
-    gauge!(names::VALKEY_CONNECTED).set(if up { 1.0 } else { 0.0 });
-}
-
-pub fn valkey_subscriptions(channels: usize) {
-    gauge!(names::VALKEY_SUBSCRIPTIONS).set(channels as f64);
-}
-
-pub fn valkey_published(messages: u64) {
-    counter!(names::VALKEY_PUBLISHES).increment(messages);
-}
-
-pub fn valkey_received(messages: u64) {
-    counter!(names::VALKEY_MESSAGES_RECEIVED).increment(messages);
-}
-
-pub fn pubsub_lag(seconds: f64) {
-    histogram!(names::VALKEY_PUBSUB_LAG).record(seconds);
-}
-
-pub fn recovery_attempt(outcome: RecoveryOutcome) {
-    counter!(names::RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
-}
-
-/// A handshake waiting for the handshake rate, counted while alive.
-pub struct HandshakeWaiting(());
-
-impl HandshakeWaiting {
-    pub fn start() -> Self {
-        ::metrics::gauge!(names::HANDSHAKES_WAITING).increment(1.0);
-        HandshakeWaiting(())
-    }
-}
-
-impl Drop for HandshakeWaiting {
-    fn drop(&mut self) {
-        ::metrics::gauge!(names::HANDSHAKES_WAITING).decrement(1.0);
+    fn slow_consumer(&self) {
+        counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(1);
     }
 }
 
@@ -359,10 +284,6 @@ mod tests {
             EVENTS_OUT,
             SESSION_CACHE_HITS,
             APP_CALLS_COALESCED,
-            VALKEY_PUBLISHES,
-            VALKEY_MESSAGES_RECEIVED,
-            VALKEY_ERRORS,
-            RECOVERY_ATTEMPTS,
             SLOW_CONSUMER_DISCONNECTS,
             PRESENCE_UPDATES,
         ];
@@ -372,8 +293,6 @@ mod tests {
                 "{c}"
             );
         }
-        for s in [APP_CALL_DURATION, VALKEY_PUBSUB_LAG] {
-            assert!(s.ends_with("_seconds"), "{s}");
-        }
+        assert!(APP_CALL_DURATION.ends_with("_seconds"));
     }
 }

@@ -105,9 +105,9 @@ use super::rooms::is_valid_room;
 use super::state::SocketState;
 use super::Gateway;
 use crate::config::PresenceConfig;
-use crate::relay::Relay;
-use crate::socketio::{AckSender, Namespace, Socket};
 use local::Local;
+use relay::Relay;
+use socketio::{AckSender, Namespace, Socket};
 use store::Store;
 use worker::{Op, Worker};
 
