@@ -1,79 +1,57 @@
 //! Write batches: a burst of deliveries made together goes out as one write per socket.
 //!
-//! A producer normally writes to an idle WebSocket at once (see [`super::session`]). A task
-//! that delivers many packets in a row (the relay, handling every Pub/Sub message that has
-//! arrived) opens a batch instead: frames for idle sockets are queued without waking anyone,
-//! and when the batch ends each touched socket gets all of them in one write.
+//! The rule, where deliveries are made: a delivery writes to an idle WebSocket at once
+//! ([`Session::send_all`]), unless it is given a [`WriteBatch`] ([`Session::send_all_in`]):
+//! then its frames wait in the socket's queue, and the batch writes each socket it touched
+//! once, when it is flushed or dropped. A batch marked [`WriteBatch::busy`] (made under load)
+//! wakes the sockets' connection tasks instead of writing from the caller's thread: those run
+//! on every worker thread, and while they catch up each socket's frames merge into one write.
 //!
-//! A batch marked [`busy`] (the relay is behind: several messages were waiting) hands its
-//! sockets to their connection tasks instead. Those run on every worker thread rather than on
-//! the relay's one, and while they catch up each socket's frames pile up and go out in one
-//! write: under load the cost per delivery falls instead of the backlog growing.
+//! A batch is a plain value on the caller's stack, so it cannot outlive an await by accident
+//! (it is not `Send` across one unless the caller moves it), and who batches is visible at
+//! every call site.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::session::Session;
 
-thread_local! {
-    /// The batch open on this thread.
-    static OPEN: RefCell<Option<Open>> = const { RefCell::new(None) };
-}
-
-struct Open {
-    /// Sessions with deferred frames.
+/// The sockets with deferred frames in one burst of deliveries.
+#[derive(Default)]
+pub struct WriteBatch {
     sessions: Vec<Arc<Session>>,
     busy: bool,
 }
 
-/// Runs `deliver` (synchronous: a batch never spans an await) with writes deferred, then
-/// writes what it queued. A batch opened inside another one joins it.
-pub fn batched<R>(deliver: impl FnOnce() -> R) -> R {
-    let opened = OPEN.with(|open| {
-        let mut open = open.borrow_mut();
-        if open.is_some() {
-            return false;
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The burst was made under load: its sockets are written by their own tasks.
+    pub fn busy(&mut self) {
+        self.busy = true;
+    }
+
+    /// Registers a session whose frames wait for this batch.
+    pub(crate) fn defer(&mut self, session: &Arc<Session>) {
+        self.sessions.push(session.clone());
+    }
+
+    /// Writes what the batch deferred (also done when it is dropped).
+    pub fn flush(mut self) {
+        self.write();
+    }
+
+    fn write(&mut self) {
+        let direct = !self.busy;
+        for session in self.sessions.drain(..) {
+            session.flush_deferred(direct);
         }
-        *open = Some(Open {
-            sessions: Vec::new(),
-            busy: false,
-        });
-        true
-    });
-    // Flushed on drop, so a panicking delivery cannot leave this thread's batch open.
-    let _flush = opened.then_some(Flush);
-    deliver()
+    }
 }
 
-/// Registers `session`'s deferred frames with the open batch; false if there is none.
-pub(crate) fn defer(session: &Arc<Session>) -> bool {
-    OPEN.with(|open| match open.borrow_mut().as_mut() {
-        Some(open) => {
-            open.sessions.push(session.clone());
-            true
-        }
-        None => false,
-    })
-}
-
-/// Marks the open batch as made under load: its sockets are written by their own tasks.
-pub fn busy() {
-    OPEN.with(|open| {
-        if let Some(open) = open.borrow_mut().as_mut() {
-            open.busy = true;
-        }
-    });
-}
-
-struct Flush;
-
-impl Drop for Flush {
+impl Drop for WriteBatch {
     fn drop(&mut self) {
-        let Some(open) = OPEN.with(|open| open.borrow_mut().take()) else {
-            return;
-        };
-        for session in open.sessions {
-            session.flush_deferred(!open.busy);
-        }
+        self.write();
     }
 }

@@ -27,6 +27,7 @@ pub(crate) mod wsproto;
 pub mod wsproto;
 
 pub use admission::Refusal;
+pub use batch::WriteBatch;
 pub use config::{EngineConfig, HandshakeRate, OriginPolicy};
 pub use engine::Engine;
 pub use handler::{EngineHandler, EngineObserver, Refused};

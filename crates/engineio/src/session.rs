@@ -9,7 +9,7 @@
 //! the producer, under the session's lock: one non-blocking `write(2)` instead of a queue push,
 //! a task wake-up (often on the other worker thread) and the write from there. Only what the
 //! socket does not take at once is left for the connection task, so frames keep their order.
-//! Inside a write batch ([`batch`]) those frames wait for the batch's end and go out together.
+//! Inside a write batch ([`WriteBatch`]) those frames wait for the batch's end and go out together.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use super::headers::HandshakeHeaders;
 use tokio::sync::Notify;
 
-use super::batch;
+use super::batch::WriteBatch;
 use super::packet::Frame;
 use super::sid::Sid;
 use super::wsproto;
@@ -145,7 +145,7 @@ pub(crate) struct State {
     pub unsent: BytesMut,
     /// The connection task took frames and is writing them: producers must queue.
     pub writing: bool,
-    /// Frames wait in `outbox` for the end of a write batch (see [`batch`]).
+    /// Frames wait in `outbox` for the end of a write batch (see [`WriteBatch`]).
     pub deferred: bool,
     pub poll_pending: bool,
     pub post_pending: bool,
@@ -240,7 +240,7 @@ impl Session {
     }
 
     /// Queues one frame.
-    pub fn send(self: &Arc<Self>, frame: Frame) -> Result<(), SessionClosed> {
+    pub fn send_frame(self: &Arc<Self>, frame: Frame) -> Result<(), SessionClosed> {
         self.send_all(std::iter::once(frame))
     }
 
@@ -251,6 +251,24 @@ impl Session {
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
     ) -> Result<(), SessionClosed> {
+        self.send(frames, None)
+    }
+
+    /// [`Session::send_all`] as part of `batch`: frames for an idle WebSocket wait for the
+    /// batch's flush instead of being written now (see [`WriteBatch`]).
+    pub fn send_all_in(
+        self: &Arc<Self>,
+        frames: impl IntoIterator<Item = Frame>,
+        batch: &mut WriteBatch,
+    ) -> Result<(), SessionClosed> {
+        self.send(frames, Some(batch))
+    }
+
+    fn send(
+        self: &Arc<Self>,
+        frames: impl IntoIterator<Item = Frame>,
+        batch: Option<&mut WriteBatch>,
+    ) -> Result<(), SessionClosed> {
         let mut st = self.lock();
         if st.closed.is_some() {
             return Err(SessionClosed);
@@ -258,10 +276,12 @@ impl Session {
         let idle = st.outbox.is_empty() && st.unsent.is_empty() && !st.writing;
         if idle && !st.deferred {
             if let Some(stream) = st.direct.clone() {
-                if batch::defer(self) {
-                    st.deferred = true;
-                } else {
-                    return self.write_direct(st, &stream, wsproto::encode_frames(frames));
+                match batch {
+                    Some(batch) => {
+                        batch.defer(self);
+                        st.deferred = true;
+                    }
+                    None => return self.write_direct(st, &stream, wsproto::encode_frames(frames)),
                 }
             }
         }
@@ -281,7 +301,7 @@ impl Session {
         Ok(())
     }
 
-    /// Sends the frames deferred by a batch (see [`batch`]): directly if `direct` and the
+    /// Sends the frames deferred by a batch (see [`WriteBatch`]): directly if `direct` and the
     /// socket is still idle, else by waking the connection task.
     pub(crate) fn flush_deferred(self: &Arc<Self>, direct: bool) {
         let mut st = self.lock();

@@ -37,6 +37,7 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
 use channels::Channels;
+use engineio::WriteBatch;
 use link::Link;
 use publisher::Publisher;
 use sessions::KeptChange;
@@ -236,7 +237,7 @@ impl Relay {
         }
     }
 
-    fn on_broadcast(&self, space: &Space, room: &str, payload: &[u8]) {
+    fn on_broadcast(&self, space: &Space, room: &str, payload: &[u8], batch: &mut WriteBatch) {
         let Some(ns) = space.ns.upgrade() else { return };
         // A message for a room we just left (the UNSUBSCRIBE is still on its way).
         if !room.is_empty() && !ns.rooms.contains_room(room) {
@@ -248,10 +249,10 @@ impl Relay {
             Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
                 Some(offset) if recording => {
                     let packet = recovery::with_offset(b.packet, offset);
-                    ns.deliver(&b.target, &[packet], Some(offset));
+                    ns.deliver_in(&b.target, &[packet], Some(offset), batch);
                 }
                 _ => {
-                    ns.deliver(&b.target, &[b.packet], None);
+                    ns.deliver_in(&b.target, &[b.packet], None, batch);
                 }
             },
             Err(e) => {
@@ -497,7 +498,7 @@ impl Inbox for Relay {
         self.spaces.iter().any(wanted_in) || channel == self.probe_channel
     }
 
-    fn on_message(&self, channel: &str, payload: &[u8]) {
+    fn on_message(&self, channel: &str, payload: &[u8], batch: &mut WriteBatch) {
         if channel == self.probe_channel {
             return self.on_probe(payload);
         }
@@ -506,7 +507,7 @@ impl Inbox for Relay {
                 return self.on_request(space, payload);
             }
             if let Some(room) = channels::room_of_in(self.listen(space), channel) {
-                return self.on_broadcast(space, room, payload);
+                return self.on_broadcast(space, room, payload, batch);
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use super::link::Link;
 use crate::metrics::ValkeyOp;
-use engineio::batch::{self, batched};
+use engineio::WriteBatch;
 
 /// What the subscriber serves.
 pub trait Inbox: Send + Sync + 'static {
@@ -25,7 +25,8 @@ pub trait Inbox: Send + Sync + 'static {
     fn desired(&self) -> Vec<String>;
     /// Whether `channel` is wanted now (after a change was signalled for it).
     fn wanted(&self, channel: &str) -> bool;
-    fn on_message(&self, channel: &str, payload: &[u8]);
+    /// A message; deliveries it makes to sockets join `batch` (one write per socket per burst).
+    fn on_message(&self, channel: &str, payload: &[u8], batch: &mut WriteBatch);
 }
 
 /// Channels whose wanted state may have changed since the last flush. Joins and leaves only
@@ -205,25 +206,32 @@ async fn session(
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(msg) => {
-                    let (received, ended) = batched(|| {
-                        inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
-                        // The messages already here join the batch: one write per socket.
-                        let mut received = 1;
-                        while received < MAX_BATCH {
-                            match stream.next().now_or_never() {
-                                Some(Some(msg)) => {
-                                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes());
-                                    received += 1;
-                                }
-                                Some(None) => return (received, true),
-                                None => break,
+                    // The messages already here join one batch: one write per socket.
+                    let mut batch = WriteBatch::new();
+                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut batch);
+                    let mut received = 1;
+                    let mut ended = false;
+                    while received < MAX_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(msg)) => {
+                                inbox.on_message(
+                                    msg.get_channel_name(),
+                                    msg.get_payload_bytes(),
+                                    &mut batch,
+                                );
+                                received += 1;
                             }
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
                         }
-                        if received >= BUSY_BATCH {
-                            batch::busy();
-                        }
-                        (received, false)
-                    });
+                    }
+                    if received >= BUSY_BATCH {
+                        batch.busy();
+                    }
+                    batch.flush();
                     crate::metrics::valkey_received(received);
                     if ended {
                         return Ok(());

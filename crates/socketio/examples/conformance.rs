@@ -29,10 +29,10 @@ struct Echo;
 impl EngineHandler for Echo {
     fn on_open(&self, _session: &Arc<Session>) {}
     fn on_message(&self, session: &Arc<Session>, text: &str) {
-        let _ = session.send(Frame::message(format!("4{text}")));
+        let _ = session.send_frame(Frame::message(format!("4{text}")));
     }
     fn on_binary(&self, session: &Arc<Session>, data: Bytes) {
-        let _ = session.send(Frame::binary(data));
+        let _ = session.send_frame(Frame::binary(data));
     }
     fn on_close(&self, _session: &Arc<Session>, _reason: CloseReason) {}
 }

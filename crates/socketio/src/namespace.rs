@@ -12,7 +12,7 @@ use super::handler::NamespaceHandler;
 use super::packet::Packet;
 use super::rooms::{RoomChanges, RoomIndex};
 use super::socket::Socket;
-use engineio::{Frame, Sid};
+use engineio::{Frame, Sid, WriteBatch};
 
 /// Who a broadcast goes to: sockets in any of `rooms` (all when empty) and in none of `except`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -227,6 +227,28 @@ impl Namespace {
         packets: &[Packet],
         offset: Option<Offset>,
     ) -> usize {
+        self.deliver_to(target, packets, offset, None)
+    }
+
+    /// [`Namespace::deliver`] as part of a burst: frames for idle sockets wait for `batch`
+    /// (see [`WriteBatch`]).
+    pub fn deliver_in(
+        &self,
+        target: &BroadcastTarget,
+        packets: &[Packet],
+        offset: Option<Offset>,
+        batch: &mut WriteBatch,
+    ) -> usize {
+        self.deliver_to(target, packets, offset, Some(batch))
+    }
+
+    fn deliver_to(
+        &self,
+        target: &BroadcastTarget,
+        packets: &[Packet],
+        offset: Option<Offset>,
+        mut batch: Option<&mut WriteBatch>,
+    ) -> usize {
         let frames: Vec<Frame> = packets.iter().flat_map(encode).collect();
         if frames.is_empty() {
             return 0;
@@ -236,7 +258,10 @@ impl Namespace {
         let recipients = self.select(target);
         let mut delivered = 0;
         for socket in &recipients {
-            if socket.deliver(&frames, offset).is_ok() {
+            if socket
+                .deliver(&frames, offset, batch.as_deref_mut())
+                .is_ok()
+            {
                 delivered += 1;
             }
         }

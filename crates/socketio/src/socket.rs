@@ -16,7 +16,7 @@ use super::handler::{DisconnectReason, Extension};
 use super::namespace::Namespace;
 use super::packet::Packet;
 use super::rooms::Room;
-use engineio::{CloseReason, Frame, Session, SessionClosed, Sid};
+use engineio::{CloseReason, Frame, Session, SessionClosed, Sid, WriteBatch};
 
 /// A client's answer to an acknowledged emit.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +143,7 @@ impl Socket {
         &self,
         frames: &[Frame],
         offset: Option<Offset>,
+        batch: Option<&mut WriteBatch>,
     ) -> Result<(), SessionClosed> {
         if let (Some(o), Some(r)) = (offset, self.replayed.get()) {
             if o <= *r {
@@ -156,7 +157,10 @@ impl Socket {
                 return Ok(());
             }
         }
-        self.session.send_all(frames.iter().cloned())
+        match batch {
+            Some(batch) => self.session.send_all_in(frames.iter().cloned(), batch),
+            None => self.session.send_all(frames.iter().cloned()),
+        }
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Vec<Held>>> {
