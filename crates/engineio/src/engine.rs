@@ -102,10 +102,6 @@ impl Engine {
         self.0.admission.start_draining();
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.0.admission.is_draining()
-    }
-
     /// Reserves room for a new session (capacity, handshake rate, drain), waiting in the
     /// rate's queue if need be.
     pub(crate) async fn admit(&self) -> Result<Slot, Refusal> {
@@ -128,14 +124,6 @@ impl Engine {
             self.0.observer.refused(Refused::Origin);
         }
         verified
-    }
-
-    /// Closes every session (shutdown). Clients are told, so they reconnect elsewhere.
-    pub fn close_all(&self, reason: CloseReason) {
-        let sessions: Vec<_> = self.0.read().values().cloned().collect();
-        for s in sessions {
-            s.close(reason);
-        }
     }
 
     /// Creates a session in an admitted slot, queues its open packet and starts its heartbeat.
