@@ -163,10 +163,11 @@ impl Recovery {
             for (id, fields) in page {
                 let at: Offset = id.parse().ok()?;
                 after = at;
-                let Some(m) = fields.get("m") else { continue };
-                let Ok(b) = wire::decode_broadcast(m) else {
-                    continue;
-                };
+                // An entry that cannot be read may have been for this socket: the missed
+                // packets cannot all be given back, so the client is told it was not recovered.
+                let b = fields
+                    .get("m")
+                    .and_then(|m| wire::decode_broadcast(m).ok())?;
                 let reaches = b.target.rooms.is_empty()
                     || b.target.rooms.iter().any(|r| rooms.contains(r.as_str()));
                 let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
