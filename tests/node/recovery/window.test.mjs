@@ -133,3 +133,19 @@ test("a claim with an unknown pid or a malformed offset gets a fresh session", a
   const ok = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
   ok.close();
 });
+
+test("an unreadable entry in the log during the gap: not recovered (never recovered with a hole)", async () => {
+  const admin = redisClient(valkey.url);
+  const alice = await recoverable(G.url, s.cookies.alice, { reconnectMs: 600 });
+  const bob = await connect(G.url, s.cookies.bob, { transports: ["websocket"] });
+  await emitAck(bob, "message:send", { channelId: "c1", content: "u-before" });
+  await until(() => contents(alice).includes("u-before"), { what: "first message" });
+  await dropTransport(alice);
+  await emitAck(bob, "message:send", { channelId: "c1", content: "u-gap-1" });
+  // What a rogue or broken publisher could leave in the log: it may have been for alice.
+  await admin.xadd("socket.io-csr-log#/#", "*", "m", "not msgpack");
+  await emitAck(bob, "message:send", { channelId: "c1", content: "u-gap-2" });
+  assert.equal(await nextConnect(alice), false, "not recovered");
+  alice.close();
+  bob.close();
+});
