@@ -200,7 +200,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         presence.stop().await;
     }
     if let Some(relay) = relay {
-        relay.stop();
+        relay.stop().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -172,7 +172,6 @@ impl Admission {
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
-
 }
 
 /// A handshake waiting in the rate's queue, as the observer counts it: also when the wait is

@@ -93,8 +93,15 @@ pub struct Relay {
     recovery: Option<recovery::Recovery>,
     /// Kept sessions (with recovery on).
     sessions: Option<sessions::Sessions>,
+    /// The subscriber, the probe and recovery's tasks: aborted at the end.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The publisher's task: it ends by itself once told to, after what was queued.
+    publishing: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// Longest wait at shutdown for what is queued to reach Valkey (a dead Valkey must not hold
+/// the exit up).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Longest wait for Valkey while restoring a session; past it the client gets a fresh one.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -157,7 +164,8 @@ impl Relay {
             recovery: config
                 .recovery
                 .map(|window| recovery::Recovery::new(&config.prefix, window)),
-            tasks: Mutex::new(vec![publisher_task.abort_handle()]),
+            tasks: Mutex::new(Vec::new()),
+            publishing: Mutex::new(Some(publisher_task)),
         });
         for ns in io.namespaces() {
             ns.set_adapter(relay.clone());
@@ -212,10 +220,27 @@ impl Relay {
         self.link.watch()
     }
 
-    /// Stops the relay's tasks (the end of a clean shutdown).
-    pub fn stop(&self) {
+    /// The end of a clean shutdown: stops receiving, then lets the publisher send what is
+    /// queued (broadcasts, the kept sessions of the sockets the drain closed) before it ends,
+    /// for at most [`FLUSH_TIMEOUT`].
+    pub async fn stop(&self) {
         for task in self.lock_tasks().drain(..) {
             task.abort();
+        }
+        let publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut task) = publishing {
+            self.publisher.finish();
+            if tokio::time::timeout(FLUSH_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("relay: Valkey did not take the last messages in time");
+                task.abort();
+            }
         }
     }
 

@@ -40,6 +40,8 @@ enum Outgoing {
         call: ScriptCall,
         on_fail: Box<dyn FnOnce() + Send>,
     },
+    /// Send what was queued before, then end.
+    Finish,
 }
 
 #[derive(Clone)]
@@ -82,6 +84,15 @@ impl Publisher {
         self.queue(Outgoing::Script(call))
     }
 
+    /// Tells the task to end once everything queued so far has been sent.
+    pub fn finish(&self) {
+        // Waits for room if the queue is full: the task is draining it.
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Outgoing::Finish).await;
+        });
+    }
+
     fn queue(&self, job: Outgoing) -> bool {
         let queued = self.tx.try_send(job).is_ok();
         if !queued {
@@ -103,7 +114,15 @@ async fn run(
     // The connection, with the link generation it was made in.
     let mut conn: Option<(u64, Connection)> = None;
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    let mut finished = false;
+    while !finished && rx.recv_many(&mut batch, BATCH).await > 0 {
+        if let Some(at) = batch.iter().position(|j| matches!(j, Outgoing::Finish)) {
+            batch.truncate(at);
+            finished = true;
+            if batch.is_empty() {
+                break;
+            }
+        }
         let n = batch.len() as u64;
         let has_records = batch.iter().any(|j| matches!(j, Outgoing::Record { .. }));
         // Degraded means local-only: messages are not held back for a Valkey that may not
@@ -142,6 +161,7 @@ async fn run(
                     pipe.add_command(call.cmd(true));
                     scripts.push((pipe.len() - 1, call, Some(on_fail)));
                 }
+                Outgoing::Finish => {}
             }
         }
         // A dropped connection gets one retry on a fresh one, so a Valkey restart loses no
