@@ -24,7 +24,7 @@ use socketio::{
     Extension, NamespaceHandler, Socket,
 };
 
-use events::Job;
+use events::QueuedEvent;
 use state::SocketState;
 
 pub struct Gateway {
@@ -152,7 +152,7 @@ impl NamespaceHandler for MainNamespace {
             return self.0.enqueue(
                 socket,
                 &state,
-                Job {
+                QueuedEvent {
                     name: forwarded,
                     args,
                     ack,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::events::Job;
+use super::events::QueuedEvent;
 use crate::app::UserInfo;
 use engineio::token_bucket::TokenBucket;
 use socketio::Room;
@@ -33,7 +33,7 @@ pub struct SocketState {
 
 #[derive(Default)]
 pub struct EventQueue {
-    pub jobs: VecDeque<Job>,
+    pub jobs: VecDeque<QueuedEvent>,
     pub running: bool,
 }
 

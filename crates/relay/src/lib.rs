@@ -7,7 +7,7 @@
 //!   and queues a PUBLISH to the room's channel (one room) or the namespace channel;
 //! - in: the [`subscriber`] receives it and the namespace delivers it to its local sockets.
 //!
-//! Interest is per room: this instance subscribes to `{prefix}#{nsp}#{room}#` while the room
+//! Subscriptions is per room: this instance subscribes to `{prefix}#{nsp}#{room}#` while the room
 //! has a local member (socket-id rooms included, so `io.to(socketId)` from Node reaches the
 //! socket), plus the namespace channel and the request channel. It does not PSUBSCRIBE, so
 //! it never receives broadcasts for rooms it has nobody in.
@@ -38,14 +38,14 @@ use rand::distr::{Alphanumeric, SampleString};
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
 use channels::Channels;
 use engineio::WriteBatch;
-use link::Link;
+use link::ValkeyLink;
 use publisher::Publisher;
 use sessions::KeptChange;
 use socketio::adapter::{Claim, Offset, Restored, SessionRecord};
 use socketio::packet::Packet;
 use socketio::rooms::RoomChanges;
 use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
-use subscriber::{Inbox, Interest, Timing};
+use subscriber::{PubSubHandler, Subscriptions, Timing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -72,7 +72,7 @@ pub struct RelayConfig {
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// One namespace as the relay sees it.
-struct Space {
+struct RelayedNamespace {
     name: String,
     ns: Weak<Namespace>,
     channels: Channels,
@@ -83,11 +83,11 @@ pub struct Relay {
     uid: String,
     /// For the futures it hands out, which must not keep it alive.
     me: Weak<Relay>,
-    spaces: Vec<Space>,
+    spaces: Vec<RelayedNamespace>,
     publisher: Publisher,
     pool: Pool,
-    interest: Arc<Interest>,
-    link: Arc<Link>,
+    interest: Arc<Subscriptions>,
+    link: Arc<ValkeyLink>,
     probe_channel: String,
     ack_timeout: Duration,
     recovery: Option<recovery::Recovery>,
@@ -137,15 +137,15 @@ impl Relay {
             .map_err(|e| RelayError::Pool(e.to_string()))?;
         // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
         let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
-        let link = Arc::new(Link::new());
-        let interest = Arc::new(Interest::default());
+        let link = Arc::new(ValkeyLink::new());
+        let interest = Arc::new(Subscriptions::default());
         let (publisher, publisher_task) =
             Publisher::start(pool.clone(), link.clone(), interest.clone());
         let relay = Arc::new_cyclic(|me| Relay {
             me: me.clone(),
             spaces: io
                 .namespaces()
-                .map(|ns| Space {
+                .map(|ns| RelayedNamespace {
                     name: ns.name.clone(),
                     ns: Arc::downgrade(ns),
                     channels: Channels::new(&config.prefix, &ns.name),
@@ -248,13 +248,13 @@ impl Relay {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn space(&self, nsp: &str) -> Option<&Space> {
+    fn space(&self, nsp: &str) -> Option<&RelayedNamespace> {
         self.spaces.iter().find(|s| s.name == nsp)
     }
 
     /// Where this instance receives broadcasts: the recovery channels when recovery is on
     /// (everything recorded, its own broadcasts included, in log order), else the adapter's.
-    fn listen<'a>(&self, space: &'a Space) -> &'a str {
+    fn listen<'a>(&self, space: &'a RelayedNamespace) -> &'a str {
         if self.recovery.is_some() {
             &space.channels.recorded
         } else {
@@ -262,7 +262,13 @@ impl Relay {
         }
     }
 
-    fn on_broadcast(&self, space: &Space, room: &str, payload: &[u8], batch: &mut WriteBatch) {
+    fn on_broadcast(
+        &self,
+        space: &RelayedNamespace,
+        room: &str,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) {
         let Some(ns) = space.ns.upgrade() else { return };
         // A message for a room we just left (the UNSUBSCRIBE is still on its way).
         if !room.is_empty() && !ns.rooms.contains_room(room) {
@@ -492,7 +498,7 @@ impl SessionStore for Relay {
     }
 }
 
-impl Inbox for Relay {
+impl PubSubHandler for Relay {
     fn desired(&self) -> Vec<String> {
         let mut out = vec![self.probe_channel.clone()];
         for space in &self.spaces {
@@ -512,14 +518,15 @@ impl Inbox for Relay {
     }
 
     fn wanted(&self, channel: &str) -> bool {
-        let wanted_in = |space: &Space| match channels::room_of_in(self.listen(space), channel) {
-            Some("") => true,
-            Some(room) => space
-                .ns
-                .upgrade()
-                .is_some_and(|ns| ns.rooms.contains_room(room)),
-            None => channel == space.channels.request,
-        };
+        let wanted_in =
+            |space: &RelayedNamespace| match channels::room_of_in(self.listen(space), channel) {
+                Some("") => true,
+                Some(room) => space
+                    .ns
+                    .upgrade()
+                    .is_some_and(|ns| ns.rooms.contains_room(room)),
+                None => channel == space.channels.request,
+            };
         self.spaces.iter().any(wanted_in) || channel == self.probe_channel
     }
 

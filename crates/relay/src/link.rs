@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
-pub struct Link {
+pub struct ValkeyLink {
     up: AtomicBool,
     /// Counts reconnections, so connections made before an outage are not reused after it.
     generation: AtomicU64,
@@ -12,11 +12,11 @@ pub struct Link {
     watch: watch::Sender<bool>,
 }
 
-impl Link {
+impl ValkeyLink {
     /// Starts degraded: nothing is relayed until the subscriber has subscribed.
     pub fn new() -> Self {
         crate::metrics::valkey_connected(false);
-        Link {
+        ValkeyLink {
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             watch: watch::Sender::new(false),

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use deadpool_redis::{redis, Connection, Pool};
 use tokio::sync::mpsc;
 
-use super::link::Link;
+use super::link::ValkeyLink;
 use super::script::{is_unknown_script_reply, ScriptCall};
-use super::subscriber::Interest;
+use super::subscriber::Subscriptions;
 use crate::metrics::ValkeyOp;
 
 /// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
@@ -53,8 +53,8 @@ impl Publisher {
     /// Starts the publishing task; it ends when every `Publisher` clone is dropped.
     pub fn start(
         pool: Pool,
-        link: Arc<Link>,
-        interest: Arc<Interest>,
+        link: Arc<ValkeyLink>,
+        interest: Arc<Subscriptions>,
     ) -> (Publisher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(pool, rx, link, interest));
@@ -108,8 +108,8 @@ type OnFail = Option<Box<dyn FnOnce() + Send>>;
 async fn run(
     pool: Pool,
     mut rx: mpsc::Receiver<Outgoing>,
-    link: Arc<Link>,
-    interest: Arc<Interest>,
+    link: Arc<ValkeyLink>,
+    interest: Arc<Subscriptions>,
 ) {
     // The connection, with the link generation it was made in.
     let mut conn: Option<(u64, Connection)> = None;
@@ -222,7 +222,7 @@ async fn run(
 /// nothing); that loads the scripts for the next batches.
 async fn resend_with_text(
     pool: &Pool,
-    link: &Link,
+    link: &ValkeyLink,
     conn: &mut Option<(u64, Connection)>,
     calls: Vec<(ScriptCall, OnFail)>,
 ) {
@@ -270,7 +270,7 @@ impl PublishError {
 /// among them; `Err` only when the pipeline could not be sent.
 async fn send(
     pool: &Pool,
-    link: &Link,
+    link: &ValkeyLink,
     conn: &mut Option<(u64, Connection)>,
     pipe: &redis::Pipeline,
 ) -> Result<Vec<redis::Value>, PublishError> {

@@ -10,14 +10,14 @@ use std::time::UNIX_EPOCH;
 use serde_json::{json, Map, Value};
 
 use super::wire::{self, Request, RequestKind};
-use super::{Relay, Space};
+use super::{Relay, RelayedNamespace};
 use crate::metrics::ValkeyOp;
 use crate::sessions::KeptChange;
 use engineio::{Handshake, Sid};
 use socketio::{BroadcastTarget, Namespace, Socket};
 
 impl Relay {
-    pub(super) fn on_request(&self, space: &Space, payload: &[u8]) {
+    pub(super) fn on_request(&self, space: &RelayedNamespace, payload: &[u8]) {
         let Some(ns) = space.ns.upgrade() else { return };
         let request = match wire::decode_request(payload) {
             Ok(r) => r,

@@ -15,12 +15,12 @@ use deadpool_redis::redis;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
-use super::link::Link;
+use super::link::ValkeyLink;
 use crate::metrics::ValkeyOp;
 use engineio::WriteBatch;
 
 /// What the subscriber serves.
-pub trait Inbox: Send + Sync + 'static {
+pub trait PubSubHandler: Send + Sync + 'static {
     /// Every channel wanted right now (after a (re)connect).
     fn desired(&self) -> Vec<String>;
     /// Whether `channel` is wanted now (after a change was signalled for it).
@@ -32,7 +32,7 @@ pub trait Inbox: Send + Sync + 'static {
 /// Channels whose wanted state may have changed since the last flush. Joins and leaves only
 /// record the channel name here; the subscriber decides later, so a room created and
 /// deleted between two flushes costs nothing.
-pub struct Interest {
+pub struct Subscriptions {
     changed: Mutex<Pending>,
     wake: Notify,
     /// The `generation` the subscriptions in place account for.
@@ -46,9 +46,9 @@ struct Pending {
     generation: u64,
 }
 
-impl Default for Interest {
+impl Default for Subscriptions {
     fn default() -> Self {
-        Interest {
+        Subscriptions {
             changed: Mutex::default(),
             wake: Notify::new(),
             applied: watch::channel(0).0,
@@ -56,7 +56,7 @@ impl Default for Interest {
     }
 }
 
-impl Interest {
+impl Subscriptions {
     pub fn changed(&self, channels: impl IntoIterator<Item = String>) {
         let mut pending = self.lock();
         let before = pending.channels.len();
@@ -132,9 +132,9 @@ const CHUNK: usize = 1024;
 
 pub async fn run(
     client: redis::Client,
-    inbox: Arc<dyn Inbox>,
-    interest: Arc<Interest>,
-    link: Arc<Link>,
+    inbox: Arc<dyn PubSubHandler>,
+    interest: Arc<Subscriptions>,
+    link: Arc<ValkeyLink>,
     timing: Timing,
 ) {
     let mut delay = timing.backoff_min;
@@ -180,9 +180,9 @@ enum SessionError {
 /// One connection's life: returns when it fails.
 async fn session(
     client: &redis::Client,
-    inbox: &dyn Inbox,
-    interest: &Interest,
-    link: &Link,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    link: &ValkeyLink,
     timing: &Timing,
 ) -> Result<(), SessionError> {
     let pubsub = tokio::time::timeout(timing.connect_timeout, client.get_async_pubsub())
@@ -257,8 +257,8 @@ async fn session(
 /// Applies the recorded changes: one SUBSCRIBE and one UNSUBSCRIBE for the whole batch.
 async fn flush(
     sink: &mut redis::aio::PubSubSink,
-    inbox: &dyn Inbox,
-    interest: &Interest,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), SessionError> {
     let mut add = Vec::new();

@@ -34,7 +34,7 @@ pub enum AckError {
 }
 
 /// A broadcast held back while a session is restored: its offset (if recorded) and frames.
-type Held = (Option<Offset>, Vec<Frame>);
+type HeldBroadcast = (Option<Offset>, Vec<Frame>);
 
 pub struct Socket {
     pub id: Sid,
@@ -55,7 +55,7 @@ pub struct Socket {
     pid: OnceLock<String>,
     /// While a session is being restored, live broadcasts wait here with their offsets, so
     /// the missed packets go first and nothing is sent twice.
-    held: Mutex<Option<Vec<Held>>>,
+    held: Mutex<Option<Vec<HeldBroadcast>>>,
     holding: AtomicBool,
     /// The last packet replayed at restore: a live copy of it or of an earlier one that
     /// reaches the socket after `release` (the Pub/Sub task can lag behind the log read) was
@@ -163,7 +163,7 @@ impl Socket {
         }
     }
 
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Vec<Held>>> {
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Vec<HeldBroadcast>>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
