@@ -13,6 +13,7 @@
 # `test result:` lines and node's `# tests` / `# pass` / `# fail` lines (from its TAP reporter).
 #
 # Environment: NODE_TEST_TIMEOUT (seconds for the whole Node run, default 1500),
+# NODE_TEST_TIMEOUT_PER_TEST (seconds for one test or hook, default 300; a test may ask for more),
 # CARGO_TEST_TIMEOUT (seconds for cargo test, default 1200), TEST_VERBOSE=1 (child output),
 # FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips the fuzz pass).
 # Artefacts (TAP log, screenshots, ...) go to test-output/ (gitignored); tests find it in
@@ -85,8 +86,12 @@ run_node_tests() {
   rm -f "$tap"
   (
     cd tests/node
+    # A test (or hook) over NODE_TEST_TIMEOUT_PER_TEST fails instead of holding up the run, and
+    # a file whose tests are done exits even if something it started still holds a handle
+    # (its children are killed by lib/procs.mjs's exit handler).
     timeout --kill-after=30 "${NODE_TEST_TIMEOUT:-1500}" \
       node --test --test-concurrency=1 \
+      --test-timeout="$((${NODE_TEST_TIMEOUT_PER_TEST:-300} * 1000))" --test-force-exit \
       --test-reporter=spec --test-reporter-destination=stdout \
       --test-reporter=tap --test-reporter-destination="$tap" \
       "${files[@]}" </dev/null

@@ -25,10 +25,26 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  for (const p of Object.values(people)) await p.context.close().catch(() => {});
-  await browser?.close();
+  // Bounded, so a browser that hangs on close cannot keep this file (and CI) waiting.
+  for (const p of Object.values(people)) await bounded(p.context.close(), 5000);
+  await bounded(browser?.close(), 10000);
   await s?.stop();
 });
+
+const bounded = (promise, ms) => Promise.race([Promise.resolve(promise).catch(() => {}), sleep(ms)]);
+
+/**
+ * Waits until `page` is at a URL matching `re`. Polls instead of waitForURL, which fails on a
+ * navigation that another one to the same place replaced (net::ERR_ABORTED).
+ */
+async function reaches(page, re, timeoutMs = 10000) {
+  const end = Date.now() + timeoutMs;
+  while (!re.test(page.url())) {
+    if (Date.now() > end) throw new Error(`${page.url()} did not become ${re} within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+  await page.waitForLoadState("load").catch(() => {});
+}
 
 const shot = (who, step) => screenshot(people[who].page, `nextjs-${step}-${who}`);
 
@@ -214,10 +230,10 @@ test("signing out closes the socket (on every page of the session) and the old c
   await second.locator('#status[data-state="connected"]').waitFor();
   const cookie = (await bob.context.cookies()).filter((c) => c.name.includes("better-auth")).map((c) => `${c.name}=${c.value}`).join("; ");
   await bob.page.getByRole("button", { name: "Sign out" }).click();
-  await bob.page.waitForURL(/\/sign-in$/);
+  await reaches(bob.page, /\/sign-in$/);
   // The other page's socket was closed by the app (disconnectSockets); its reconnect is refused
   // and it goes to the sign-in page by itself.
-  await second.waitForURL(/\/sign-in$/, { timeout: 10000 });
+  await reaches(second, /\/sign-in$/);
   await shot("bob", "12-signed-out");
   const err = await connectError(s.url, cookie, { transports: ["websocket"], extraHeaders: { Origin: s.origin } });
   assert.equal(err.message, "Invalid session");

@@ -4,7 +4,7 @@ import { usePathname, useRouter } from "next/navigation";
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type FormEvent, type ReactNode } from "react";
 import { authClient } from "@/lib/auth-client";
 import { mergePresence, type PresenceEntry, type PresenceMap, type PresenceStatus } from "@/lib/presence";
-import { listen, useConnectionState, useSocket, type ChatSocket, type ConnectionState } from "@/lib/socket-client";
+import { getSocket, goToSignIn, listen, useConnectionState, useSocket, type ChatSocket, type ConnectionState } from "@/lib/socket-client";
 import type { ChannelJoined, ChannelLeft, ChannelRef, ConversationJoined, ConversationRef, PresenceUpdate } from "@/lib/socket-events";
 
 export interface Me {
@@ -193,8 +193,11 @@ export function WorkspaceShell({ me, data, children }: { me: Me; data: Workspace
               className="ghost"
               id="sign-out"
               onClick={async () => {
+                // This page's socket closes first, so it does not race the sign-out with a
+                // reconnect; the app closes the session's other pages (disconnectSockets).
+                getSocket().disconnect();
                 await authClient.signOut();
-                window.location.assign("/sign-in");
+                goToSignIn();
               }}
             >
               Sign out

@@ -26,6 +26,18 @@ function setState(next: ConnectionState) {
   for (const l of listeners) l();
 }
 
+let leaving = false;
+/**
+ * Goes to the sign-in page, once: a sign-out and this socket's "Invalid session" both ask for it,
+ * and a second navigation would abort the first.
+ */
+export function goToSignIn() {
+  if (leaving) return;
+  leaving = true;
+  socket?.disconnect();
+  window.location.assign(SIGN_IN_PATH);
+}
+
 type ConnectError = Error & { data?: { code?: string; retryable?: boolean } };
 
 /** The singleton socket (created on first use, not connected: useSocket() connects it). */
@@ -51,7 +63,7 @@ export function getSocket(): ChatSocket {
     const code = err.data?.code;
     // A refusal by the gateway's middleware is final for socket.io-client: it does not retry.
     if (code === "INVALID_SESSION") {
-      window.location.assign(SIGN_IN_PATH);
+      goToSignIn();
     } else if (code === "AUTH_UNAVAILABLE") {
       setState("reconnecting");
       const [min, spread] = AUTH_RETRY_MS;
