@@ -32,6 +32,7 @@ pub mod names {
     pub const ROOMS: &str = "socket_gateway_rooms";
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
+    pub const PRESENCE_CHANGES_MERGED: &str = "socket_gateway_presence_changes_merged_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
 }
 
@@ -151,6 +152,11 @@ pub fn describe_all() {
         PRESENCE_UPDATES,
         Unit::Count,
         "Users' status changes this instance announced, by new status (online|away|offline)."
+    );
+    describe_counter!(
+        PRESENCE_CHANGES_MERGED,
+        Unit::Count,
+        "Socket changes merged into one still waiting for the presence task (it was behind)."
     );
     describe_gauge!(
         BUILD_INFO,
@@ -332,6 +338,7 @@ mod tests {
             RECOVERY_ATTEMPTS,
             SLOW_CONSUMER_DISCONNECTS,
             PRESENCE_UPDATES,
+            PRESENCE_CHANGES_MERGED,
         ];
         for c in counters {
             assert!(
