@@ -2,8 +2,8 @@
 //!
 //! Each script takes all its keys in `KEYS` and touches one hash slot (see their headers);
 //! the rest are single-key commands. Calls are pipelined; scripts are called by digest and
-//! loaded when this instance joins, so a `NOSCRIPT` (Valkey restarted or flushed) is an
-//! error like any other, and the resync it leads to loads them again.
+//! loaded when this instance joins: a `NOSCRIPT` (Valkey restarted or flushed) makes it
+//! resync, which loads them again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -309,12 +309,14 @@ impl Store {
         Ok(())
     }
 
-    /// Users' `(status, lastSeen)` now; users Valkey has nothing readable for are left out.
+    /// Users' `(status, lastSeen)` now; users Valkey has nothing readable for (or refuses to
+    /// read: a key of another type) are left out.
     pub async fn read(
         &mut self,
         users: &[String],
     ) -> Result<HashMap<String, (Status, u64)>, StoreError> {
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for user in users {
             pipe.cmd("HMGET")
                 .arg(self.key(&format!("user:{user}")))

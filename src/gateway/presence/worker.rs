@@ -4,7 +4,7 @@
 //! periods, heartbeats, removes the entries of claimed members one batch per turn (so
 //! heartbeats and changes keep flowing meanwhile), and sends the [`Window`]s.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::local::{status_of, Local, Outcome, UserWrite};
 use super::queue::{ChangeQueue, SocketChanges};
-use super::store::{Claim, Store, StoreError, WorkspaceWrites};
+use super::store::{Store, StoreError, WorkspaceWrites};
 use super::window::{Update, Window};
 use super::workspaces_of;
 use crate::config::PresenceConfig;
@@ -49,8 +49,9 @@ pub struct Worker {
     /// that hangs costs one timeout per heartbeat, not one per change.
     next_attempt: Option<Instant>,
     failure_logged: bool,
-    /// Members whose entries to remove (dead instances', this instance's previous one).
-    claims: VecDeque<Claim>,
+    /// Members whose entries to remove (dead instances', this instance's previous one), and
+    /// the `lastSeen` of their users.
+    claims: BTreeMap<String, u64>,
     /// Kept when writing them fails, and written after the resync (older versions lose).
     workspace_writes: WorkspaceWrites,
     /// Users announced from memory while Valkey was unreachable, and the rooms told: after the
@@ -197,7 +198,7 @@ impl Worker {
                     }
                     Ok(o) => self.on_outcome(o, false),
                     Err(e) => {
-                        self.refused(&e);
+                        self.failed(&e);
                         self.on_outcome(w.outcome_from_memory(now_ms()), true);
                     }
                 }
@@ -239,7 +240,12 @@ impl Worker {
             status: o.status,
             last_seen: o.last_seen,
         };
-        if self.window.add(rooms, update, from_memory) {
+        self.announce(rooms, update, from_memory);
+    }
+
+    /// Queues an update for the rooms: it goes out when the window closes.
+    fn announce(&mut self, rooms: BTreeSet<String>, update: Update, local_only: bool) {
+        if self.window.add(rooms, update, local_only) {
             self.window_ends = Some(Instant::now() + self.batch);
         }
     }
@@ -312,7 +318,7 @@ impl Worker {
                 for (member, _) in &claims {
                     tracing::info!(%member, "presence: a gateway instance stopped heartbeating; removing its sockets");
                 }
-                self.claim(claims);
+                self.claims.extend(claims);
             }
             Ok(None) => {
                 tracing::warn!("presence: this instance was taken for dead; resyncing");
@@ -323,35 +329,30 @@ impl Worker {
         }
     }
 
-    fn claim(&mut self, claims: Vec<Claim>) {
-        for c in claims {
-            if !self.claims.iter().any(|(m, _)| *m == c.0) {
-                self.claims.push_back(c);
-            }
-        }
-    }
-
     /// Removes one batch of the first claimed member's users, announcing their changes. On an
     /// error the claim lapses, and a live instance (maybe this one) takes it over later.
     async fn reap_step(&mut self) {
-        let (Some(claim), Some(store)) = (self.claims.front().cloned(), self.store.as_mut()) else {
+        let claim = self
+            .claims
+            .first_key_value()
+            .map(|(m, seen)| (m.clone(), *seen));
+        let (Some(claim), Some(store)) = (claim, self.store.as_mut()) else {
             return;
         };
         match store.reap(&claim).await {
-            Ok(None) => drop(self.claims.pop_front()),
+            Ok(None) => drop(self.claims.remove(&claim.0)),
             Ok(Some(answers)) => {
                 let mut unlisted = Vec::new();
                 for (user, answer) in answers {
+                    // Unlisted even when refused (a broken entry must not be tried forever),
+                    // but not when Valkey lost the script: then nothing was done.
+                    if !matches!(answer, Err(StoreError::NoScript)) {
+                        unlisted.push((claim.0.clone(), user));
+                    }
                     match answer {
                         Ok(o) => self.on_outcome(o, false),
-                        Err(StoreError::NoScript) => {
-                            self.failed(&StoreError::NoScript);
-                            continue;
-                        }
-                        // Unlisted all the same: a broken entry must not be tried forever.
-                        Err(e) => self.refused(&e),
+                        Err(e) => self.failed(&e),
                     }
-                    unlisted.push((claim.0.clone(), user));
                 }
                 self.settle(unlisted).await;
             }
@@ -379,7 +380,7 @@ impl Worker {
             return false;
         };
         match store.join().await {
-            Ok(claims) => self.claim(claims),
+            Ok(claims) => self.claims.extend(claims),
             Err(e) => {
                 self.failed(&e);
                 return false;
@@ -399,9 +400,7 @@ impl Worker {
                 status,
                 last_seen: now_ms(),
             };
-            if self.window.add(rooms, update, false) {
-                self.window_ends = Some(Instant::now() + self.batch);
-            }
+            self.announce(rooms, update, false);
         }
         self.failure_logged = false;
         let sockets = self.local.socket_count();
@@ -409,20 +408,16 @@ impl Worker {
         true
     }
 
-    /// Valkey failed: memory decides until a resync gets through. Logged once per outage.
+    /// Valkey failed. A call it refused (a key of another type, say) is logged and skipped:
+    /// the entry is broken, the rest goes on. Otherwise (no answer; or Valkey restarted and
+    /// lost the scripts) memory decides until a resync gets through; logged once per outage.
     fn failed(&mut self, e: &StoreError) {
+        if let StoreError::Reply(_) | StoreError::Parse(_) = e {
+            return tracing::warn!(error = %e, "presence: Valkey refused a write; skipped");
+        }
         self.synced = false;
         if !std::mem::replace(&mut self.failure_logged, true) {
             tracing::warn!(error = %e, "presence: Valkey unavailable, using this instance's sockets only until it is back");
-        }
-    }
-
-    /// A call Valkey refused. After a restart (its scripts are gone) this instance resyncs;
-    /// otherwise the entry is broken (a key of another type, say): logged, and skipped.
-    fn refused(&mut self, e: &StoreError) {
-        match e {
-            StoreError::NoScript => self.failed(e),
-            _ => tracing::warn!(error = %e, "presence: Valkey refused a user's update; skipped"),
         }
     }
 
