@@ -32,7 +32,7 @@
 //!
 //! # Valkey (`P` = `{redis.prefix}-presence`; the scripts' headers give the details)
 //!
-//! - `P:user:<userId>` hash: `status`, `lastSeen` (ms), and one `s:<member>` field per instance
+//! - `P:user:<userId>` hash: `status`, `lastSeen` (ms), and one `p:<member>` field per instance
 //!   with sockets of the user (their *part*: one active or all away, and their workspaces). A
 //!   member is an instance's relay uid and a counter bumped whenever it (re)joins.
 //!   `set_user.lua` sets a part and recomputes the status atomically, so two instances racing
@@ -41,7 +41,7 @@
 //! - `P:ws:<workspaceId>` hash: userId → `online` / `away` for each user with a socket in the
 //!   workspace. Written after each change by `set_workspace.lua`, with a version per entry in
 //!   `{P:ws:<workspaceId>}:v`, so a late write from one instance never undoes a newer one.
-//! - `P:instances` hash: each member's deadline and last heartbeat, and its claimer once it is
+//! - `P:members` hash: each member's deadline and last heartbeat, and its claimer once it is
 //!   dead (`beat.lua`). `P:users:<member>`: the users with a part under the member, so whoever
 //!   claims it finds them all; emptied and deleted as they are removed.
 //!

@@ -145,7 +145,7 @@ impl Store {
             &MOST_CLAIMS.to_string(),
         ];
         let mut pipe = redis::pipe();
-        pipe.add_command(self.script(2, vec![self.key("instances")], &args));
+        pipe.add_command(self.script(2, vec![self.key("members")], &args));
         let reply = strings(self.query(&pipe).await?.pop())?;
         match reply.split_first() {
             Some((state, _)) if state == "lost" => Ok(None),
@@ -194,7 +194,7 @@ impl Store {
         member: &str,
         parts: impl Iterator<Item = (&'a str, String, String)>,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        let (field, index) = (format!("s:{member}"), self.key(&format!("users:{member}")));
+        let (field, index) = (format!("p:{member}"), self.key(&format!("users:{member}")));
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut users = Vec::new();
@@ -250,7 +250,7 @@ impl Store {
         &mut self,
         (member, seen): &Claim,
     ) -> Result<Option<Vec<(String, Result<Outcome, StoreError>)>>, StoreError> {
-        let (index, entry) = (self.key(&format!("users:{member}")), self.key("instances"));
+        let (index, entry) = (self.key(&format!("users:{member}")), self.key("members"));
         let mut pipe = redis::pipe();
         pipe.cmd("SRANDMEMBER").arg(index).arg(REAP_BATCH);
         let users: Vec<String> = match self.query(&pipe).await?.pop() {

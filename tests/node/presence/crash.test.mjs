@@ -76,7 +76,7 @@ test(`SIGKILL of instance A → its users go offline on B within TTL + heartbeat
   assert.deepEqual(await workspacePresence(redis, "w1"), { [ids.bob]: "online" });
   assert.deepEqual(await workspacePresence(redis, "w2"), { [ids.dave]: "online" });
   const dave = await redis.hgetall(`${P}:user:${ids.dave}`);
-  assert.equal(Object.keys(dave).filter((f) => f.startsWith("s:")).length, 1, JSON.stringify(Object.keys(dave)));
+  assert.equal(Object.keys(dave).filter((f) => f.startsWith("p:")).length, 1, JSON.stringify(Object.keys(dave)));
   assertAlive(B);
 });
 

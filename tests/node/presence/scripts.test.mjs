@@ -23,7 +23,7 @@ after(async () => {
 
 /** set_user.lua's answer as {status, lastSeen, changed, before, after} (workspace lists sorted). */
 async function setUser(user, member, value, seen = "") {
-  const [status, lastSeen, changed, version, n, ...ws] = await redis.eval(SET_USER, 1, `P:user:${user}`, `s:${member}`, value, seen, WEEK_MS);
+  const [status, lastSeen, changed, version, n, ...ws] = await redis.eval(SET_USER, 1, `P:user:${user}`, `p:${member}`, value, seen, WEEK_MS);
   assert.match(version, /^\d{16}$/, "version: Valkey's clock in µs");
   return { status, lastSeen: Number(lastSeen), changed: changed === "1", before: ws.slice(0, n).sort(), after: ws.slice(n).sort() };
 }
@@ -61,16 +61,16 @@ test("set_workspace: a write older than the entry's last one is refused; removal
 
 test("beat: join, beat, a silent member claimed once by a live one (not by a stalled one), lost, leave", async () => {
   await redis.flushall();
-  const beat = (member, op, lifeMs, previous = "") => redis.eval(BEAT, 1, "P:instances", member, op, String(lifeMs), previous, "16");
+  const beat = (member, op, lifeMs, previous = "") => redis.eval(BEAT, 1, "P:members", member, op, String(lifeMs), previous, "16");
   assert.deepEqual(await beat("a.1", "join", 1000), ["ok"]);
   assert.deepEqual(await beat("b.1", "join", 5000), ["ok"]);
   assert.deepEqual(await beat("b.1", "beat", 5000), ["ok"], "a.1 is not due yet");
-  const aBeat = Number((await redis.hget("P:instances", "a.1")).split(" ")[1]);
+  const aBeat = Number((await redis.hget("P:members", "a.1")).split(" ")[1]);
   await sleep(1200);
   const claimed = await beat("b.1", "beat", 5000);
   assert.deepEqual(claimed, ["ok", "a.1", String(aBeat)], "claimed with its last heartbeat as lastSeen");
   assert.deepEqual(await beat("b.1", "beat", 5000), ["ok"], "claimed once");
-  assert.equal((await redis.hget("P:instances", "a.1")).split(" ")[2], "b.1", "the claimer is recorded");
+  assert.equal((await redis.hget("P:members", "a.1")).split(" ")[2], "b.1", "the claimer is recorded");
   assert.deepEqual(await beat("a.1", "beat", 1000), ["lost"], "a claimed member cannot beat");
   assert.deepEqual(await beat("a.2", "join", 1000, "a.1"), ["ok", "a.1", String(aBeat)], "joining again claims the previous member");
   await sleep(1200);

@@ -1,5 +1,5 @@
 -- A gateway instance's heartbeat, and the claims on instances that stopped beating.
--- KEYS[1]  P:instances hash: member -> "<deadline> <lastSeen>" while it lives, "<deadline> <lastSeen> <claimer>"
+-- KEYS[1]  P:members hash: member -> "<deadline> <lastSeen>" while it lives, "<deadline> <lastSeen> <claimer>"
 --          once claimed; deadline (ms): when it is dead, or when the claim lapses and may be taken over;
 --          lastSeen (ms): its last heartbeat, or when it shut down cleanly
 -- ARGV[1]  this instance's member

@@ -1,7 +1,7 @@
 -- Sets or removes one gateway instance's part of a user's presence, and recomputes the user's status.
 -- KEYS[1]  P:user:<userId> hash: `status`, `lastSeen` (ms), and for each instance with sockets of the
---          user `s:<member>` = 'a' (one of them is active) or 'w' (all away), then "\n<workspaceId>" each
--- ARGV[1]  the instance's field, s:<member>
+--          user `p:<member>` = 'a' (one of them is active) or 'w' (all away), then "\n<workspaceId>" each
+-- ARGV[1]  the instance's field, p:<member>
 -- ARGV[2]  its value, or '' to remove it
 -- ARGV[3]  lastSeen (ms) if this makes the user offline; '' = now
 -- ARGV[4]  how long an offline user's status and lastSeen stay readable (ms)
@@ -27,7 +27,7 @@ local function summary(h, with)
     end
   end
   for i = 1, #h, 2 do
-    if string.sub(h[i], 1, 2) == 's:' and (with == nil or h[i] ~= field) then
+    if string.sub(h[i], 1, 2) == 'p:' and (with == nil or h[i] ~= field) then
       add(h[i + 1])
     end
   end
