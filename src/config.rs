@@ -383,6 +383,7 @@ const MAX_PRESENCE_BATCH_MS: u64 = 5_000;
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub connect_rate_per_s: u32,
+    pub connect_queue_ms: u64,
     pub events_per_s: u32,
     pub events_burst: u32,
 }
@@ -390,12 +391,23 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            connect_rate_per_s: 200,
+            connect_rate_per_s: 1000,
+            connect_queue_ms: 5000,
             events_per_s: 20,
             events_burst: 40,
         }
     }
 }
+
+impl LimitsConfig {
+    pub fn connect_queue(&self) -> Duration {
+        Duration::from_millis(self.connect_queue_ms)
+    }
+}
+
+/// Longest `limits.connect_queue_ms`: a handshake held longer is better refused, so the
+/// client's backoff takes over (and proxies' timeouts stay far away).
+const MAX_CONNECT_QUEUE_MS: u64 = 30_000;
 
 /// Prometheus metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1022,6 +1034,13 @@ impl Config {
             "limits.connect_rate_per_s",
             limits.connect_rate_per_s.into(),
         );
+        if limits.connect_queue_ms > MAX_CONNECT_QUEUE_MS {
+            out.push(bad(
+                "limits.connect_queue_ms",
+                limits.connect_queue_ms,
+                "at most 30000 (0 refuses at once)",
+            ));
+        }
         positive(&mut out, "limits.events_per_s", limits.events_per_s.into());
         positive(&mut out, "limits.events_burst", limits.events_burst.into());
 
@@ -1337,7 +1356,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 46);
+            assert_eq!(keys(&defaults)?.len(), 47);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
@@ -1753,6 +1772,24 @@ mod tests {
             assert_eq!(
                 Config::default().presence.batch(),
                 Duration::from_millis(250)
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn connect_queue_checks() {
+        jail(|j| {
+            j.set_env("GATEWAY_LIMITS__CONNECT_QUEUE_MS", "30001");
+            assert_has(
+                &load_err(None),
+                &["limits.connect_queue_ms: invalid value 30001, expected at most 30000"],
+            );
+            j.set_env("GATEWAY_LIMITS__CONNECT_QUEUE_MS", "0");
+            assert_eq!(ok(load(None)).limits.connect_queue(), Duration::ZERO);
+            assert_eq!(
+                Config::default().limits.connect_queue(),
+                Duration::from_millis(5000)
             );
             Ok(())
         });

@@ -142,6 +142,12 @@ impl WsClient {
         })
     }
 
+    /// Drops the connection with a TCP reset, as a network failure would: no close frame, no
+    /// FIN, and the peer learns at once (unlike a silent loss, found only by heartbeats).
+    pub fn abort(self) {
+        let _ = self.stream.set_zero_linger();
+    }
+
     /// Queues a masked text frame; `flush` sends everything queued in one write.
     pub fn queue_text(&mut self, data: &[u8]) {
         self.queue_frame(0x1, data);
@@ -196,6 +202,19 @@ impl WsClient {
 
     /// The next data or close message. Pings are answered (queued, sent on the next flush).
     pub async fn next(&mut self) -> Result<(Kind, Payload), WsError> {
+        match self.next_until(None).await? {
+            Some(m) => Ok(m),
+            None => Err(WsError::Protocol("no message")),
+        }
+    }
+
+    /// Like [`Self::next`], but gives up waiting for the socket at `deadline` (`Ok(None)`), so
+    /// a caller can send something on a timer between reads. Only the read is abandoned (tokio
+    /// reads are cancel-safe); nothing is lost, the next call goes on where this one stopped.
+    pub async fn next_until(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<(Kind, Payload)>, WsError> {
         loop {
             let avail = &self.buf[self.start..self.end];
             match parse_header(avail)? {
@@ -219,7 +238,7 @@ impl WsClient {
                             }
                             if h.fin {
                                 self.assembled = acc;
-                                return Ok((kind, Payload::Assembled));
+                                return Ok(Some((kind, Payload::Assembled)));
                             }
                             self.partial = Some((kind, acc));
                         }
@@ -230,11 +249,11 @@ impl WsClient {
                                 Kind::Binary
                             };
                             if h.fin {
-                                return Ok((kind, Payload::Buf(p0..p1)));
+                                return Ok(Some((kind, Payload::Buf(p0..p1))));
                             }
                             self.partial = Some((kind, self.buf[p0..p1].to_vec()));
                         }
-                        0x8 => return Ok((Kind::Close, Payload::Buf(p0..p1))),
+                        0x8 => return Ok(Some((Kind::Close, Payload::Buf(p0..p1)))),
                         0x9 => {
                             let data = self.buf[p0..p1].to_vec();
                             self.queue_frame(0xA, &data);
@@ -261,7 +280,14 @@ impl WsClient {
                         self.buf.resize(n, 0);
                     }
                     self.flush().await?;
-                    let n = self.stream.read(&mut self.buf[self.end..]).await?;
+                    let read = self.stream.read(&mut self.buf[self.end..]);
+                    let n = match deadline {
+                        None => read.await?,
+                        Some(d) => match tokio::time::timeout_at(d, read).await {
+                            Ok(r) => r?,
+                            Err(_) => return Ok(None),
+                        },
+                    };
                     if n == 0 {
                         return Err(WsError::Closed);
                     }

@@ -13,10 +13,10 @@ use super::state::SocketState;
 use super::Gateway;
 use crate::app::single_flight::Source;
 use crate::app::{AppError, Credentials, Memberships, SessionInfo};
-use crate::engineio::Session;
-use crate::limits::TokenBucket;
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{BroadcastTarget, ConnectError, Room};
+use engineio::token_bucket::TokenBucket;
+use engineio::Session;
+use socketio::{BroadcastTarget, ConnectError, Room};
 
 pub fn invalid_session() -> ConnectError {
     ConnectError::new(

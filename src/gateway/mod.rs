@@ -18,12 +18,13 @@ use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppClientError, AppError, Memberships, SessionInfo};
 use crate::config::{AppConfig, LimitsConfig};
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{
+use socketio::packet::Packet;
+use socketio::{
     Accepted, BoxFuture, BroadcastTarget, ConnectError, ConnectRequest, DisconnectReason, Event,
     Extension, NamespaceHandler, Socket,
 };
 
-use events::Job;
+use events::QueuedEvent;
 use state::SocketState;
 
 pub struct Gateway {
@@ -151,7 +152,7 @@ impl NamespaceHandler for MainNamespace {
             return self.0.enqueue(
                 socket,
                 &state,
-                Job {
+                QueuedEvent {
                     name: forwarded,
                     args,
                     ack,
@@ -183,7 +184,7 @@ impl NamespaceHandler for MainNamespace {
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
-        metrics::disconnect(reason.as_str());
+        metrics::disconnect(reason);
         // The server disconnecting a socket is how the app revokes it (a remote
         // `socket.disconnect()`, or re-validation): its session must be asked again.
         if matches!(
@@ -207,6 +208,10 @@ impl NamespaceHandler for MainNamespace {
 
     fn on_rooms_request(&self, target: &BroadcastTarget) {
         self.0.forget_targets(target, false);
+    }
+
+    fn on_delivered(&self, packet: &Packet, recipients: usize) {
+        metrics::broadcast(packet.event_name().unwrap_or_default(), recipients);
     }
 
     /// What Node peers' `fetchSockets()` see: the user id, never the credentials.

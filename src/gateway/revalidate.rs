@@ -21,7 +21,7 @@ use super::rooms::join_shared;
 use super::state::SocketState;
 use super::Gateway;
 use crate::app::Credentials;
-use crate::socketio::{Namespace, Room, Socket};
+use socketio::{Namespace, Room, Socket};
 
 pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
     let Some(interval) = gateway.upgrade().map(|g| g.revalidate_interval) else {

@@ -10,7 +10,7 @@ use super::Gateway;
 use futures_util::StreamExt;
 
 use crate::app::{AppError, Authorization, Memberships};
-use crate::socketio::{AckSender, BroadcastTarget, Room, Socket};
+use socketio::{AckSender, BroadcastTarget, Room, Socket};
 
 const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
 const MAX_ROOM_LEN: usize = 256;

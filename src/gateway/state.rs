@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::events::Job;
+use super::events::QueuedEvent;
 use crate::app::UserInfo;
-use crate::limits::TokenBucket;
-use crate::socketio::Room;
+use engineio::token_bucket::TokenBucket;
+use socketio::Room;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
@@ -33,7 +33,7 @@ pub struct SocketState {
 
 #[derive(Default)]
 pub struct EventQueue {
-    pub jobs: VecDeque<Job>,
+    pub jobs: VecDeque<QueuedEvent>,
     pub running: bool,
 }
 

@@ -80,9 +80,9 @@ use super::rooms::is_valid_room;
 use super::state::SocketState;
 use super::Gateway;
 use crate::config::PresenceConfig;
-use crate::relay::Relay;
-use crate::socketio::{AckSender, Namespace, Socket};
 use queue::{Change, ChangeQueue};
+use relay::Relay;
+use socketio::{AckSender, Namespace, Socket};
 use store::Store;
 use worker::Worker;
 

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, Notify};
 
-use crate::engineio::Sid;
-use crate::socketio::Socket;
+use engineio::Sid;
+use socketio::Socket;
 
 /// One change of a socket, as its callback reports it.
 pub enum Change {

@@ -12,7 +12,7 @@ use deadpool_redis::redis::{self, Value};
 use deadpool_redis::{Connection, Pool};
 
 use super::local::{Outcome, Status, UserWrite};
-use crate::relay::script::{is_unknown_script_reply, Lua};
+use relay::script::{is_unknown_script_reply, Lua};
 
 const SET_USER: &str = include_str!("scripts/set_user.lua");
 const SET_WORKSPACE: &str = include_str!("scripts/set_workspace.lua");

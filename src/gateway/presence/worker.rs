@@ -17,11 +17,11 @@ use super::store::{Store, StoreError, WorkspaceWrites};
 use super::window::{Update, Window};
 use super::workspaces_of;
 use crate::config::PresenceConfig;
-use crate::engineio::Sid;
 use crate::metrics::names::PRESENCE_UPDATES;
-use crate::relay::Relay;
-use crate::socketio::packet::Packet;
-use crate::socketio::{BroadcastTarget, Namespace};
+use engineio::Sid;
+use relay::Relay;
+use socketio::packet::Packet;
+use socketio::{BroadcastTarget, Namespace};
 
 /// Most parts copied to Valkey in one pipeline.
 const PIPELINE: usize = 256;
@@ -302,7 +302,7 @@ impl Worker {
             };
             let packets: Vec<Packet> = batch.updates.iter().map(packet).collect();
             if batch.local_only {
-                ns.broadcast_local_many(&target, &packets);
+                ns.deliver(&target, &packets, None);
             } else {
                 ns.broadcast_many(&target, packets);
             }

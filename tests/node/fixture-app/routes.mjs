@@ -225,6 +225,7 @@ export function makeRoutes({ auth, store, ctl, users }) {
       sendJson(res, r.status, r.body);
     },
     "GET /test/stats": (req, res) => sendJson(res, 200, ctl.stats()),
+    "GET /test/inflight": (req, res) => sendJson(res, 200, ctl.inFlight()),
     "POST /test/stats/reset": (req, res) => {
       ctl.resetStats();
       sendJson(res, 200, { ok: true });

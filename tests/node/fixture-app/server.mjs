@@ -17,6 +17,7 @@
 // /vendor/socket.io.min.js is socket.io-client's browser bundle from node_modules.
 //
 // Prints exactly one line `LISTENING http://127.0.0.1:<port>` on stdout when ready.
+import crypto from "node:crypto";
 import http from "node:http";
 import fs from "node:fs";
 import os from "node:os";
@@ -48,7 +49,7 @@ db.pragma("busy_timeout = 5000");
 
 // ---- faults and stats (shared with routes.mjs)
 const FAULT_PATHS = ["session", "memberships", "authorize", "events"];
-const FAULT_MODES = ["ok", "slow", "error500", "error429", "hang"];
+const FAULT_MODES = ["ok", "slow", "error500", "error503", "error429", "hang"];
 let fault = { mode: "ok", delayMs: 0, paths: new Set(FAULT_PATHS) };
 let counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
 // The X-Forwarded-For of the last call to each endpoint (null: none sent).
@@ -57,6 +58,24 @@ const forwardedFor = {};
 const inFlight = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
 let maxInFlight = { ...inFlight };
 const hung = new Set();
+// Calls in flight per endpoint and caller (a digest of its Cookie: one session, and with one
+// session per user, one user), and the most ever seen at once for one caller: the gateway
+// promises at most one session and one memberships call in flight per session and user.
+const CALLER_IN_FLIGHT_PATHS = ["session", "memberships"];
+const callerInFlight = new Map();
+let maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
+function trackCallerInFlight(ep, req, res) {
+  if (!CALLER_IN_FLIGHT_PATHS.includes(ep)) return;
+  const key = `${ep}:${crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url")}`;
+  const n = (callerInFlight.get(key) ?? 0) + 1;
+  callerInFlight.set(key, n);
+  if (n > maxCallerInFlight[ep]) maxCallerInFlight[ep] = n;
+  res.once("close", () => {
+    const left = (callerInFlight.get(key) ?? 1) - 1;
+    if (left > 0) callerInFlight.set(key, left);
+    else callerInFlight.delete(key);
+  });
+}
 
 const ctl = {
   describeFault: () => ({ mode: fault.mode, delayMs: fault.delayMs, paths: [...fault.paths] }),
@@ -78,7 +97,9 @@ const ctl = {
   resetStats: () => {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
     maxInFlight = { ...inFlight };
+    maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
   },
+  inFlight: () => ({ max: { ...maxCallerInFlight }, now: callerInFlight.size }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */
@@ -108,6 +129,8 @@ async function applyFault(ep, req, res) {
   req.resume();
   if (f.mode === "error500") {
     sendJson(res, 500, { error: "fault", mode: "error500" });
+  } else if (f.mode === "error503") {
+    sendJson(res, 503, { error: "fault", mode: "error503" }, { "retry-after": "5" });
   } else if (f.mode === "error429") {
     // Same shape as better-auth's own rate limiter.
     sendJson(res, 429, { message: "Too many requests. Please try again later." }, { "x-retry-after": "10", "retry-after": "10" });
@@ -199,6 +222,7 @@ async function dispatch(req, res) {
     inFlight[ep] += 1;
     maxInFlight[ep] = Math.max(maxInFlight[ep], inFlight[ep]);
     res.once("close", () => (inFlight[ep] -= 1));
+    trackCallerInFlight(ep, req, res);
     if (await applyFault(ep, req, res)) return;
   }
   if (pathname.startsWith("/api/auth/") || pathname === "/api/auth") return authHandler(req, res);

@@ -156,7 +156,7 @@ export function listMessages(appUrl, cookie, { channelId, conversationId }) {
   return appRequest(appUrl, `/api/messages?${q}`, { cookie });
 }
 
-/** POST /test/fault {mode:"ok"|"slow"|"error500"|"error429"|"hang", delayMs?, paths?}. */
+/** POST /test/fault {mode:"ok"|"slow"|"error500"|"error503"|"error429"|"hang", delayMs?, paths?}. */
 export function fault(appUrl, body) {
   return postJson(appUrl, "/test/fault", body);
 }
@@ -176,7 +176,12 @@ export function maxInFlight(appUrl) {
   return getJson(appUrl, "/test/max-in-flight");
 }
 
-/** POST /test/stats/reset. */
+/** GET /test/inflight → {max: {session, memberships}, now}: the most calls one caller (cookie) had in flight at once since the last reset. */
+export function inFlight(appUrl) {
+  return getJson(appUrl, "/test/inflight");
+}
+
+/** POST /test/stats/reset (also the in-flight maxima). */
 export function resetStats(appUrl) {
   return postJson(appUrl, "/test/stats/reset", {});
 }

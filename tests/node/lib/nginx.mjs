@@ -3,7 +3,8 @@
 // and the file is wrapped in a main configuration whose pid, logs and temp files live in a temp
 // prefix. nginx runs in the foreground (daemon off) as the current user.
 //
-// Library:  startNginx({gateways: [port...], appPort, port?}) → {url, port, prefix, proc, stop()}
+// Library:  startNginx({gateways: [port | "host:port"...], appPort, port?, workers?, workerConnections?})
+//           → {url, port, prefix, proc, stop()}
 // CLI (used by scripts/stack.sh):
 //   node tests/node/lib/nginx.mjs render --prefix DIR --listen PORT --app PORT --gateway PORT [--gateway PORT...]
 //   prints the whole nginx.conf on stdout.
@@ -45,14 +46,17 @@ function replaceUpstream(conf, name, servers) {
   return conf.slice(0, m.index) + m[1] + kept.join("\n") + m[3] + conf.slice(m.index + m[0].length);
 }
 
+/** An upstream address: a port on 127.0.0.1, or "host:port" as is. */
+const upstreamAddr = (g) => (typeof g === "number" || /^\d+$/.test(String(g)) ? `127.0.0.1:${g}` : String(g));
+
 /**
- * The site part: deploy/nginx.conf with `gateways` (ports on 127.0.0.1) in upstream socket_gateway,
+ * The site part: deploy/nginx.conf with `gateways` (ports on 127.0.0.1, or "host:port") in upstream socket_gateway,
  * `appPort` in upstream next_app, and `listen 127.0.0.1:<listen>` instead of its listen lines.
  */
 export function renderSite({ gateways, appPort, listen, source = fs.readFileSync(deployConfPath, "utf8") }) {
   if (!gateways?.length) throw new Error("renderSite: no gateway ports");
-  let conf = replaceUpstream(source, "socket_gateway", gateways.map((p) => `127.0.0.1:${p}`));
-  conf = replaceUpstream(conf, "next_app", [`127.0.0.1:${appPort}`]);
+  let conf = replaceUpstream(source, "socket_gateway", gateways.map(upstreamAddr));
+  conf = replaceUpstream(conf, "next_app", [upstreamAddr(appPort)]);
   const listenRe = /^(\s*)listen\s+[^;]+;[^\n]*\n/gm;
   let first = true;
   conf = conf.replace(listenRe, (_all, indent) => {
@@ -64,18 +68,22 @@ export function renderSite({ gateways, appPort, listen, source = fs.readFileSync
   return conf;
 }
 
-/** A whole nginx.conf around the rendered site, with everything nginx writes under `prefix`. */
-export function renderMain({ prefix, site }) {
+/**
+ * A whole nginx.conf around the rendered site, with everything nginx writes under `prefix`.
+ * `workers` processes of `workerConnections` each (a proxied WebSocket holds two connections;
+ * each worker may have at most the process's open-files limit).
+ */
+export function renderMain({ prefix, site, workers = 1, workerConnections = 4096 }) {
   const p = (f) => path.join(prefix, f);
   const user = process.getuid?.() === 0 ? "user root;\n" : "";
   return `# Generated from deploy/nginx.conf by tests/node/lib/nginx.mjs; do not edit.
-${user}worker_processes 1;
+${user}worker_processes ${workers};
 daemon off;
 pid ${p("nginx.pid")};
 error_log stderr warn;
 
 events {
-    worker_connections 4096;
+    worker_connections ${workerConnections};
 }
 
 http {
@@ -94,10 +102,10 @@ ${site}
 }
 
 /** Writes prefix/nginx.conf (and prefix/tmp); returns the config's path. */
-export function writeConfig({ prefix, gateways, appPort, listen }) {
+export function writeConfig({ prefix, gateways, appPort, listen, workers, workerConnections }) {
   fs.mkdirSync(path.join(prefix, "tmp"), { recursive: true });
   const file = path.join(prefix, "nginx.conf");
-  fs.writeFileSync(file, renderMain({ prefix, site: renderSite({ gateways, appPort, listen }) }));
+  fs.writeFileSync(file, renderMain({ prefix, site: renderSite({ gateways, appPort, listen }), workers, workerConnections }));
   return file;
 }
 
@@ -125,11 +133,11 @@ function tcpReady(port, timeoutMs, proc) {
  * Starts nginx on 127.0.0.1 (`port`, default a free one) proxying /socket.io/ to `gateways` (ports)
  * and everything else to `appPort`. Resolves to {url, port, prefix, proc, output(), accessLog(), stop()}.
  */
-export async function startNginx({ gateways, appPort, port, timeoutMs = 10000 }) {
+export async function startNginx({ gateways, appPort, port, timeoutMs = 10000, workers, workerConnections }) {
   const bin = nginxBinary();
   const listen = port ?? (await freePort());
   const prefix = fs.mkdtempSync(path.join(os.tmpdir(), "nginx-test-"));
-  const conf = writeConfig({ prefix, gateways, appPort, listen });
+  const conf = writeConfig({ prefix, gateways, appPort, listen, workers, workerConnections });
   let proc;
   try {
     proc = await startProcess(bin, ["-p", prefix, "-e", "stderr", "-c", conf], { name: "nginx" });
@@ -145,6 +153,8 @@ export async function startNginx({ gateways, appPort, port, timeoutMs = 10000 })
     prefix,
     proc,
     output: () => proc.output.join(""),
+    /** nginx's own process id (the master). */
+    pid: proc.child.pid,
     accessLog: () => {
       try {
         return fs.readFileSync(path.join(prefix, "access.log"), "utf8");

@@ -1,8 +1,11 @@
 // Limits of one instance, through the real gateway in front of the fixture app: the session cap
-// and the handshake rate (503 for polling and WebSocket handshakes, live sockets unaffected), the
+// and the handshake rate (a short queue, then 429 with Retry-After for polling and WebSocket
+// handshakes: shedding load, never an answer a proxy reads as the instance failing; live sockets
+// unaffected; socket.io-client retries and gets in), the
 // per-socket event rate (RATE_LIMITED, event dropped, socket kept), and the payload limit (a
 // WebSocket message over it is closed with 1009, a polling POST over it gets 413).
 import { test, before, after } from "node:test";
+import { io as ioClient } from "socket.io-client";
 import assert from "node:assert/strict";
 import { startFixtureApp, signIn, listMessages } from "../lib/app.mjs";
 import { startGateway, connect, connectError, closeAllClients, waitFor, waitDisconnect, expectNothing, emitAck, sleep, assertAlive } from "../lib/gateway.mjs";
@@ -37,20 +40,20 @@ async function withGateway(env, t, fn) {
 
 const wsHandshake = (url) => openRawWs(url, "/socket.io/?EIO=4&transport=websocket");
 
-test("server.max_connections: handshakes beyond it get 503 (polling and websocket), live sockets keep working", async (t) => {
+test("server.max_connections: handshakes beyond it get 429 (polling and websocket), live sockets keep working", async (t) => {
   await withGateway({ GATEWAY_SERVER__MAX_CONNECTIONS: "3" }, t, async (gw) => {
     const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
     const bob = await connect(gw.url, cookies.bob, { transports: ["polling"] });
     const carol = await connect(gw.url, cookies.carol); // polling, then upgraded
 
     const polling = await pollingHandshake(gw.url);
-    assert.equal(polling.status, 503, polling.text);
+    assert.equal(polling.status, 429, polling.text);
     assert.equal(polling.json?.code, "OVER_CAPACITY", polling.text);
     assert.match(polling.json?.message ?? "", /capacity/);
-    assert.equal(polling.headers.get("retry-after"), "1");
+    assert.equal(polling.headers.get("retry-after"), "5");
 
     const ws = await wsHandshake(gw.url);
-    assert.equal(ws.status, 503, ws.head);
+    assert.equal(ws.status, 429, ws.head);
     assert.equal(JSON.parse(ws.body).code, "OVER_CAPACITY", ws.body);
 
     const err = await connectError(gw.url, cookies.alice, { transports: ["websocket"] });
@@ -75,18 +78,19 @@ test("server.max_connections: handshakes beyond it get 503 (polling and websocke
   });
 });
 
-test("limits.connect_rate_per_s: handshakes beyond the rate get 503, the bucket refills", async (t) => {
+test("limits.connect_rate_per_s without a queue: handshakes beyond the rate get 429, the bucket refills", async (t) => {
   // One handshake per second, a bucket of one: the first connect takes the only token.
-  await withGateway({ GATEWAY_LIMITS__CONNECT_RATE_PER_S: "1" }, t, async (gw) => {
+  await withGateway({ GATEWAY_LIMITS__CONNECT_RATE_PER_S: "1", GATEWAY_LIMITS__CONNECT_QUEUE_MS: "0" }, t, async (gw) => {
     const alice = await connect(gw.url, cookies.alice, { transports: ["websocket"] });
     const t0 = Date.now();
     const polling = await pollingHandshake(gw.url);
     const ws = await wsHandshake(gw.url);
     const elapsed = Date.now() - t0;
     if (elapsed < 900) {
-      assert.equal(polling.status, 503, polling.text);
+      assert.equal(polling.status, 429, polling.text);
       assert.equal(polling.json?.code, "RATE_LIMITED", polling.text);
-      assert.equal(ws.status, 503, ws.head);
+      assert.equal(polling.headers.get("retry-after"), "1");
+      assert.equal(ws.status, 429, ws.head);
       assert.equal(JSON.parse(ws.body).code, "RATE_LIMITED", ws.body);
     } else {
       t.diagnostic(`the machine was too slow (${elapsed} ms) to check refusals within one token`);
@@ -100,10 +104,73 @@ test("limits.connect_rate_per_s: handshakes beyond the rate get 503, the bucket 
     assert.equal(later.status, 200, "the bucket refills at the configured rate");
     // ...but only one token per second.
     const burst = await Promise.all([1, 2, 3].map(() => pollingHandshake(gw.url)));
-    assert.ok(burst.some((r) => r.status === 503), `statuses ${burst.map((r) => r.status)}`);
+    assert.ok(burst.some((r) => r.status === 429), `statuses ${burst.map((r) => r.status)}`);
 
     const m = await scrape(gw.url);
     assert.ok(value(m, "socket_gateway_connects_total", { result: "rate_limited" }) >= 2);
+  });
+});
+
+test("limits.connect_queue_ms: handshakes over the rate wait their turn instead of being refused", async (t) => {
+  // Two per second (a bucket of two), two seconds of queue: six at once are all admitted, the
+  // last ones about two seconds later; a seventh would wait longer and is refused.
+  await withGateway({ GATEWAY_LIMITS__CONNECT_RATE_PER_S: "2", GATEWAY_LIMITS__CONNECT_QUEUE_MS: "2000" }, t, async (gw) => {
+    const t0 = Date.now();
+    const answers = await Promise.all(
+      [1, 2, 3, 4, 5, 6, 7].map(async () => {
+        const r = await pollingHandshake(gw.url);
+        return { status: r.status, ms: Date.now() - t0, code: r.json?.code };
+      }),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    t.diagnostic(`answers: ${JSON.stringify(answers)}`);
+    if (answers.some((a) => a.status === 200 && a.ms > 1500)) {
+      assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429], JSON.stringify(answers));
+      assert.equal(answers.find((a) => a.status === 429).code, "RATE_LIMITED");
+      // The queued ones were spread at the rate: the last admitted about 2 s after the first.
+      const admitted = answers.filter((a) => a.status === 200).map((a) => a.ms).sort((a, b) => a - b);
+      assert.ok(admitted[5] - admitted[0] >= 1500, `admissions spread over ${admitted[5] - admitted[0]} ms`);
+    } else {
+      t.diagnostic("the machine was too slow to send the seven handshakes within the queue's window");
+    }
+    const m = await scrape(gw.url);
+    assert.equal(value(m, "socket_gateway_handshakes_waiting"), 0, "nobody waits any more");
+  });
+});
+
+test("socket.io-client retries a 429 with its backoff and gets in", async (t) => {
+  // One per second, no queue: of three clients started together, two are refused at first and
+  // connect on a later attempt (socket.io-client treats the 429 like any failed attempt).
+  await withGateway({ GATEWAY_LIMITS__CONNECT_RATE_PER_S: "1", GATEWAY_LIMITS__CONNECT_QUEUE_MS: "0" }, t, async (gw) => {
+    const errors = [];
+    const sockets = ["alice", "bob", "carol"].map((name) =>
+      ioClient(gw.url, {
+        forceNew: true,
+        transports: ["websocket"],
+        reconnectionDelay: 500,
+        reconnectionDelayMax: 1000,
+        extraHeaders: { Cookie: cookies[name] },
+      }),
+    );
+    try {
+      await Promise.all(
+        sockets.map(
+          (s) =>
+            new Promise((resolve, reject) => {
+              const timer = setTimeout(() => reject(new Error("not connected within 15 s")), 15000);
+              s.on("connect_error", (e) => errors.push(e.message));
+              s.once("connect", () => (clearTimeout(timer), resolve()));
+            }),
+        ),
+      );
+      t.diagnostic(`failed attempts before: ${JSON.stringify(errors)}`);
+      assert.ok(errors.length >= 1, "at least one attempt was refused first");
+      const m = await scrape(gw.url);
+      assert.ok(value(m, "socket_gateway_connects_total", { result: "rate_limited" }) >= 1);
+      assert.equal(value(m, "socket_gateway_connects_total", { result: "ok" }), 3);
+    } finally {
+      for (const s of sockets) s.close();
+    }
   });
 });
 

@@ -83,12 +83,14 @@ pub fn load_users(file: &str, pub_rooms: &[String]) -> Result<Vec<User>> {
 /// State of one process's sockets.
 pub struct Shared {
     pub mode: Mode,
-    sio_path: String,
+    pub sio_path: String,
     pub users: Vec<User>,
-    targets: Vec<Target>,
-    sources: Vec<Ipv4Addr>,
-    sem: Semaphore,
-    connect_timeout: Duration,
+    /// The published rooms' names (`User::pub_idx` indexes them).
+    pub pub_rooms: Vec<String>,
+    pub targets: Vec<Target>,
+    pub sources: Vec<Ipv4Addr>,
+    pub sem: Semaphore,
+    pub connect_timeout: Duration,
     pub per_user: usize,
     pub room_members: Vec<AtomicU32>,
     pub connected: AtomicUsize,
@@ -138,7 +140,7 @@ impl Shared {
             sem: Semaphore::new(args.get::<usize>("inflight", 500)?.max(1)),
             connect_timeout: Duration::from_secs_f64(args.get("connect-timeout-s", 20.0)?),
             per_user: args.get::<usize>("per-user", 1)?.max(1),
-            room_members: pub_rooms.iter().map(|_| AtomicU32::new(0)).collect(),
+            room_members: (0..pub_rooms.len()).map(|_| AtomicU32::new(0)).collect(),
             connected: AtomicUsize::new(0),
             gave_up: AtomicUsize::new(0),
             retries: AtomicU64::new(0),
@@ -146,6 +148,7 @@ impl Shared {
             delivered: AtomicU64::new(0),
             unstamped: AtomicU64::new(0),
             failures: Mutex::new(HashMap::new()),
+            pub_rooms,
             latency: Hist::default(),
             connect_time: Hist::default(),
         })
@@ -155,7 +158,16 @@ impl Shared {
         &self.users[(i / self.per_user) % self.users.len()]
     }
 
-    fn fail(&self, kind: &str) {
+    /// The published rooms socket `i`'s user is in.
+    pub fn pub_rooms_of(&self, i: usize) -> Vec<&str> {
+        self.user(i)
+            .pub_idx
+            .iter()
+            .map(|&r| self.pub_rooms[r].as_str())
+            .collect()
+    }
+
+    pub fn fail(&self, kind: &str) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         *f.entry(kind.to_owned()).or_default() += 1;
     }
@@ -209,13 +221,13 @@ impl Shared {
 
 /// Counts a connected socket (and its published rooms) until dropped, also when its task is
 /// aborted.
-struct ConnectedGuard {
+pub struct ConnectedGuard {
     sh: Arc<Shared>,
     i: usize,
 }
 
 impl ConnectedGuard {
-    fn new(sh: &Arc<Shared>, i: usize) -> Self {
+    pub fn new(sh: &Arc<Shared>, i: usize) -> Self {
         sh.connected.fetch_add(1, Ordering::Relaxed);
         for &r in &sh.user(i).pub_idx {
             sh.room_members[r].fetch_add(1, Ordering::Relaxed);
@@ -233,7 +245,8 @@ impl Drop for ConnectedGuard {
     }
 }
 
-enum Fail {
+/// Why one connection attempt failed (the failure counters' keys).
+pub enum Fail {
     Tcp(std::io::Error),
     Ws(WsError),
     InvalidSession,
@@ -243,7 +256,7 @@ enum Fail {
 }
 
 impl Fail {
-    fn kind(&self) -> String {
+    pub fn kind(&self) -> String {
         match self {
             Fail::Tcp(e) => format!("tcp: {}", e.kind()),
             Fail::Ws(WsError::Refused(s)) => format!("http {s}"),
@@ -258,6 +271,20 @@ impl Fail {
     }
 }
 
+impl Fail {
+    /// A CONNECT_ERROR packet (`44{...}`), by the gateway's message.
+    pub fn connect_error(packet: &[u8]) -> Fail {
+        let text = String::from_utf8_lossy(packet);
+        if text.contains("Invalid session") {
+            Fail::InvalidSession
+        } else if text.contains("Auth unavailable") {
+            Fail::AuthUnavailable
+        } else {
+            Fail::ConnectError
+        }
+    }
+}
+
 impl From<WsError> for Fail {
     fn from(e: WsError) -> Self {
         Fail::Ws(e)
@@ -267,7 +294,7 @@ impl From<WsError> for Fail {
 const MAX_ATTEMPTS: u32 = 10;
 
 /// A cheap, fixed pseudo-random number in [0, 1) for socket `i` (and a salt).
-fn unit(i: usize, salt: u64) -> f64 {
+pub fn unit(i: usize, salt: u64) -> f64 {
     let x =
         ((i as u64) ^ salt.wrapping_mul(0xff51_afd7_ed55_8ccd)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (x >> 40) as f64 / (1u64 << 24) as f64
@@ -318,14 +345,7 @@ async fn open(sh: &Shared, i: usize) -> Result<WsClient, Fail> {
                     return Ok(ws);
                 }
                 if b.starts_with(b"44") {
-                    let text = String::from_utf8_lossy(b);
-                    return Err(if text.contains("Invalid session") {
-                        Fail::InvalidSession
-                    } else if text.contains("Auth unavailable") {
-                        Fail::AuthUnavailable
-                    } else {
-                        Fail::ConnectError
-                    });
+                    return Err(Fail::connect_error(b));
                 }
                 if b == b"2" {
                     ws.queue_text(b"3");

@@ -12,6 +12,7 @@
 //! Results are JSON lines on stdout (one per measurement); progress goes to stderr. `--help`
 //! lists the options.
 
+mod chaos;
 mod coord;
 mod fleet;
 
@@ -65,6 +66,14 @@ storm (S3):
                           every socket starts at a random time within --spread-s (like
                           socket.io-client's randomised first reconnection delay), at most
                           --inflight handshakes at once; later waves drop every socket first
+worker (driven by a coordinator over stdin/stdout, one JSON line per command and answer;
+        the fault matrix and soak, tests/node/chaos/, drive workers directly):
+  --worker K/W            this worker holds the sockets i with i mod W = K
+  --record FILE           chaos mode: what every socket gets (see chaos.rs)
+  --send-every-s S        chaos mode: sockets that send do so about every S seconds (0: never)
+  --senders-one-in N      chaos mode: sockets i with i mod N = 0 send (default 10)
+  commands: {cmd: connect|chaos, from, to, spread_s}, {cmd: drop|leave, all | slots: [i...]},
+            {cmd: sending, on}, {cmd: stats, full}, {cmd: flush}, {cmd: close}, {cmd: exit}
 ";
 
 /// Sockets per worker process (under the 20,000 open files a process may have here).
@@ -119,6 +128,8 @@ async fn worker(args: &Args) -> Result<()> {
         .ok_or("--worker K/W")?;
     let sh = Arc::new(fleet::Shared::new(args)?);
     let mut fleet = fleet::Fleet::default();
+    // Chaos mode (RELIABILITY.md): recovering sockets that record what they get.
+    let chaos = Arc::new(chaos::Chaos::new(sh.clone(), args)?);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
     while let Some(line) = lines.next_line().await? {
@@ -133,13 +144,34 @@ async fn worker(args: &Args) -> Result<()> {
             }
             Some("close") => {
                 fleet.close_all().await;
+                chaos.stop().await;
+                json!({"ok": true})
+            }
+            Some("chaos") => {
+                let from = cmd["from"].as_u64().unwrap_or(0) as usize;
+                let to = cmd["to"].as_u64().unwrap_or(0) as usize;
+                let spread = Duration::from_secs_f64(cmd["spread_s"].as_f64().unwrap_or(0.0));
+                chaos.spawn((from..to).filter(|i| i % w == k), spread);
+                json!({"ok": true})
+            }
+            Some("drop" | "leave") => chaos.control(&cmd),
+            Some("sending") => {
+                chaos.set_sending(cmd["on"].as_bool().unwrap_or(true));
+                json!({"ok": true})
+            }
+            Some("flush") => {
+                chaos.flush();
                 json!({"ok": true})
             }
             Some("reset") => {
                 sh.reset_failures();
                 json!({"ok": true})
             }
-            Some("stats") => sh.stats_json(cmd["full"].as_bool().unwrap_or(false)),
+            Some("stats") => {
+                let mut v = sh.stats_json(cmd["full"].as_bool().unwrap_or(false));
+                v["chaos"] = chaos.stats_json();
+                v
+            }
             Some("exit") => break,
             _ => json!({"error": format!("unknown command {line}")}),
         };
@@ -147,6 +179,7 @@ async fn worker(args: &Args) -> Result<()> {
         out.flush().await?;
     }
     fleet.close_all().await;
+    chaos.stop().await;
     Ok(())
 }
 
