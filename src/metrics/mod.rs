@@ -30,6 +30,7 @@ pub mod names {
     pub const ROOMS: &str = "socket_gateway_rooms";
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
+    pub const PRESENCE_CHANGES_MERGED: &str = "socket_gateway_presence_changes_merged_total";
     pub const BUILD_INFO: &str = "socket_gateway_build_info";
     pub const HANDSHAKES_WAITING: &str = "socket_gateway_handshakes_waiting";
     pub const TOKIO_TASKS: &str = "socket_gateway_tokio_tasks";
@@ -122,6 +123,11 @@ pub fn describe_all() {
         PRESENCE_UPDATES,
         Unit::Count,
         "Users' status changes this instance announced, by new status (online|away|offline)."
+    );
+    describe_counter!(
+        PRESENCE_CHANGES_MERGED,
+        Unit::Count,
+        "Socket changes merged into one still waiting for the presence task (it was behind)."
     );
     describe_gauge!(
         BUILD_INFO,
@@ -286,6 +292,7 @@ mod tests {
             APP_CALLS_COALESCED,
             SLOW_CONSUMER_DISCONNECTS,
             PRESENCE_UPDATES,
+            PRESENCE_CHANGES_MERGED,
         ];
         for c in counters {
             assert!(

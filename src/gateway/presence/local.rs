@@ -1,8 +1,8 @@
-//! This instance's own sockets as presence sees them. It is the authority for them: Valkey
-//! gets a copy (and is rebuilt from it after an outage), and while Valkey is off or
-//! unreachable the status is computed from here alone.
+//! This instance's own sockets, and each user's *part*: what their sockets here add to their
+//! status. This is the authority for them: Valkey gets a copy of each part (rebuilt from here
+//! after an outage), and while Valkey is off or unreachable the status is decided from here.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use engineio::Sid;
@@ -16,64 +16,96 @@ pub enum Status {
 }
 
 impl Status {
+    const ALL: [Status; 3] = [Status::Online, Status::Away, Status::Offline];
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Online => "online",
-            Status::Away => "away",
-            Status::Offline => "offline",
-        }
+        ["online", "away", "offline"][self as usize]
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        match s {
-            "online" => Some(Status::Online),
-            "away" => Some(Status::Away),
-            "offline" => Some(Status::Offline),
-            _ => None,
-        }
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
-/// What one socket contributes to its user's status.
+/// What a user's sockets on one instance add up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Contribution {
+pub struct Part {
+    /// Every one of those sockets is away.
     pub away: bool,
-    /// Ids of the `workspace:<id>` rooms the socket is in: where its user's updates go.
-    pub workspaces: Vec<String>,
+    /// The `workspace:<id>` rooms they are in: where the user's updates go.
+    pub workspaces: BTreeSet<String>,
 }
 
-/// One change of a socket to copy to Valkey.
+/// A user's status after a change of a part, as Valkey (or memory) decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Write {
-    pub sid: Sid,
+pub struct Outcome {
     pub user: String,
-    /// `None` removes the socket.
-    pub value: Option<Contribution>,
-    /// For a removal: when the socket disconnected (ms since the epoch), which becomes the
-    /// user's `lastSeen` if they go offline; `None` means now.
+    pub status: Status,
+    pub last_seen: u64,
+    pub changed: bool,
+    /// Orders the workspace entries written from this outcome (Valkey's clock, µs).
+    pub version: u64,
+    /// The workspaces of the user's sockets (on every instance, for Valkey), before and after.
+    pub before: BTreeSet<String>,
+    pub after: BTreeSet<String>,
+}
+
+/// A user's part changed: the copy to make in Valkey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWrite {
+    pub user: String,
+    pub before: Option<Part>,
+    pub after: Option<Part>,
+    /// For `after: None`, when the user's last socket here disconnected (ms since the epoch):
+    /// their `lastSeen` if that makes them offline.
     pub seen_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Gone {
-    deadline: Instant,
-    at_ms: u64,
+/// The status of a user who has only this part (`None`: no socket).
+pub fn status_of(part: &Option<Part>) -> Status {
+    match part {
+        None => Status::Offline,
+        Some(p) if p.away => Status::Away,
+        Some(_) => Status::Online,
+    }
+}
+
+impl UserWrite {
+    /// The outcome from this instance's sockets alone.
+    pub fn outcome_from_memory(&self, now_ms: u64) -> Outcome {
+        let status = status_of;
+        let workspaces = |p: &Option<Part>| p.as_ref().map(|p| p.workspaces.clone());
+        let after = status(&self.after);
+        Outcome {
+            user: self.user.clone(),
+            status: after,
+            last_seen: self
+                .seen_ms
+                .filter(|_| after == Status::Offline)
+                .unwrap_or(now_ms),
+            changed: after != status(&self.before),
+            version: 0,
+            before: workspaces(&self.before).unwrap_or_default(),
+            after: workspaces(&self.after).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct LocalSocket {
     user: String,
-    contribution: Contribution,
-    /// Disconnected and waiting out the grace period; it still counts until then.
-    gone: Option<Gone>,
+    away: bool,
+    workspaces: Vec<String>,
+    /// Disconnected: the end of its grace period (it counts until then), and when (ms).
+    gone: Option<(Instant, u64)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LocalUser {
-    sids: HashSet<Sid>,
-    /// The status this instance last saw for the user (from Valkey or from here): the
-    /// baseline of what counts as a change when Valkey cannot be asked.
-    shown: Status,
+    sids: Vec<Sid>,
+    /// The part last handed out (written to Valkey or decided from memory).
+    sent: Option<Part>,
+    last_gone_ms: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -81,90 +113,54 @@ pub struct Local {
     sockets: HashMap<Sid, LocalSocket>,
     users: HashMap<String, LocalUser>,
     deadlines: BTreeSet<(Instant, Sid)>,
+    /// Users whose part may have changed since [`Local::writes`] last looked.
+    dirty: BTreeSet<String>,
 }
 
 impl Local {
     /// A socket connected, or came back within its grace period with the same id (connection
     /// state recovery): then it keeps its away/active state.
-    pub fn connect(&mut self, sid: Sid, user: &str, workspaces: Vec<String>) -> Write {
+    pub fn connect(&mut self, sid: Sid, user: &str, workspaces: Vec<String>) {
         if let Some(s) = self.sockets.get_mut(&sid) {
-            if let Some(g) = s.gone.take() {
-                self.deadlines.remove(&(g.deadline, sid));
+            if let Some((deadline, _)) = s.gone.take() {
+                self.deadlines.remove(&(deadline, sid));
             }
-            s.contribution.workspaces = workspaces;
-            return Write {
-                sid,
-                user: s.user.clone(),
-                value: Some(s.contribution.clone()),
-                seen_ms: None,
-            };
+            s.workspaces = workspaces;
+            self.dirty.insert(s.user.clone());
+            return;
         }
-        let contribution = Contribution {
+        let s = LocalSocket {
+            user: user.to_owned(),
             away: false,
             workspaces,
+            gone: None,
         };
-        self.sockets.insert(
-            sid,
-            LocalSocket {
-                user: user.to_owned(),
-                contribution: contribution.clone(),
-                gone: None,
-            },
-        );
+        self.sockets.insert(sid, s);
         self.users
             .entry(user.to_owned())
-            .or_insert_with(|| LocalUser {
-                sids: HashSet::new(),
-                shown: Status::Offline,
-            })
+            .or_default()
             .sids
-            .insert(sid);
-        Write {
-            sid,
-            user: user.to_owned(),
-            value: Some(contribution),
-            seen_ms: None,
+            .push(sid);
+        self.dirty.insert(user.to_owned());
+    }
+
+    /// `presence:setAway` / `setActive`, and room changes, of a connected socket.
+    pub fn update(&mut self, sid: Sid, away: Option<bool>, workspaces: Option<Vec<String>>) {
+        if let Some(s) = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none()) {
+            s.away = away.unwrap_or(s.away);
+            s.workspaces = workspaces.unwrap_or(std::mem::take(&mut s.workspaces));
+            self.dirty.insert(s.user.clone());
         }
     }
 
-    /// `presence:setAway` / `presence:setActive`; `None` for a socket that is not connected.
-    pub fn set(&mut self, sid: Sid, away: bool, workspaces: Vec<String>) -> Option<Write> {
-        let s = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none())?;
-        s.contribution = Contribution { away, workspaces };
-        Some(Write {
-            sid,
-            user: s.user.clone(),
-            value: Some(s.contribution.clone()),
-            seen_ms: None,
-        })
-    }
-
-    /// A socket's workspaces changed; `None` for a socket that is not connected, or when they
-    /// are the same.
-    pub fn rooms(&mut self, sid: Sid, workspaces: Vec<String>) -> Option<Write> {
-        let s = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none())?;
-        if s.contribution.workspaces == workspaces {
-            return None;
+    /// Starts a socket's grace period: it counts until `deadline`.
+    pub fn disconnect(&mut self, sid: Sid, deadline: Instant, at_ms: u64) {
+        if let Some(s) = self.sockets.get_mut(&sid) {
+            if let Some((old, _)) = s.gone.replace((deadline, at_ms)) {
+                self.deadlines.remove(&(old, sid));
+            }
+            self.deadlines.insert((deadline, sid));
         }
-        s.contribution.workspaces = workspaces;
-        Some(Write {
-            sid,
-            user: s.user.clone(),
-            value: Some(s.contribution.clone()),
-            seen_ms: None,
-        })
-    }
-
-    /// Starts a socket's grace period. Returns false for an unknown socket.
-    pub fn disconnect(&mut self, sid: Sid, deadline: Instant, at_ms: u64) -> bool {
-        let Some(s) = self.sockets.get_mut(&sid) else {
-            return false;
-        };
-        if let Some(g) = s.gone.replace(Gone { deadline, at_ms }) {
-            self.deadlines.remove(&(g.deadline, sid));
-        }
-        self.deadlines.insert((deadline, sid));
-        true
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -172,92 +168,74 @@ impl Local {
     }
 
     /// Removes the sockets whose grace period has ended by `now`.
-    pub fn expire(&mut self, now: Instant) -> Vec<(Write, Contribution)> {
-        let mut out = Vec::new();
-        while let Some(&(deadline, sid)) = self.deadlines.first() {
-            if deadline > now {
-                break;
-            }
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, sid)) = self.deadlines.first().filter(|(d, _)| *d <= now) {
             self.deadlines.remove(&(deadline, sid));
             let Some(s) = self.sockets.remove(&sid) else {
                 continue;
             };
             if let Some(u) = self.users.get_mut(&s.user) {
-                u.sids.remove(&sid);
+                u.sids.retain(|x| *x != sid);
+                u.last_gone_ms = u.last_gone_ms.max(s.gone.map(|(_, at)| at));
             }
-            let seen_ms = s.gone.map(|g| g.at_ms);
-            out.push((
-                Write {
-                    sid,
-                    user: s.user,
-                    value: None,
+            self.dirty.insert(s.user);
+        }
+    }
+
+    /// The user's part: their sockets here, those in their grace period included.
+    pub fn part(&self, user: &str) -> Option<Part> {
+        let sids = &self.users.get(user)?.sids;
+        let sockets: Vec<&LocalSocket> = sids.iter().filter_map(|s| self.sockets.get(s)).collect();
+        (!sockets.is_empty()).then(|| Part {
+            away: sockets.iter().all(|s| s.away),
+            workspaces: sockets
+                .iter()
+                .flat_map(|s| s.workspaces.iter().cloned())
+                .collect(),
+        })
+    }
+
+    /// The parts that changed since the last call, now counted as handed out. Users left
+    /// with no socket here are forgotten.
+    pub fn writes(&mut self) -> Vec<UserWrite> {
+        let mut out = Vec::new();
+        for user in std::mem::take(&mut self.dirty) {
+            let after = self.part(&user);
+            let Some(u) = self.users.get_mut(&user) else {
+                continue;
+            };
+            if u.sent != after {
+                let seen_ms = after.is_none().then_some(u.last_gone_ms).flatten();
+                let before = std::mem::replace(&mut u.sent, after.clone());
+                out.push(UserWrite {
+                    user: user.clone(),
+                    before,
+                    after,
                     seen_ms,
-                },
-                s.contribution,
-            ));
+                });
+            }
+            if u.sids.is_empty() {
+                self.users.remove(&user);
+            }
         }
         out
     }
 
-    /// The user's status from this instance's sockets alone.
-    pub fn status(&self, user: &str) -> Status {
-        let mut status = Status::Offline;
-        for sid in self.users.get(user).map(|u| &u.sids).into_iter().flatten() {
-            match self.sockets.get(sid) {
-                Some(s) if !s.contribution.away => return Status::Online,
-                Some(_) => status = Status::Away,
-                None => {}
-            }
-        }
-        status
-    }
-
-    /// The workspaces of the user's sockets here.
-    pub fn workspaces(&self, user: &str) -> BTreeSet<String> {
-        self.users
-            .get(user)
-            .map(|u| &u.sids)
-            .into_iter()
-            .flatten()
-            .filter_map(|sid| self.sockets.get(sid))
-            .flat_map(|s| s.contribution.workspaces.iter().cloned())
-            .collect()
-    }
-
-    pub fn shown(&self, user: &str) -> Status {
-        self.users.get(user).map_or(Status::Offline, |u| u.shown)
-    }
-
-    /// Records the status last seen for a user. Users with no socket here are forgotten:
-    /// their status is the business of the instances that have their sockets.
-    pub fn set_shown(&mut self, user: &str, status: Status) {
-        if let Some(u) = self.users.get_mut(user) {
-            u.shown = status;
-            if u.sids.is_empty() {
-                self.users.remove(user);
-            }
-        }
-    }
-
-    /// Every socket here (including those in their grace period), to copy them all to Valkey.
-    pub fn all(&self) -> Vec<Write> {
-        self.sockets
-            .iter()
-            .map(|(sid, s)| Write {
-                sid: *sid,
-                user: s.user.clone(),
-                value: Some(s.contribution.clone()),
-                seen_ms: None,
-            })
-            .collect()
+    /// Every part handed out, to copy them all to Valkey again (unchanged, as far as this
+    /// instance knows).
+    pub fn all(&self) -> Vec<UserWrite> {
+        let part = |u: &LocalUser| u.sent.clone();
+        let write = |(user, u): (&String, &LocalUser)| UserWrite {
+            user: user.clone(),
+            before: part(u),
+            after: part(u),
+            seen_ms: None,
+        };
+        self.users.iter().map(write).collect()
     }
 
     pub fn socket_count(&self) -> usize {
         self.sockets.len()
-    }
-
-    pub fn user_count(&self) -> usize {
-        self.users.len()
     }
 }
 
@@ -270,19 +248,43 @@ mod tests {
         ids.iter().map(|s| s.to_string()).collect()
     }
 
+    fn part(away: bool, ids: &[&str]) -> Option<Part> {
+        Some(Part {
+            away,
+            workspaces: ids.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// (user, before, after) of each write.
+    fn changes(l: &mut Local) -> Vec<(String, Option<Part>, Option<Part>)> {
+        l.writes()
+            .into_iter()
+            .map(|w| (w.user, w.before, w.after))
+            .collect()
+    }
+
     #[test]
-    fn status_is_online_while_any_socket_is_active() {
+    fn a_part_is_active_while_any_socket_is_and_covers_all_their_workspaces() {
         let mut l = Local::default();
         let (a, b) = (Sid::generate(), Sid::generate());
-        assert_eq!(l.status("u"), Status::Offline);
         l.connect(a, "u", ws(&["w1"]));
         l.connect(b, "u", ws(&["w2"]));
-        assert_eq!(l.status("u"), Status::Online);
-        assert!(l.set(a, true, ws(&["w1"])).is_some());
-        assert_eq!(l.status("u"), Status::Online);
-        assert!(l.set(b, true, ws(&["w2"])).is_some());
-        assert_eq!(l.status("u"), Status::Away);
-        assert_eq!(l.workspaces("u"), ws(&["w1", "w2"]).into_iter().collect());
+        assert_eq!(
+            changes(&mut l),
+            vec![("u".into(), None, part(false, &["w1", "w2"]))]
+        );
+        l.update(a, Some(true), None);
+        assert_eq!(changes(&mut l), vec![], "b is still active");
+        l.update(b, Some(true), Some(ws(&["w2", "w3"])));
+        assert_eq!(
+            changes(&mut l),
+            vec![(
+                "u".into(),
+                part(false, &["w1", "w2"]),
+                part(true, &["w1", "w2", "w3"])
+            )]
+        );
+        assert_eq!(l.all().len(), 1);
     }
 
     #[test]
@@ -291,23 +293,20 @@ mod tests {
         let a = Sid::generate();
         let t0 = Instant::now();
         l.connect(a, "u", ws(&["w1"]));
-        assert!(l.disconnect(a, t0 + Duration::from_secs(3), 42));
-        assert_eq!(l.status("u"), Status::Online);
-        assert!(
-            l.set(a, true, vec![]).is_none(),
-            "no state change while gone"
-        );
-        assert!(l.expire(t0 + Duration::from_secs(2)).is_empty());
+        l.writes();
+        l.disconnect(a, t0 + Duration::from_secs(3), 42);
+        l.update(a, Some(true), None);
+        l.expire(t0 + Duration::from_secs(2));
+        assert_eq!(changes(&mut l), vec![], "no change while in grace");
         assert_eq!(l.next_deadline(), Some(t0 + Duration::from_secs(3)));
-        let gone = l.expire(t0 + Duration::from_secs(3));
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].0.value, None);
-        assert_eq!(gone[0].0.seen_ms, Some(42));
-        assert_eq!(gone[0].1.workspaces, ws(&["w1"]));
-        assert_eq!(l.status("u"), Status::Offline);
-        assert_eq!(l.next_deadline(), None);
-        l.set_shown("u", Status::Offline);
-        assert_eq!(l.user_count(), 0);
+        l.expire(t0 + Duration::from_secs(3));
+        let w = l.writes();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].after.clone(), w[0].seen_ms), (None, Some(42)));
+        assert_eq!(
+            (l.next_deadline(), l.all().len(), l.socket_count()),
+            (None, 0, 0)
+        );
     }
 
     #[test]
@@ -316,13 +315,49 @@ mod tests {
         let a = Sid::generate();
         let t0 = Instant::now();
         l.connect(a, "u", ws(&["w1"]));
-        l.set(a, true, ws(&["w1"]));
+        l.update(a, Some(true), None);
+        l.writes();
         l.disconnect(a, t0 + Duration::from_secs(3), 1);
-        let w = l.connect(a, "u", ws(&["w1", "w2"]));
-        assert_eq!(w.value.map(|c| c.away), Some(true));
-        assert!(l.expire(t0 + Duration::from_secs(10)).is_empty());
-        assert_eq!(l.status("u"), Status::Away);
+        l.connect(a, "u", ws(&["w1", "w2"]));
+        l.expire(t0 + Duration::from_secs(10));
+        assert_eq!(
+            changes(&mut l),
+            vec![("u".into(), part(true, &["w1"]), part(true, &["w1", "w2"]))]
+        );
         assert_eq!(l.socket_count(), 1);
+    }
+
+    #[test]
+    fn a_flap_between_two_looks_writes_nothing() {
+        let mut l = Local::default();
+        let a = Sid::generate();
+        l.connect(a, "u", ws(&["w1"]));
+        l.writes();
+        l.update(a, Some(true), None);
+        l.update(a, Some(false), None);
+        assert_eq!(changes(&mut l), vec![]);
+        l.update(Sid::generate(), Some(true), None);
+        assert_eq!(changes(&mut l), vec![], "unknown sockets are ignored");
+    }
+
+    #[test]
+    fn outcomes_from_memory() {
+        let w = |before, after, seen_ms| UserWrite {
+            user: "u".into(),
+            before,
+            after,
+            seen_ms,
+        };
+        let o = w(part(false, &["w1"]), None, Some(7)).outcome_from_memory(9);
+        assert_eq!(
+            (o.status, o.changed, o.last_seen),
+            (Status::Offline, true, 7)
+        );
+        assert_eq!((o.before.len(), o.after.len()), (1, 0));
+        let o = w(part(false, &["w1"]), part(true, &["w1"]), None).outcome_from_memory(9);
+        assert_eq!((o.status, o.changed, o.last_seen), (Status::Away, true, 9));
+        let o = w(part(true, &[]), part(true, &["w2"]), None).outcome_from_memory(9);
+        assert_eq!((o.status, o.changed), (Status::Away, false));
     }
 
     #[test]

@@ -1,30 +1,33 @@
-//! Presence in Valkey: the calls of `presence.lua` and the parsing of its answers.
+//! Presence in Valkey: key names, the scripts' calls, the parsing of their answers.
 //!
-//! Every operation is one EVALSHA of the same script, so each is atomic: the socket's field,
-//! the user's status and the workspace hashes change together, and the script alone decides
-//! whether the status changed (so two instances racing on one user broadcast it once).
-//! Writes are pipelined: a burst of connects costs one round trip.
+//! Each script takes all its keys in `KEYS` and touches one hash slot (see their headers);
+//! the rest are single-key commands. Calls are pipelined; scripts are called by digest and
+//! loaded when this instance joins: a `NOSCRIPT` (Valkey restarted or flushed) makes it
+//! resync, which loads them again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, ErrorKind, ServerErrorKind, Value};
+use deadpool_redis::redis::{self, Value};
 use deadpool_redis::{Connection, Pool};
 
-use super::local::{Status, Write};
+use super::local::{Outcome, Status, UserWrite};
+use relay::script::{is_unknown_script_reply, Lua};
 
-const SCRIPT: &str = include_str!("presence.lua");
+const SET_USER: &str = include_str!("scripts/set_user.lua");
+const SET_WORKSPACE: &str = include_str!("scripts/set_workspace.lua");
+const BEAT: &str = include_str!("scripts/beat.lua");
+static SCRIPTS: [Lua; 3] = [Lua::new(SET_USER), Lua::new(SET_WORKSPACE), Lua::new(BEAT)];
 
-/// How long one round trip to Valkey may take before presence gives up on it and falls back
-/// to local memory (the next heartbeat tries again).
+/// How long one round trip may take before presence gives up on Valkey and works from memory.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an offline user's `status` / `lastSeen` stay readable in `{P}:user:<id>`.
-pub const OFFLINE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most socket writes in one pipeline (each pipeline has its own [`CALL_TIMEOUT`]).
-const SET_BATCH: usize = 256;
-/// Most expired instances one heartbeat claims.
-const MOST_CLAIMS: u32 = 16;
-/// Most sockets of a dead instance removed by one script call (keeps each call short).
-pub const REAP_BATCH: u32 = 256;
+/// How long an offline user's `status` / `lastSeen` stay readable in `P:user:<id>` (and the
+/// versions of workspace entries are kept).
+const RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Most users of a claimed member removed per call.
+const REAP_BATCH: usize = 256;
+/// Most dead instances one heartbeat claims.
+const MOST_CLAIMS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,329 +35,313 @@ pub enum StoreError {
     Pool(#[from] deadpool_redis::PoolError),
     #[error("Valkey: {0}")]
     Valkey(#[from] redis::RedisError),
-    #[error("Valkey did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("unexpected answer from the presence script: {0}")]
+    #[error("unexpected answer from Valkey: {0}")]
+    Parse(#[from] redis::ParsingError),
+    #[error("unexpected answer from Valkey: {0}")]
     Reply(String),
+    #[error("Valkey did not answer within {CALL_TIMEOUT:?}")]
+    Timeout,
+    #[error("Valkey does not know the presence scripts (restarted or flushed)")]
+    NoScript,
 }
 
-/// What the script says about one user after an operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub user: String,
-    pub status: Status,
-    pub last_seen: u64,
-    /// Workspaces to send `presence:update` to (empty: nothing to tell).
-    pub targets: Vec<String>,
-    /// Where this announcement sits among the user's announcements, when this instance made
-    /// it (`None` for a reaper's, which count as someone else's).
-    pub seq: Option<Seq>,
-    /// How many of `targets` (the first ones) had none of the user's sockets before: their
-    /// clients may know nothing of the user, so what they are told is never deduplicated.
-    pub fresh: usize,
-}
+/// A member to remove (a dead instance's, or this instance's previous one), and the
+/// `lastSeen` of its users.
+pub type Claim = (String, u64);
 
-/// An announcement's place in the user's history, as the script counts it (see
-/// `presence.lua`): what lets the coalescer prove nobody else told the user's rooms anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seq {
-    /// The user's announcement counter after this one.
-    pub version: u64,
-    /// When it was made (Valkey's clock, ms).
-    pub at_ms: u64,
-    /// When another member last announced the user (0: never).
-    pub foreign_ms: u64,
-}
+/// Workspace entries to write: `(workspace, user) → (version, status, or None to remove)`.
+pub type WorkspaceWrites = HashMap<(String, String), (u64, Option<Status>)>;
 
-/// A user's status as Valkey has it now, read when a window of updates is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Current {
-    pub status: Status,
-    pub last_seen: u64,
-    pub version: u64,
-}
-
-/// The answer to one `set`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetReply {
-    Done(Outcome),
-    /// This instance's member was claimed as dead: nothing was written; resync first.
-    Lost,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Beat {
-    /// False when this member was claimed as dead (resync under a new member).
-    pub alive: bool,
-    /// Dead instances this heartbeat claimed: (member, its last heartbeat in ms).
-    pub claimed: Vec<(String, u64)>,
+/// A key in the same Valkey Cluster hash slot as `key`: a key is hashed by its hash tag (the
+/// text between its first `{` and the next `}`, if not empty), else whole. So `{key}:suffix`
+/// hashes like `key` when `key` has no braces, and `key:suffix` does when `key` has a tag.
+/// (A workspace id with a `}` but no tag has no such name: its two keys would be in two slots,
+/// which one Valkey does not mind and a Cluster refuses. App ids are not made that way.)
+fn same_slot(key: &str, suffix: &str) -> String {
+    let tag = key
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'));
+    match tag {
+        Some((tag, _)) if !tag.is_empty() => format!("{key}:{suffix}"),
+        _ => format!("{{{key}}}:{suffix}"),
+    }
 }
 
 pub struct Store {
     pool: Pool,
-    /// Kept between calls (like the publisher's): one steady connection per instance, and
-    /// no pool round trip per change. Dropped after any error.
+    /// Kept between calls: one steady connection, no pool round trip per change. Dropped
+    /// after any error.
     conn: Option<Connection>,
-    /// Key prefix: `{redis.prefix}-presence`.
+    /// `{redis.prefix}-presence`
     prefix: String,
     uid: String,
+    /// Counts joins: a member is the uid and this counter.
     epoch: u64,
-    ttl_ms: u64,
-    sha: Option<String>,
+    /// The last member that joined: its entries are in Valkey.
+    joined: Option<String>,
+    ttl: Duration,
 }
 
 impl Store {
     pub fn new(pool: Pool, redis_prefix: &str, uid: &str, ttl: Duration) -> Store {
+        let prefix = format!("{redis_prefix}-presence");
+        let uid = uid.to_owned();
         Store {
             pool,
             conn: None,
-            prefix: format!("{redis_prefix}-presence"),
-            uid: uid.to_owned(),
+            prefix,
+            uid,
             epoch: 0,
-            ttl_ms: ttl.as_millis() as u64,
-            sha: None,
+            joined: None,
+            ttl,
         }
     }
 
-    /// This instance's name in Valkey: the relay's uid, and a counter bumped by every
-    /// resync so a reaper still working on the previous member cannot remove new entries.
+    /// This instance's name in Valkey now.
     pub fn member(&self) -> String {
         format!("{}.{}", self.uid, self.epoch)
     }
 
-    /// Moves to a new member; returns the previous one.
-    pub fn next_member(&mut self) -> String {
-        let old = self.member();
-        self.epoch += 1;
-        old
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
     }
 
-    fn argv(&self, op: &str) -> Vec<String> {
-        vec![
-            op.to_owned(),
-            self.prefix.clone(),
-            self.ttl_ms.to_string(),
-            (OFFLINE_RETENTION.as_millis() as u64).to_string(),
-        ]
+    fn script(&self, script: usize, keys: Vec<String>, args: &[&str]) -> redis::Cmd {
+        let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        SCRIPTS[script].call(keys, args).cmd(true)
     }
 
-    /// Runs the script once per argument list, in one pipeline, in order.
-    async fn run(&mut self, calls: &[Vec<String>]) -> Result<Vec<Vec<String>>, StoreError> {
-        let result = match tokio::time::timeout(CALL_TIMEOUT, self.run_inner(calls)).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(CALL_TIMEOUT)),
-        };
+    /// Sends a pipeline: one reply per command not ignored (errors among them when it was
+    /// built with `ignore_errors`).
+    async fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
+        let result = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => self.pool.get().await?,
+            };
+            let replies = pipe.query_async(&mut *conn).await?;
+            self.conn = Some(conn);
+            Ok(replies)
+        });
+        let result = result.await.unwrap_or(Err(StoreError::Timeout));
         if result.is_err() {
             self.conn = None;
         }
         result
     }
 
-    async fn run_inner(&mut self, calls: &[Vec<String>]) -> Result<Vec<Vec<String>>, StoreError> {
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => self.pool.get().await?,
-        };
-        let out = self.run_on(&mut conn, calls).await?;
-        self.conn = Some(conn);
-        Ok(out)
-    }
-
-    async fn run_on(
+    /// Runs `beat.lua`: the claims it made, or `None` when this member was claimed as dead.
+    async fn beat_as(
         &mut self,
-        conn: &mut Connection,
-        calls: &[Vec<String>],
-    ) -> Result<Vec<Vec<String>>, StoreError> {
-        let mut out = Vec::with_capacity(calls.len());
-        let mut loaded_now = false;
-        while out.len() < calls.len() {
-            let sha = match &self.sha {
-                Some(sha) => sha.clone(),
-                None => {
-                    let sha: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(SCRIPT)
-                        .query_async(&mut **conn)
-                        .await?;
-                    loaded_now = true;
-                    self.sha.insert(sha).clone()
-                }
-            };
-            let rest = &calls[out.len()..];
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for argv in rest {
-                pipe.cmd("EVALSHA").arg(&sha).arg(0).arg(argv);
-            }
-            let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut **conn).await?;
-            for reply in replies {
-                match reply {
-                    Ok(v) => out.push(strings(v)?),
-                    // Valkey restarted or its script cache was flushed: nothing from here on
-                    // ran. Load it again and send the rest (once).
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        if loaded_now {
-                            return Err(e.into());
-                        }
-                        self.sha = None;
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Copies socket changes to Valkey, in order (one pipeline per [`SET_BATCH`] writes).
-    pub async fn set(&mut self, writes: &[Write]) -> Result<Vec<SetReply>, StoreError> {
-        let mut out = Vec::with_capacity(writes.len());
-        for chunk in writes.chunks(SET_BATCH) {
-            out.extend(self.set_batch(chunk).await?);
-        }
-        Ok(out)
-    }
-
-    async fn set_batch(&mut self, writes: &[Write]) -> Result<Vec<SetReply>, StoreError> {
-        let member = self.member();
-        let calls: Vec<Vec<String>> = writes
-            .iter()
-            .map(|w| {
-                let mut argv = self.argv("set");
-                argv.extend([
-                    member.clone(),
-                    w.sid.as_str().to_owned(),
-                    w.user.clone(),
-                    w.value.as_ref().map_or_else(String::new, |c| {
-                        let mut v = String::from(if c.away { "w" } else { "a" });
-                        for ws in &c.workspaces {
-                            v.push('\n');
-                            v.push_str(ws);
-                        }
-                        v
-                    }),
-                    w.seen_ms.map_or_else(String::new, |ms| ms.to_string()),
-                ]);
-                argv
-            })
-            .collect();
-        let replies = self.run(&calls).await?;
-        writes
-            .iter()
-            .zip(replies)
-            .map(|(w, r)| parse_set(&w.user, &r))
-            .collect()
-    }
-
-    /// Refreshes this member's heartbeat (`register`: first time under this member) and
-    /// claims expired instances.
-    pub async fn beat(&mut self, register: bool) -> Result<Beat, StoreError> {
-        let mut argv = self.argv("beat");
-        argv.extend([
-            self.member(),
-            if register { "1" } else { "0" }.to_owned(),
-            MOST_CLAIMS.to_string(),
-        ]);
-        let reply = self.run(&[argv]).await?.pop().unwrap_or_default();
-        parse_beat(&reply)
-    }
-
-    /// A clean shutdown: this member expires `grace` from now, so survivors reap its
-    /// sockets then, unless their users reconnected elsewhere in the meantime.
-    pub async fn leave(&mut self, grace: Duration) -> Result<(), StoreError> {
-        let mut argv = self.argv("leave");
-        argv.extend([self.member(), grace.as_millis().to_string()]);
-        self.run(&[argv]).await.map(drop)
-    }
-
-    /// Claims one of this instance's own old members, to reap it.
-    pub async fn retire(&mut self, member: &str) -> Result<(), StoreError> {
-        let mut argv = self.argv("retire");
-        argv.push(member.to_owned());
-        self.run(&[argv]).await.map(drop)
-    }
-
-    /// Each user's status, lastSeen and announcement counter now, read atomically (MULTI, so
-    /// no script runs between a user's status and counter); `None` for a user Valkey has
-    /// nothing readable for.
-    pub async fn current(&mut self, users: &[String]) -> Result<Vec<Option<Current>>, StoreError> {
+        op: &str,
+        life: Duration,
+        previous: &str,
+    ) -> Result<Option<Vec<Claim>>, StoreError> {
+        let args = [
+            &self.member(),
+            op,
+            &life.as_millis().to_string(),
+            previous,
+            &MOST_CLAIMS.to_string(),
+        ];
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        for user in users {
-            pipe.cmd("HMGET")
-                .arg(format!("{}:user:{user}", self.prefix))
-                .arg("status")
-                .arg("lastSeen");
-            pipe.cmd("HGET")
-                .arg(format!("{}:ann:{user}", self.prefix))
-                .arg("v");
-        }
-        let result = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut conn = match self.conn.take() {
-                Some(c) => c,
-                None => self.pool.get().await?,
-            };
-            // Two replies per user: [status, lastSeen], then v.
-            let replies: Vec<Value> = pipe.query_async(&mut *conn).await?;
-            self.conn = Some(conn);
-            let rows = replies
-                .chunks(2)
-                .map(|pair| {
-                    let mut row: Vec<Option<String>> = match pair.first() {
-                        Some(v) => redis::from_redis_value(v.clone()).unwrap_or_default(),
-                        None => Vec::new(),
-                    };
-                    row.push(
-                        pair.get(1)
-                            .and_then(|v| redis::from_redis_value(v.clone()).ok()),
-                    );
-                    row
-                })
-                .collect::<Vec<_>>();
-            Ok::<_, StoreError>(rows)
-        })
-        .await
-        .unwrap_or(Err(StoreError::Timeout(CALL_TIMEOUT)));
-        match result {
-            Ok(rows) => Ok(rows.iter().map(|r| parse_current(r)).collect()),
-            Err(e) => {
-                self.conn = None;
-                Err(e)
+        pipe.add_command(self.script(2, vec![self.key("members")], &args));
+        let reply = strings(self.query(&pipe).await?.pop())?;
+        match reply.split_first() {
+            Some((state, _)) if state == "lost" => Ok(None),
+            Some((state, claims)) if state == "ok" && claims.len() % 2 == 0 => {
+                let claim = |c: &[String]| Ok((c[0].clone(), number(&c[1])?));
+                claims
+                    .chunks(2)
+                    .map(claim)
+                    .collect::<Result<_, _>>()
+                    .map(Some)
             }
+            _ => Err(StoreError::Reply(format!("beat: {reply:?}"))),
         }
     }
 
-    /// Removes up to [`REAP_BATCH`] sockets of a claimed member; returns whether it is done,
-    /// and each removed socket's user (with no targets when nothing is to be told).
-    pub async fn reap(
+    /// Registers a new member (after loading the scripts). The previous one is claimed, to
+    /// be removed like a dead instance's once the new one has every part.
+    pub async fn join(&mut self) -> Result<Vec<Claim>, StoreError> {
+        let mut pipe = redis::pipe();
+        for text in [SET_USER, SET_WORKSPACE, BEAT] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(text).ignore();
+        }
+        self.query(&pipe).await?;
+        self.epoch += 1;
+        let previous = self.joined.clone().unwrap_or_default();
+        let claims = self.beat_as("join", self.ttl, &previous).await?;
+        self.joined = Some(self.member());
+        Ok(claims.unwrap_or_default())
+    }
+
+    /// A heartbeat: the dead instances it claimed, or `None` when this instance was claimed
+    /// as dead (it must join again).
+    pub async fn beat(&mut self) -> Result<Option<Vec<Claim>>, StoreError> {
+        self.beat_as("beat", self.ttl, "").await
+    }
+
+    /// A clean shutdown: the member lives `grace` more, so its users have the grace period
+    /// to reconnect elsewhere before a survivor removes them.
+    pub async fn leave(&mut self, grace: Duration) -> Result<(), StoreError> {
+        self.beat_as("leave", grace, "").await.map(drop)
+    }
+
+    /// Runs `set_user.lua` for `member`'s part of each user: one answer per user.
+    async fn set_users<'a>(
         &mut self,
         member: &str,
-        last_seen: u64,
-    ) -> Result<(bool, Vec<Outcome>), StoreError> {
-        let mut argv = self.argv("reap");
-        argv.extend([
-            member.to_owned(),
-            REAP_BATCH.to_string(),
-            last_seen.to_string(),
-        ]);
-        let reply = self.run(&[argv]).await?.pop().unwrap_or_default();
-        parse_reap(&reply)
+        parts: impl Iterator<Item = (&'a str, String, String)>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let (field, index) = (format!("p:{member}"), self.key(&format!("users:{member}")));
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut users = Vec::new();
+        for (user, value, seen) in parts {
+            // Listed before it is written, so whoever removes the member finds every entry.
+            if !value.is_empty() {
+                pipe.cmd("SADD").arg(&index).arg(user).ignore();
+            }
+            let args = [field.as_str(), &value, &seen, &RETENTION_MS.to_string()];
+            pipe.add_command(self.script(0, vec![self.key(&format!("user:{user}"))], &args));
+            users.push(user);
+        }
+        let replies = self.query(&pipe).await?;
+        if replies.len() != users.len() {
+            return Err(StoreError::Reply(format!(
+                "{} answers to {} calls",
+                replies.len(),
+                users.len()
+            )));
+        }
+        Ok(users
+            .into_iter()
+            .zip(replies)
+            .map(|(u, r)| parse_outcome(u, r))
+            .collect())
+    }
+
+    /// Copies users' parts under the current member: one answer per write.
+    pub async fn write(
+        &mut self,
+        writes: &[UserWrite],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let parts = writes.iter().map(|w| {
+            let mut value = String::new();
+            if let Some(p) = &w.after {
+                value.push(if p.away { 'w' } else { 'a' });
+                p.workspaces
+                    .iter()
+                    .for_each(|ws| value.extend(["\n", ws.as_str()]));
+            }
+            (
+                w.user.as_str(),
+                value,
+                w.seen_ms.map_or_else(String::new, |ms| ms.to_string()),
+            )
+        });
+        self.set_users(&self.member(), parts).await
+    }
+
+    /// Removes a batch of a claimed member's users, answering for each; `None` when it has
+    /// none left (then its entry goes). They leave its list with [`Store::settle`].
+    pub async fn reap(
+        &mut self,
+        (member, seen): &Claim,
+    ) -> Result<Option<Vec<(String, Result<Outcome, StoreError>)>>, StoreError> {
+        let (index, entry) = (self.key(&format!("users:{member}")), self.key("members"));
+        let mut pipe = redis::pipe();
+        pipe.cmd("SRANDMEMBER").arg(index).arg(REAP_BATCH);
+        let users: Vec<String> = match self.query(&pipe).await?.pop() {
+            Some(v) => redis::from_redis_value(v)?,
+            None => Vec::new(),
+        };
+        if users.is_empty() {
+            self.query(redis::pipe().cmd("HDEL").arg(entry).arg(member))
+                .await?;
+            return Ok(None);
+        }
+        let parts = users
+            .iter()
+            .map(|u| (u.as_str(), String::new(), seen.to_string()));
+        let answers = self.set_users(member, parts).await?;
+        Ok(Some(users.into_iter().zip(answers).collect()))
+    }
+
+    /// The writes that follow answers: users leaving a member's list `(member, user)` (only
+    /// once their part is gone), and workspace entries. Writes Valkey refuses (a key of another
+    /// type, say) are logged and skipped; an error means none may have been made.
+    pub async fn settle(
+        &mut self,
+        unlisted: &[(String, String)],
+        workspaces: &WorkspaceWrites,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (member, user) in unlisted {
+            pipe.cmd("SREM")
+                .arg(self.key(&format!("users:{member}")))
+                .arg(user);
+        }
+        for ((ws, user), (version, status)) in workspaces {
+            let key = self.key(&format!("ws:{ws}"));
+            let keys = vec![key.clone(), same_slot(&key, "v")];
+            let status = status.map_or("", Status::as_str);
+            let args = [
+                user.as_str(),
+                &version.to_string(),
+                status,
+                &RETENTION_MS.to_string(),
+            ];
+            pipe.add_command(self.script(1, keys, &args));
+        }
+        let replies = self.query(&pipe).await?;
+        if replies.iter().any(is_unknown_script_reply) {
+            return Err(StoreError::NoScript);
+        }
+        for e in replies
+            .iter()
+            .filter(|v| matches!(v, Value::ServerError(_)))
+        {
+            tracing::warn!(error = ?e, "presence: Valkey refused a write; skipped");
+        }
+        Ok(())
+    }
+
+    /// Users' `(status, lastSeen)` now; users Valkey has nothing readable for (or refuses to
+    /// read: a key of another type) are left out.
+    pub async fn read(
+        &mut self,
+        users: &[String],
+    ) -> Result<HashMap<String, (Status, u64)>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for user in users {
+            pipe.cmd("HMGET")
+                .arg(self.key(&format!("user:{user}")))
+                .arg("status")
+                .arg("lastSeen");
+        }
+        let row = |v| -> Option<(Status, u64)> {
+            let (status, seen): (Option<String>, Option<u64>) = redis::from_redis_value(v).ok()?;
+            Some((Status::parse(&status?)?, seen?))
+        };
+        let replies = self.query(&pipe).await?;
+        Ok(users
+            .iter()
+            .zip(replies)
+            .filter_map(|(u, v)| Some((u.clone(), row(v)?)))
+            .collect())
     }
 }
 
-/// A script answer as strings (it only ever returns flat arrays of strings).
-fn strings(v: Value) -> Result<Vec<String>, StoreError> {
+/// A script's answer as strings (they only return flat arrays of strings).
+fn strings(v: Option<Value>) -> Result<Vec<String>, StoreError> {
     match v {
-        Value::Array(items) => items
+        Some(Value::Array(items)) => items
             .into_iter()
-            .map(|item| match item {
-                Value::BulkString(b) => String::from_utf8(b)
-                    .map_err(|_| StoreError::Reply("a reply that is not UTF-8".into())),
-                Value::SimpleString(s) => Ok(s),
-                Value::Int(i) => Ok(i.to_string()),
-                other => Err(StoreError::Reply(format!("{other:?}"))),
-            })
+            .map(|i| Ok(redis::from_redis_value(i)?))
             .collect(),
         other => Err(StoreError::Reply(format!("{other:?}"))),
     }
@@ -365,182 +352,71 @@ fn number(s: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Reply(format!("not a number: {s:?}")))
 }
 
-fn status(s: &str) -> Result<Status, StoreError> {
-    Status::parse(s).ok_or_else(|| StoreError::Reply(format!("not a status: {s:?}")))
-}
-
-fn parse_current(row: &[Option<String>]) -> Option<Current> {
-    match row {
-        [Some(st), Some(last), v] => Some(Current {
-            status: Status::parse(st)?,
-            last_seen: last.parse().ok()?,
-            version: v.as_deref().map_or(Some(0), |v| v.parse().ok())?,
-        }),
-        _ => None,
+/// `set_user.lua`'s answer: status, lastSeen, changed, version, n, n workspaces before, after.
+fn parse_outcome(user: &str, reply: Value) -> Result<Outcome, StoreError> {
+    if is_unknown_script_reply(&reply) {
+        return Err(StoreError::NoScript);
     }
-}
-
-fn parse_set(user: &str, r: &[String]) -> Result<SetReply, StoreError> {
-    match r {
-        [lost] if lost == "lost" => Ok(SetReply::Lost),
-        [ok, _changed, st, last, version, at, foreign, fresh, targets @ ..] if ok == "ok" => {
-            let fresh = number(fresh)? as usize;
-            if fresh > targets.len() {
-                return Err(StoreError::Reply(format!(
-                    "set: {fresh} fresh of {targets:?}"
-                )));
-            }
-            Ok(SetReply::Done(Outcome {
-                user: user.to_owned(),
-                status: status(st)?,
-                last_seen: number(last)?,
-                targets: targets.to_vec(),
-                seq: Some(Seq {
-                    version: number(version)?,
-                    at_ms: number(at)?,
-                    foreign_ms: number(foreign)?,
-                }),
-                fresh,
-            }))
-        }
-        other => Err(StoreError::Reply(format!("set: {other:?}"))),
-    }
-}
-
-fn parse_beat(r: &[String]) -> Result<Beat, StoreError> {
-    let Some((state, rest)) = r.split_first() else {
-        return Err(StoreError::Reply("beat: empty".into()));
+    let r = strings(Some(reply))?;
+    let bad = || StoreError::Reply(format!("set_user: {r:?}"));
+    let [status, last_seen, changed, version, n, workspaces @ ..] = r.as_slice() else {
+        return Err(bad());
     };
-    let alive = match state.as_str() {
-        "ok" | "new" => true,
-        "lost" => false,
-        other => return Err(StoreError::Reply(format!("beat: {other:?}"))),
-    };
-    if rest.len() % 2 != 0 {
-        return Err(StoreError::Reply("beat: odd claim list".into()));
-    }
-    let claimed = rest
-        .chunks(2)
-        .map(|c| Ok((c[0].clone(), number(&c[1])?)))
-        .collect::<Result<_, StoreError>>()?;
-    Ok(Beat { alive, claimed })
-}
-
-fn parse_reap(r: &[String]) -> Result<(bool, Vec<Outcome>), StoreError> {
-    let Some((done, mut rest)) = r.split_first() else {
-        return Err(StoreError::Reply("reap: empty".into()));
-    };
-    let mut out = Vec::new();
-    while let [user, st, last, n, tail @ ..] = rest {
-        let n = number(n)? as usize;
-        if tail.len() < n {
-            return Err(StoreError::Reply("reap: short target list".into()));
-        }
-        out.push(Outcome {
-            user: user.clone(),
-            status: status(st)?,
-            last_seen: number(last)?,
-            targets: tail[..n].to_vec(),
-            seq: None,
-            fresh: 0,
-        });
-        rest = &tail[n..];
-    }
-    if !rest.is_empty() {
-        return Err(StoreError::Reply("reap: trailing data".into()));
-    }
-    Ok((done == "1", out))
+    let (before, after) = workspaces
+        .split_at_checked(number(n)? as usize)
+        .ok_or_else(bad)?;
+    Ok(Outcome {
+        user: user.to_owned(),
+        status: Status::parse(status).ok_or_else(bad)?,
+        last_seen: number(last_seen)?,
+        changed: changed == "1",
+        version: number(version)?,
+        before: before.iter().cloned().collect(),
+        after: after.iter().cloned().collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn v(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
+    fn reply(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     #[test]
-    fn set_replies() {
-        assert_eq!(parse_set("u", &v(&["lost"])).ok(), Some(SetReply::Lost));
-        let r = parse_set(
+    fn outcomes() {
+        let o = parse_outcome(
             "u",
-            &v(&["ok", "1", "away", "17", "3", "20", "0", "1", "w1", "w2"]),
+            reply(&["away", "17", "1", "99", "1", "w1", "w1", "w2"]),
         );
         assert_eq!(
-            r.ok(),
-            Some(SetReply::Done(Outcome {
+            o.ok(),
+            Some(Outcome {
                 user: "u".into(),
                 status: Status::Away,
                 last_seen: 17,
-                targets: v(&["w1", "w2"]),
-                seq: Some(Seq {
-                    version: 3,
-                    at_ms: 20,
-                    foreign_ms: 0
-                }),
-                fresh: 1,
-            }))
-        );
-        assert!(parse_set("u", &v(&["ok", "1", "busy", "17", "1", "2", "0", "0"])).is_err());
-        assert!(parse_set("u", &v(&["ok", "1", "away", "x", "1", "2", "0", "0"])).is_err());
-        assert!(parse_set("u", &v(&["ok", "1", "away", "1", "1", "2", "0", "2", "w1"])).is_err());
-        assert!(parse_set("u", &v(&["ok", "1", "away", "17"])).is_err());
-        assert!(parse_set("u", &[]).is_err());
-    }
-
-    #[test]
-    fn current_rows() {
-        let row = |a: Option<&str>, b: Option<&str>, c: Option<&str>| {
-            vec![
-                a.map(String::from),
-                b.map(String::from),
-                c.map(String::from),
-            ]
-        };
-        assert_eq!(
-            parse_current(&row(Some("away"), Some("5"), Some("2"))),
-            Some(Current {
-                status: Status::Away,
-                last_seen: 5,
-                version: 2
+                changed: true,
+                version: 99,
+                before: ["w1".to_string()].into(),
+                after: ["w1".to_string(), "w2".to_string()].into(),
             })
         );
-        assert_eq!(
-            parse_current(&row(Some("online"), Some("5"), None)).map(|c| c.version),
-            Some(0)
-        );
-        assert_eq!(parse_current(&row(None, None, None)), None);
-        assert_eq!(parse_current(&row(Some("busy"), Some("5"), None)), None);
+        assert!(parse_outcome("u", reply(&["busy", "17", "1", "99", "0"])).is_err());
+        assert!(parse_outcome("u", reply(&["away", "x", "1", "99", "0"])).is_err());
+        assert!(parse_outcome("u", reply(&["away", "17", "1", "99", "2", "w1"])).is_err());
+        assert!(parse_outcome("u", reply(&["away", "17"])).is_err());
+        assert!(parse_outcome("u", Value::Okay).is_err());
     }
 
     #[test]
-    fn beat_replies() {
-        let b = parse_beat(&v(&["ok", "abc.0", "5", "def.2", "6"])).ok();
-        assert_eq!(
-            b,
-            Some(Beat {
-                alive: true,
-                claimed: vec![("abc.0".into(), 5), ("def.2".into(), 6)],
-            })
-        );
-        assert_eq!(parse_beat(&v(&["lost"])).ok().map(|b| b.alive), Some(false));
-        assert!(parse_beat(&v(&["ok", "abc.0"])).is_err());
-        assert!(parse_beat(&[]).is_err());
-    }
-
-    #[test]
-    fn reap_replies() {
-        let (done, out) = parse_reap(&v(&[
-            "1", "u1", "offline", "9", "2", "w1", "w2", "u2", "away", "9", "0",
-        ]))
-        .unwrap_or_default();
-        assert!(done);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].targets, v(&["w1", "w2"]));
-        assert_eq!(out[1].status, Status::Away);
-        assert!(parse_reap(&v(&["0", "u1", "offline", "9", "3", "w1"])).is_err());
-        assert!(parse_reap(&v(&["0", "u1"])).is_err());
-        assert_eq!(parse_reap(&v(&["0"])).ok(), Some((false, vec![])));
+    fn same_slot_keys() {
+        assert_eq!(same_slot("p:ws:w1", "v"), "{p:ws:w1}:v");
+        assert_eq!(same_slot("p:ws:{t}x", "v"), "p:ws:{t}x:v");
     }
 }

@@ -1,373 +1,306 @@
-//! The presence task: the only owner of this instance's presence state. Socket callbacks send
-//! it [`Op`]s; it applies them in arrival order (so a socket's `setAway` then `setActive`
-//! can never be reordered), copies them to Valkey in pipelined batches, ends grace periods,
-//! sends heartbeats, reaps dead instances and broadcasts `presence:update` (collected over
-//! `presence.batch_ms` by the [`Coalescer`], then sent per room with `broadcast_many`).
+//! The presence task: the only owner of this instance's presence state. It takes the socket
+//! changes the callbacks queued, applies them to [`Local`], copies the parts that changed to
+//! Valkey and announces what Valkey answers (without Valkey, what memory says), ends grace
+//! periods, heartbeats, removes the entries of claimed members one batch per turn (so
+//! heartbeats and changes keep flowing meanwhile), and sends the [`Window`]s.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Weak;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::coalesce::{Change, Coalescer, Order};
-use super::local::{Contribution, Local, Status, Write};
-use super::store::{Current, Outcome, SetReply, Store, StoreError};
+use super::local::{status_of, Local, Outcome, UserWrite};
+use super::queue::{ChangeQueue, SocketChanges};
+use super::store::{Store, StoreError, WorkspaceWrites};
+use super::window::{Update, Window};
 use super::workspaces_of;
+use crate::config::PresenceConfig;
+use crate::metrics::names::PRESENCE_UPDATES;
 use engineio::Sid;
 use relay::Relay;
 use socketio::packet::Packet;
-use socketio::{BroadcastTarget, Namespace, Socket};
+use socketio::{BroadcastTarget, Namespace};
 
-/// Most operations applied (and sent to Valkey as one pipeline) at a time.
-const BATCH: usize = 256;
-/// How often an instance out of sync looks at the relay's link, so it syncs right after
+/// Most parts copied to Valkey in one pipeline.
+const PIPELINE: usize = 256;
+/// How often an instance out of sync looks at the relay's link, so it resyncs right after
 /// Valkey comes back (the link is an atomic: this costs nothing).
 const LINK_POLL: Duration = Duration::from_millis(100);
 
-pub enum Op {
-    Connect {
-        socket: Weak<Socket>,
-        user: String,
-    },
-    Set {
-        sid: Sid,
-        away: bool,
-        workspaces: Vec<String>,
-    },
-    /// The socket's workspace rooms changed (it keeps its away/active state).
-    Rooms {
-        sid: Sid,
-        workspaces: Vec<String>,
-    },
-    Disconnect {
-        sid: Sid,
-    },
-    Stop(oneshot::Sender<()>),
-}
-
+#[derive(Default)]
 pub struct Worker {
-    pub ns: Weak<Namespace>,
-    pub grace: Duration,
-    pub heartbeat: Duration,
-    pub local: Local,
-    pub store: Option<Store>,
-    /// Its link state says when Valkey is worth trying again.
-    pub relay: Weak<Relay>,
-    /// Valkey has every local socket under the current member and this instance is
-    /// heartbeating; false while Valkey is unreachable (or not yet reached): then changes are
-    /// computed from local memory and Valkey is rebuilt from it at the next heartbeat.
-    pub synced: bool,
-    /// The current member was registered in Valkey (so a resync must retire it).
-    pub registered: bool,
-    /// Own old members still to be reaped.
-    pub retired: Vec<String>,
-    /// Users whose status was broadcast from local memory while not synced, with the status
-    /// and the workspaces told: after the resync those workspaces get Valkey's status if it
-    /// differs from what was announced.
-    pub announced: HashMap<String, (Status, BTreeSet<String>)>,
-    /// A Valkey failure was logged; the next one is not, until presence is in sync again.
-    pub failure_logged: bool,
-    /// No resync before this: after a failed one, the next waits a heartbeat, so a Valkey
+    ns: Weak<Namespace>,
+    queue: Arc<ChangeQueue>,
+    grace: Duration,
+    heartbeat: Duration,
+    batch: Duration,
+    store: Option<Store>,
+    /// Its link says when Valkey is worth trying again.
+    relay: Weak<Relay>,
+    local: Local,
+    window: Window,
+    window_ends: Option<Instant>,
+    /// Valkey has every part here under the current member, and this instance heartbeats.
+    /// False while Valkey is unreachable (or not reached yet): then memory decides.
+    synced: bool,
+    /// No resync before this: after a failed one the next waits a heartbeat, so a Valkey
     /// that hangs costs one timeout per heartbeat, not one per change.
-    pub next_attempt: Instant,
-    /// `presence.batch_ms`: updates wait this long to go out together (zero: at once).
-    pub batch: Duration,
-    pub coalescer: Coalescer,
-    /// When the open window closes.
-    pub window_ends: Option<Instant>,
+    next_attempt: Option<Instant>,
+    failure_logged: bool,
+    /// Members whose entries to remove (dead instances', this instance's previous one), and
+    /// the `lastSeen` of their users.
+    claims: BTreeMap<String, u64>,
+    /// Kept when writing them fails, and written after the resync (older versions lose).
+    workspace_writes: WorkspaceWrites,
+    /// Users announced from memory while Valkey was unreachable, and the rooms told: after the
+    /// resync those rooms get Valkey's status (other instances' sockets count again).
+    told_from_memory: HashMap<String, BTreeSet<String>>,
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
+    since_epoch.map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A far deadline for the `select!` branch that is disabled when no grace period runs.
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(3600)
+/// Sleeps until `t`, or forever without one.
+async fn until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where a user's update goes: every workspace of theirs, before and after, when their status
+/// changed; else the workspaces none of their sockets was in before (new to the user).
+fn targets(o: &Outcome) -> BTreeSet<String> {
+    match o.changed {
+        true => o.before.union(&o.after).cloned().collect(),
+        false => o.after.difference(&o.before).cloned().collect(),
+    }
 }
 
 impl Worker {
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
+    pub fn new(
+        cfg: &PresenceConfig,
+        ns: Weak<Namespace>,
+        queue: Arc<ChangeQueue>,
+        store: Option<Store>,
+        relay: Weak<Relay>,
+    ) -> Worker {
+        let (grace, heartbeat, batch) = (cfg.grace(), cfg.heartbeat(), cfg.batch());
+        Worker {
+            ns,
+            queue,
+            grace,
+            heartbeat,
+            batch,
+            store,
+            relay,
+            ..Default::default()
+        }
+    }
+
+    pub async fn run(mut self) {
+        let queue = self.queue.clone();
         let mut beat = tokio::time::interval(self.heartbeat);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut ops = Vec::with_capacity(BATCH);
         loop {
-            // Checked here too: under a steady stream of operations the first branch is
-            // always ready and the window's own branch would never run.
+            // Checked here too: under a steady stream of changes the first branch is always
+            // ready and the window's own branch would never run.
             if self.window_ends.is_some_and(|t| t <= Instant::now()) {
                 self.send_window().await;
             }
-            let deadline = self.local.next_deadline().map(Instant::from_std);
-            let window_ends = self.window_ends;
+            let grace_ends = self.local.next_deadline().map(Instant::from_std);
+            let reap = self.synced && !self.claims.is_empty();
+            // Heartbeats and timers first: a stream of changes must not starve them (an
+            // instance too busy to heartbeat would be taken for dead).
             tokio::select! {
                 biased;
-                n = rx.recv_many(&mut ops, BATCH) => {
-                    if n == 0 {
-                        return;
+                _ = beat.tick(), if self.store.is_some() => self.heartbeat().await,
+                () = until(grace_ends) => {
+                    self.local.expire(std::time::Instant::now());
+                    self.flush().await;
+                }
+                () = until(self.window_ends) => self.send_window().await,
+                () = queue.ready() => {
+                    let (changes, stop) = queue.take();
+                    for (sid, c) in changes {
+                        self.apply(sid, c);
                     }
-                    let mut stop = None;
-                    let mut writes = Vec::new();
-                    for op in ops.drain(..) {
-                        match op {
-                            Op::Stop(done) => stop = Some(done),
-                            op => writes.extend(self.apply(op)),
-                        }
-                    }
-                    self.flush(writes).await;
+                    self.flush().await;
                     if let Some(done) = stop {
-                        self.send_window().await;
-                        self.leave().await;
+                        self.shut_down().await;
                         let _ = done.send(());
                         return;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far)), if deadline.is_some() => {
-                    let gone = self.local.expire(std::time::Instant::now());
-                    let writes = gone.into_iter().map(|(w, c)| (w, Some(c))).collect();
-                    self.flush(writes).await;
-                }
-                _ = tokio::time::sleep_until(window_ends.unwrap_or_else(far)), if window_ends.is_some() => {
-                    self.send_window().await;
-                }
-                _ = beat.tick(), if self.store.is_some() => self.heartbeat().await,
-                _ = tokio::time::sleep(LINK_POLL), if self.store.is_some() && !self.synced => {
+                () = tokio::time::sleep(LINK_POLL), if self.store.is_some() && !self.synced => {
                     self.try_resync().await;
                 }
+                () = std::future::ready(()), if reap => self.reap_step().await,
             }
         }
     }
 
-    /// Applies one operation to local memory; returns the write to copy to Valkey.
-    fn apply(&mut self, op: Op) -> Option<(Write, Option<Contribution>)> {
-        match op {
-            Op::Connect { socket, user } => {
-                // Checked here, in queue order: a socket that disconnected before its
-                // Connect was applied queued its Disconnect first, and must not come back.
-                let socket = socket.upgrade().filter(|s| s.connected())?;
-                let write = self.local.connect(socket.id, &user, workspaces_of(&socket));
-                Some((write, None))
+    fn apply(&mut self, sid: Sid, c: SocketChanges) {
+        if let Some((socket, user)) = c.connected {
+            // Checked now: a socket gone already has its disconnect merged here or queued.
+            if let Some(socket) = socket.upgrade().filter(|s| s.connected()) {
+                self.local.connect(sid, &user, workspaces_of(&socket));
             }
-            Op::Set {
-                sid,
-                away,
-                workspaces,
-            } => self.local.set(sid, away, workspaces).map(|w| (w, None)),
-            Op::Rooms { sid, workspaces } => self.local.rooms(sid, workspaces).map(|w| (w, None)),
-            Op::Disconnect { sid } => {
-                let deadline = std::time::Instant::now() + self.grace;
-                self.local.disconnect(sid, deadline, now_ms());
-                None
-            }
-            Op::Stop(_) => None,
+        }
+        if c.away.is_some() || c.workspaces.is_some() {
+            self.local.update(sid, c.away, c.workspaces);
+        }
+        if let Some((at, at_ms)) = c.disconnected {
+            self.local.disconnect(sid, at + self.grace, at_ms);
         }
     }
 
-    /// Copies local changes to Valkey and broadcasts what it says changed; computes them
-    /// from local memory when Valkey is off or unreachable.
-    async fn flush(&mut self, writes: Vec<(Write, Option<Contribution>)>) {
-        if writes.is_empty() {
-            return;
-        }
-        // Valkey may be back: sync first, so as little as possible is decided from memory.
-        if !self.synced {
+    async fn flush(&mut self) {
+        let writes = self.local.writes();
+        if !writes.is_empty() && self.store.is_some() && !self.synced {
+            // Valkey may be back: the resync copies every part, these included.
             self.try_resync().await;
-        }
-        if self.synced {
-            if let Some(store) = self.store.as_mut() {
-                let only: Vec<Write> = writes.iter().map(|(w, _)| w.clone()).collect();
-                match store.set(&only).await {
-                    Ok(replies) => {
-                        let mut lost = Vec::new();
-                        for (reply, write) in replies.into_iter().zip(writes) {
-                            match reply {
-                                SetReply::Done(o) => {
-                                    let order = o.seq.map_or(Order::Unknown, Order::Seq);
-                                    self.told(o, false, order);
-                                }
-                                SetReply::Lost => lost.push(write),
-                            }
-                        }
-                        if !lost.is_empty() {
-                            // Claimed as dead: rebuild Valkey from local memory now (it
-                            // includes these writes); only if that fails, tell locally.
-                            tracing::warn!("presence: this instance was taken for dead; resyncing");
-                            self.synced = false;
-                            if !self.resync().await {
-                                self.local_fallback(lost);
-                            }
-                        }
-                        return;
-                    }
-                    Err(e) => self.failed(&e),
-                }
+            if self.synced {
+                return;
             }
         }
-        self.local_fallback(writes);
+        self.copy(&writes).await;
     }
 
-    /// Status changes computed from this instance's sockets alone.
-    fn local_fallback(&mut self, writes: Vec<(Write, Option<Contribution>)>) {
-        let mut per_user: HashMap<String, (BTreeSet<String>, Option<u64>)> = HashMap::new();
-        for (w, removed) in writes {
-            let entry = per_user.entry(w.user).or_default();
-            let c = w.value.as_ref().or(removed.as_ref());
-            entry
-                .0
-                .extend(c.into_iter().flat_map(|c| c.workspaces.iter().cloned()));
-            entry.1 = w.seen_ms.or(entry.1);
-        }
-        for (user, (mut targets, seen)) in per_user {
-            let status = self.local.status(&user);
-            if status != self.local.shown(&user) {
-                targets.extend(self.local.workspaces(&user));
-                if self.store.is_some() {
-                    let told = self
-                        .announced
-                        .entry(user.clone())
-                        .or_insert_with(|| (status, BTreeSet::new()));
-                    told.0 = status;
-                    told.1.extend(targets.iter().cloned());
-                }
-                // Without Valkey this instance is alone; during an outage, other instances
-                // decide for themselves.
-                let order = if self.store.is_none() {
-                    Order::Alone
-                } else {
-                    Order::Unknown
-                };
-                let last_seen = seen.unwrap_or_else(now_ms);
-                self.announce(&user, status, last_seen, targets, true, order);
-            }
-            self.local.set_shown(&user, status);
-        }
-    }
-
-    /// Acts on what Valkey said about a user. `correcting`: during a resync, a user that was
-    /// announced from local memory gets Valkey's status where it was announced, if it differs.
-    fn told(&mut self, mut o: Outcome, correcting: bool, order: Order) {
-        // Rooms first told about the user are told, whatever they saw of it before. (Split off
-        // only for the coalescer: it merges them back into one packet per socket.)
-        let fresh: BTreeSet<String> = o.targets.drain(..o.fresh.min(o.targets.len())).collect();
-        if order != Order::Unknown && !correcting && !self.batch.is_zero() {
-            self.announce(&o.user, o.status, o.last_seen, fresh, false, Order::Unknown);
-        } else {
-            o.targets.extend(fresh);
-        }
-        let mut targets: BTreeSet<String> = o.targets.into_iter().collect();
-        if correcting {
-            if let Some((status, workspaces)) = self.announced.remove(&o.user) {
-                if status != o.status {
-                    targets.extend(workspaces);
-                }
-            }
-        }
-        // A correction may go where the script did not announce anything.
-        let order = if correcting { Order::Unknown } else { order };
-        self.announce(&o.user, o.status, o.last_seen, targets, false, order);
-        self.local.set_shown(&o.user, o.status);
-    }
-
-    /// Sends `presence:update` to the user's workspace rooms: on every instance, or only to
-    /// this instance's sockets (`local_only`) when it was computed from local memory, which
-    /// other instances must not take over their own view. With a window, it is collected and
-    /// sent when the window closes.
-    fn announce(
-        &mut self,
-        user: &str,
-        status: Status,
-        last_seen: u64,
-        workspaces: BTreeSet<String>,
-        local_only: bool,
-        order: Order,
-    ) {
-        if workspaces.is_empty() {
-            // An empty room list would mean "everyone".
-            return;
-        }
-        if !self.batch.is_zero() {
-            let change = Change {
-                user: user.to_owned(),
-                status,
-                last_seen,
-                order,
-                local_only,
+    /// Copies parts to Valkey and acts on its answers; what it does not confirm (all, when
+    /// out of sync) is decided from memory, and corrected after the resync. Returns whether
+    /// everything went through.
+    async fn copy(&mut self, writes: &[UserWrite]) -> bool {
+        let mut confirmed = 0;
+        while self.synced && confirmed < writes.len() {
+            let chunk = &writes[confirmed..writes.len().min(confirmed + PIPELINE)];
+            let Some(store) = self.store.as_mut() else {
+                break;
             };
-            if self.coalescer.add(workspaces, &change) {
-                self.window_ends = Some(Instant::now() + self.batch);
+            let member = store.member();
+            let answers = match store.write(chunk).await {
+                Ok(answers) => answers,
+                Err(e) => {
+                    self.failed(&e);
+                    break;
+                }
+            };
+            let mut unlisted = Vec::new();
+            for (w, answer) in chunk.iter().zip(answers) {
+                match answer {
+                    Ok(o) if w.after.is_none() => {
+                        unlisted.push((member.clone(), w.user.clone()));
+                        self.on_outcome(o, false);
+                    }
+                    Ok(o) => self.on_outcome(o, false),
+                    Err(e) => {
+                        self.failed(&e);
+                        self.on_outcome(w.outcome_from_memory(now_ms()), true);
+                    }
+                }
             }
-            return;
+            confirmed += chunk.len();
+            self.settle(unlisted).await;
         }
-        let Some(ns) = self.ns.upgrade() else { return };
-        let target = BroadcastTarget {
-            rooms: workspaces
-                .into_iter()
-                .map(|w| format!("workspace:{w}"))
-                .collect(),
-            except: Vec::new(),
-        };
-        let update = json!({ "userId": user, "status": status.as_str(), "lastSeen": last_seen });
-        if local_only {
-            let packet = Packet::event(&ns.name, "presence:update", vec![update], Vec::new(), None);
-            ns.deliver(&target, &[packet], None);
-        } else {
-            ns.emit_to(&target, "presence:update", vec![update]);
+        for w in &writes[confirmed..] {
+            self.on_outcome(w.outcome_from_memory(now_ms()), true);
         }
-        metrics::counter!(crate::metrics::names::PRESENCE_UPDATES, "status" => status.as_str())
-            .increment(1);
+        self.synced && confirmed == writes.len()
     }
 
-    /// Closes the window: reads the users' status now (see `coalesce.rs` for why), and sends
+    /// Acts on what Valkey (or, `from_memory`, this instance alone) says about a user:
+    /// workspace entries to write, rooms to tell.
+    fn on_outcome(&mut self, o: Outcome, from_memory: bool) {
+        let rooms = targets(&o);
+        if from_memory && self.store.is_some() && !rooms.is_empty() {
+            let told = self.told_from_memory.entry(o.user.clone()).or_default();
+            told.extend(rooms.iter().cloned());
+        }
+        if !from_memory {
+            let listed = o
+                .after
+                .iter()
+                .filter(|ws| o.changed || !o.before.contains(*ws));
+            let entries = listed.map(|ws| (ws, Some(o.status)));
+            let unlisted = o.before.difference(&o.after).map(|ws| (ws, None));
+            for (ws, status) in entries.chain(unlisted) {
+                let key = (ws.clone(), o.user.clone());
+                let entry = self.workspace_writes.entry(key).or_insert((0, None));
+                if o.version >= entry.0 {
+                    *entry = (o.version, status);
+                }
+            }
+        }
+        let update = Update {
+            user: o.user,
+            status: o.status,
+            last_seen: o.last_seen,
+        };
+        self.announce(rooms, update, from_memory);
+    }
+
+    /// Queues an update for the rooms: it goes out when the window closes.
+    fn announce(&mut self, rooms: BTreeSet<String>, update: Update, local_only: bool) {
+        if self.window.add(rooms, update, local_only) {
+            self.window_ends = Some(Instant::now() + self.batch);
+        }
+    }
+
+    /// Writes what follows answers: users leaving a member's list, workspace entries. A user
+    /// left on a list by a failure is removed again with the member, harmlessly.
+    async fn settle(&mut self, unlisted: Vec<(String, String)>) -> bool {
+        if unlisted.is_empty() && self.workspace_writes.is_empty() {
+            return true;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return false;
+        };
+        let result = store.settle(&unlisted, &self.workspace_writes).await;
+        match result {
+            Ok(()) => self.workspace_writes.clear(),
+            Err(e) => self.failed(&e),
+        }
+        self.synced
+    }
+
+    /// Closes the window: reads the users' status now (see `window.rs` for why), and sends
     /// each room's updates together.
     async fn send_window(&mut self) {
         self.window_ends = None;
-        let window = self.coalescer.take();
-        if window.is_empty() {
-            return;
-        }
-        let mut current: HashMap<String, Current> = HashMap::new();
+        let window = std::mem::take(&mut self.window);
         let users = window.users_to_read();
-        if let (Some(store), true, false) = (self.store.as_mut(), self.synced, users.is_empty()) {
-            match store.current(&users).await {
-                Ok(rows) => {
-                    current.extend(
-                        users
-                            .into_iter()
-                            .zip(rows)
-                            .filter_map(|(u, c)| Some((u, c?))),
-                    );
-                }
-                // The changes go out as decided; the next heartbeat checks on Valkey.
-                Err(e) => self.failed(&e),
-            }
-        }
-        let batches = self
-            .coalescer
-            .resolve(window, &current, std::time::Instant::now());
-        let Some(ns) = self.ns.upgrade() else { return };
-        for batch in batches {
+        let read = match self.store.as_mut() {
+            Some(store) if self.synced && !users.is_empty() => store.read(&users).await,
+            _ => Ok(HashMap::new()),
+        };
+        // Unreadable: the updates go out as decided; the next heartbeat checks on Valkey.
+        let current = read.unwrap_or_else(|e| {
+            self.failed(&e);
+            HashMap::new()
+        });
+        let Some(ns) = self.ns.upgrade() else {
+            return;
+        };
+        for batch in window.resolve(&current) {
+            let rooms = batch
+                .rooms
+                .iter()
+                .map(|w| format!("workspace:{w}"))
+                .collect();
             let target = BroadcastTarget {
-                rooms: batch
-                    .rooms
-                    .iter()
-                    .map(|w| format!("workspace:{w}"))
-                    .collect(),
+                rooms,
                 except: Vec::new(),
             };
-            let packets: Vec<Packet> = batch
-                .updates
-                .iter()
-                .map(|u| {
-                    metrics::counter!(crate::metrics::names::PRESENCE_UPDATES, "status" => u.status.as_str())
-                        .increment(1);
-                    let update = json!({ "userId": u.user, "status": u.status.as_str(), "lastSeen": u.last_seen });
-                    Packet::event(&ns.name, "presence:update", vec![update], Vec::new(), None)
-                })
-                .collect();
+            let packet = |u: &Update| {
+                metrics::counter!(PRESENCE_UPDATES, "status" => u.status.as_str()).increment(1);
+                let update = json!({ "userId": u.user, "status": u.status.as_str(), "lastSeen": u.last_seen });
+                Packet::event(&ns.name, "presence:update", vec![update], Vec::new(), None)
+            };
+            let packets: Vec<Packet> = batch.updates.iter().map(packet).collect();
             if batch.local_only {
                 ns.deliver(&target, &packets, None);
             } else {
@@ -376,154 +309,124 @@ impl Worker {
         }
     }
 
-    /// Resyncs when the relay is connected (while it knows Valkey is down, trying would only
-    /// wait for timeouts) and the last failed attempt is a heartbeat old.
-    async fn try_resync(&mut self) {
-        if self.store.is_none()
-            || Instant::now() < self.next_attempt
-            || !self.relay.upgrade().is_some_and(|r| r.is_up())
-        {
-            return;
-        }
-        if !self.resync().await {
-            self.next_attempt = Instant::now() + self.heartbeat;
-        }
-    }
-
     async fn heartbeat(&mut self) {
-        if !self.synced {
-            self.try_resync().await;
-            return;
-        }
-        let Some(store) = self.store.as_mut() else {
-            return;
+        let Some(store) = self.store.as_mut().filter(|_| self.synced) else {
+            return self.try_resync().await;
         };
-        match store.beat(false).await {
-            Ok(beat) => {
-                if !beat.alive {
-                    tracing::warn!("presence: this instance was taken for dead; resyncing");
-                    self.synced = false;
-                    self.resync().await;
+        match store.beat().await {
+            Ok(Some(claims)) => {
+                for (member, _) in &claims {
+                    tracing::info!(%member, "presence: a gateway instance stopped heartbeating; removing its sockets");
                 }
-                self.reap_claimed(beat.claimed).await;
+                self.claims.extend(claims);
+            }
+            Ok(None) => {
+                tracing::warn!("presence: this instance was taken for dead; resyncing");
+                self.synced = false;
+                self.try_resync().await;
             }
             Err(e) => self.failed(&e),
         }
     }
 
-    /// Valkey failed: work from local memory until a heartbeat gets through. Logged once per
-    /// outage.
-    fn failed(&mut self, e: &StoreError) {
-        self.synced = false;
-        if !self.failure_logged {
-            self.failure_logged = true;
-            tracing::warn!(error = %e, "presence: Valkey unavailable, using this instance's sockets only until it is back");
+    /// Removes one batch of the first claimed member's users, announcing their changes. On an
+    /// error the claim lapses, and a live instance (maybe this one) takes it over later.
+    async fn reap_step(&mut self) {
+        let claim = self
+            .claims
+            .first_key_value()
+            .map(|(m, seen)| (m.clone(), *seen));
+        let (Some(claim), Some(store)) = (claim, self.store.as_mut()) else {
+            return;
+        };
+        match store.reap(&claim).await {
+            Ok(None) => drop(self.claims.remove(&claim.0)),
+            Ok(Some(answers)) => {
+                let mut unlisted = Vec::new();
+                for (user, answer) in answers {
+                    // Unlisted even when refused (a broken entry must not be tried forever),
+                    // but not when Valkey lost the script: then nothing was done.
+                    if !matches!(answer, Err(StoreError::NoScript)) {
+                        unlisted.push((claim.0.clone(), user));
+                    }
+                    match answer {
+                        Ok(o) => self.on_outcome(o, false),
+                        Err(e) => self.failed(&e),
+                    }
+                }
+                self.settle(unlisted).await;
+            }
+            Err(e) => self.failed(&e),
         }
     }
 
-    /// Rebuilds this instance's part of Valkey from local memory under a new member, then
-    /// reaps the old members (their sockets that are gone by now go offline; the others are
-    /// already counted under the new member, so nobody flaps). Returns whether it worked.
+    /// Resyncs when the relay is connected (while it knows Valkey is down, trying would only
+    /// wait for timeouts) and the last failed attempt is a heartbeat old.
+    async fn try_resync(&mut self) {
+        let waiting = self.next_attempt.is_some_and(|t| Instant::now() < t);
+        if waiting || !self.relay.upgrade().is_some_and(|r| r.is_up()) {
+            return;
+        }
+        if !self.resync().await {
+            self.next_attempt = Some(Instant::now() + self.heartbeat);
+        }
+    }
+
+    /// Joins as a new member and copies every part under it; the previous member's entries
+    /// are then removed (by `reap_step`): those of sockets still here count under the new
+    /// member already, so nobody flaps; those of sockets gone meanwhile go offline.
     async fn resync(&mut self) -> bool {
         let Some(store) = self.store.as_mut() else {
             return false;
         };
-        let old = store.next_member();
-        if self.registered {
-            self.retired.push(old);
-        }
-        self.registered = false;
-        let beat = match store.beat(true).await {
-            Ok(b) => b,
+        match store.join().await {
+            Ok(claims) => self.claims.extend(claims),
             Err(e) => {
                 self.failed(&e);
                 return false;
             }
-        };
-        self.registered = true;
-        let all = self.local.all();
-        for chunk in all.chunks(BATCH) {
-            let Some(store) = self.store.as_mut() else {
-                return false;
-            };
-            match store.set(chunk).await {
-                Ok(replies) => {
-                    for reply in replies {
-                        match reply {
-                            SetReply::Done(o) => self.told(o, true, Order::Unknown),
-                            SetReply::Lost => return false,
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.failed(&e);
-                    return false;
-                }
-            }
-        }
-        while let Some(member) = self.retired.last().cloned() {
-            let Some(store) = self.store.as_mut() else {
-                return false;
-            };
-            if let Err(e) = store.retire(&member).await {
-                self.failed(&e);
-                return false;
-            }
-            if !self.reap(&member, now_ms(), true).await {
-                return false;
-            }
-            self.retired.pop();
         }
         self.synced = true;
+        // Pending changes are copied with the rest (removed users go with the previous member).
+        self.local.writes();
+        if !self.copy(&self.local.all()).await || !self.settle(Vec::new()).await {
+            return false;
+        }
+        for (user, rooms) in std::mem::take(&mut self.told_from_memory) {
+            // The status is replaced by Valkey's when the window closes.
+            let status = status_of(&self.local.part(&user));
+            let update = Update {
+                user,
+                status,
+                last_seen: now_ms(),
+            };
+            self.announce(rooms, update, false);
+        }
         self.failure_logged = false;
-        self.announced.clear();
-        tracing::info!(
-            sockets = self.local.socket_count(),
-            users = self.local.user_count(),
-            "presence: in sync with Valkey"
-        );
-        self.reap_claimed(beat.claimed).await;
+        let sockets = self.local.socket_count();
+        tracing::info!(sockets, "presence: in sync with Valkey");
         true
     }
 
-    async fn reap_claimed(&mut self, claimed: Vec<(String, u64)>) {
-        for (member, last_seen) in claimed {
-            tracing::info!(%member, "presence: a gateway instance stopped heartbeating; removing its sockets");
-            self.reap(&member, last_seen, false).await;
+    /// Valkey failed. A call it refused (a key of another type, say) is logged and skipped:
+    /// the entry is broken, the rest goes on. Otherwise (no answer; or Valkey restarted and
+    /// lost the scripts) memory decides until a resync gets through; logged once per outage.
+    fn failed(&mut self, e: &StoreError) {
+        if let StoreError::Reply(_) | StoreError::Parse(_) = e {
+            return tracing::warn!(error = %e, "presence: Valkey refused a write; skipped");
+        }
+        self.synced = false;
+        if !std::mem::replace(&mut self.failure_logged, true) {
+            tracing::warn!(error = %e, "presence: Valkey unavailable, using this instance's sockets only until it is back");
         }
     }
 
-    /// Removes every socket of a claimed member, broadcasting the users that change. On an
-    /// error the claim lapses and a live instance (maybe this one) takes it over later.
-    async fn reap(&mut self, member: &str, last_seen: u64, correcting: bool) -> bool {
-        loop {
-            let Some(store) = self.store.as_mut() else {
-                return false;
-            };
-            match store.reap(member, last_seen).await {
-                Ok((done, outcomes)) => {
-                    for o in outcomes {
-                        self.told(o, correcting, Order::Unknown);
-                    }
-                    if done {
-                        return true;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, %member, "presence: reaping interrupted");
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// A clean shutdown: survivors reap this instance's sockets after the grace period, so
-    /// users who reconnect elsewhere in time never show offline.
-    async fn leave(&mut self) {
-        if !self.synced {
-            return;
-        }
-        if let Some(store) = self.store.as_mut() {
+    /// The end of a clean shutdown: what is collected goes out, and survivors remove this
+    /// instance's users after the grace period, unless they reconnected elsewhere.
+    async fn shut_down(&mut self) {
+        self.send_window().await;
+        self.settle(Vec::new()).await;
+        if let Some(store) = self.store.as_mut().filter(|_| self.synced) {
             if let Err(e) = store.leave(self.grace).await {
                 tracing::warn!(error = %e, "presence: could not deregister; survivors will notice the missing heartbeats");
             }
@@ -531,9 +434,28 @@ impl Worker {
     }
 }
 
-/// Starts the task; the returned sender feeds it.
-pub fn spawn(worker: Worker) -> (mpsc::UnboundedSender<Op>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(worker.run(rx));
-    (tx, task)
+#[cfg(test)]
+mod tests {
+    use super::super::local::Status;
+    use super::*;
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_change_goes_everywhere_and_news_only_where_new() {
+        let mut o = Outcome {
+            user: "u".into(),
+            status: Status::Online,
+            last_seen: 1,
+            changed: true,
+            version: 1,
+            before: set(&["w1", "w2"]),
+            after: set(&["w2", "w3"]),
+        };
+        assert_eq!(targets(&o), set(&["w1", "w2", "w3"]));
+        o.changed = false;
+        assert_eq!(targets(&o), set(&["w3"]));
+    }
 }

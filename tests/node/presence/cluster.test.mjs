@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { connect, emitAck, sleep, assertAlive } from "../lib/gateway.mjs";
 import { startValkey, redisClient, closeAllRedis } from "../lib/valkey.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
-import { presenceEnv, presenceRecorder, expectUpdates, expectQuiet, workspacePresence, GRACE_MS, P } from "./helpers.mjs";
+import { presenceEnv, presenceRecorder, expectUpdates, expectQuiet, workspacePresence, presenceMembers, GRACE_MS, P } from "./helpers.mjs";
 
 let valkey, s, A, B, redis;
 let bobB, carolA, daveB;
@@ -129,13 +129,12 @@ test("racing: alice connects on A and B at once → one `online` per observer; b
   assertAlive(B);
 });
 
-test("presence keys in Valkey stay bounded: one socket entry per live socket, both instances heartbeating", async () => {
-  const members = await redis.zrange(`${P}:instances`, 0, -1);
-  assert.equal(members.length, 2, JSON.stringify(members));
-  const entries = [];
-  for (const m of members) entries.push(...(await redis.smembers(`${P}:sockets:${m}`)));
+test("presence keys in Valkey stay bounded: each instance lists only the users it has sockets of, both instances heartbeating", async () => {
+  const members = await presenceMembers(redis);
+  assert.equal(members.live.length, 2, JSON.stringify(members));
+  const users = [];
+  for (const m of members.live) users.push(...(await redis.smembers(`${P}:users:${m}`)));
   // bob, carol and dave are the only users connected now.
-  const users = entries.map((e) => e.slice(e.indexOf("|") + 1)).sort();
-  assert.deepEqual(users, [bob, s.users.carol.id, s.users.dave.id].sort());
-  assert.equal(await redis.exists(`${P}:reaping`), 0);
+  assert.deepEqual(users.sort(), [bob, s.users.carol.id, s.users.dave.id].sort());
+  assert.deepEqual(members.claimed, []);
 });

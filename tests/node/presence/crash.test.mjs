@@ -13,6 +13,7 @@ import {
   expectUpdates,
   expectQuiet,
   workspacePresence,
+  presenceMembers,
   GRACE_MS,
   HEARTBEAT_MS,
   TTL_MS,
@@ -44,7 +45,7 @@ test(`SIGKILL of instance A → its users go offline on B within TTL + heartbeat
     connect(B.url, s.cookies.dave),
   ]);
   await sleep(2 * HEARTBEAT_MS);
-  const membersBefore = await redis.zrange(`${P}:instances`, 0, -1);
+  const membersBefore = (await presenceMembers(redis)).live;
   assert.equal(membersBefore.length, 2);
   assert.deepEqual(await workspacePresence(redis, "w1"), { [ids.alice]: "online", [ids.bob]: "online", [ids.carol]: "online" });
 
@@ -67,15 +68,15 @@ test(`SIGKILL of instance A → its users go offline on B within TTL + heartbeat
   rec.stop();
 
   // Cleaned up: only B heartbeats, nothing left of A.
-  const membersAfter = await redis.zrange(`${P}:instances`, 0, -1);
-  assert.equal(membersAfter.length, 1, JSON.stringify(membersAfter));
-  const dead = membersBefore.find((m) => !membersAfter.includes(m));
-  assert.equal(await redis.exists(`${P}:sockets:${dead}`), 0);
-  assert.equal(await redis.exists(`${P}:reaping`), 0);
+  const membersAfter = await presenceMembers(redis);
+  assert.equal(membersAfter.live.length, 1, JSON.stringify(membersAfter));
+  const dead = membersBefore.find((m) => !membersAfter.live.includes(m));
+  assert.equal(await redis.exists(`${P}:users:${dead}`), 0);
+  assert.deepEqual(membersAfter.claimed, []);
   assert.deepEqual(await workspacePresence(redis, "w1"), { [ids.bob]: "online" });
   assert.deepEqual(await workspacePresence(redis, "w2"), { [ids.dave]: "online" });
   const dave = await redis.hgetall(`${P}:user:${ids.dave}`);
-  assert.equal(Object.keys(dave).filter((f) => f.startsWith("s:")).length, 1, JSON.stringify(Object.keys(dave)));
+  assert.equal(Object.keys(dave).filter((f) => f.startsWith("p:")).length, 1, JSON.stringify(Object.keys(dave)));
   assertAlive(B);
 });
 
@@ -110,7 +111,10 @@ test("SIGTERM of instance C: a user who reconnects elsewhere within the grace pe
     await expectQuiet(rec, ids.alice, 500);
     rec.stop();
     assert.equal((await workspacePresence(redis, "w1"))[ids.alice], "online");
-    assert.equal(await redis.exists(`${P}:left`), 0);
+    // C's entry went with its users: only B is registered.
+    const members = await presenceMembers(redis);
+    assert.equal(members.live.length, 1, JSON.stringify(members));
+    assert.deepEqual(members.claimed, []);
   } finally {
     await C.stop();
   }

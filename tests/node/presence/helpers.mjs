@@ -103,6 +103,20 @@ export async function workspacePresence(redis, workspaceId, prefix = P) {
   return redis.hgetall(`${prefix}:ws:${workspaceId}`);
 }
 
+/**
+ * The gateway instances' members registered in Valkey (`P:members`): `live` ones, and `claimed` ones (dead
+ * or replaced, their entries being removed; their value names the claimer as a third word). Both sorted.
+ */
+export async function presenceMembers(redis, prefix = P) {
+  const members = { live: [], claimed: [] };
+  for (const [member, value] of Object.entries(await redis.hgetall(`${prefix}:members`))) {
+    members[value.split(" ").length > 2 ? "claimed" : "live"].push(member);
+  }
+  members.live.sort();
+  members.claimed.sort();
+  return members;
+}
+
 /** Every presence key in Valkey (sorted). */
 export async function presenceKeys(redis, prefix = P) {
   return (await redis.keys(`${prefix}:*`)).sort();

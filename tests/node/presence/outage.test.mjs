@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from "node:util";
 import { connect, sleep, assertAlive } from "../lib/gateway.mjs";
 import { startValkey, redisClient, closeAllRedis, until } from "../lib/valkey.mjs";
 import { startRelayStack, waitRelay } from "../relay/helpers.mjs";
-import { presenceEnv, presenceRecorder, expectUpdates, expectQuiet, workspacePresence, GRACE_MS, HEARTBEAT_MS, TTL_MS, BATCH_MS, P } from "./helpers.mjs";
+import { presenceEnv, presenceRecorder, expectUpdates, expectQuiet, workspacePresence, presenceMembers, GRACE_MS, HEARTBEAT_MS, TTL_MS, BATCH_MS } from "./helpers.mjs";
 
 let valkey, s, A, B, redis;
 let ids;
@@ -43,7 +43,7 @@ test(`Valkey frozen for ${3 * TTL_MS} ms (3 TTLs), then resumed → nobody is ta
   }
   await expectQuiet(rec, undefined, 2 * TTL_MS + 2 * HEARTBEAT_MS);
   rec.stop();
-  await until(async () => (await redis.zcard(`${P}:instances`)) === 2, { ms: 5000, what: "two live members" });
+  await until(async () => (await presenceMembers(redis)).live.length === 2, { ms: 5000, what: "two live members" });
   assert.deepEqual(await workspacePresence(redis, "w1"), {
     [ids.alice]: "online",
     [ids.bob]: "online",
@@ -81,7 +81,7 @@ test("Valkey restarted empty → both instances rebuild their entries; updates c
   ).catch(async (err) => {
     throw new Error(`${err.message}; w1 ${JSON.stringify(await workspacePresence(redis, "w1"))} w2 ${JSON.stringify(await workspacePresence(redis, "w2"))}`);
   });
-  assert.equal(await redis.zcard(`${P}:instances`), 2);
+  assert.equal((await presenceMembers(redis)).live.length, 2);
   // The rebuilt entries count as changes: their updates go out when the window closes.
   await sleep(BATCH_MS + 300);
 
@@ -113,8 +113,8 @@ test(`instance A frozen (SIGSTOP) past its TTL → taken for dead (its users off
   assert.deepEqual(rec.statuses(ids.dave).aliceB, ["offline", "online"]);
   rec.stop();
   assert.equal((await workspacePresence(redis, "w2"))[ids.dave], "online");
-  const members = await redis.zrange(`${P}:instances`, 0, -1);
-  assert.equal(members.length, 2, JSON.stringify(members));
+  const members = await presenceMembers(redis);
+  assert.equal(members.live.length, 2, JSON.stringify(members));
   assert.match(A.output(), /taken for dead/);
   assertAlive(A);
 });
