@@ -6,7 +6,7 @@
 //   HOST                 address to listen on instead of 127.0.0.1 (deploy/compose.yaml: 0.0.0.0)
 //   DB_FILE              SQLite file (default: a fresh temp file, removed at exit)
 //   BETTER_AUTH_SECRET   secret (default: a fixed test secret)
-//   BASE_URL             better-auth baseURL (default: the server's own http://127.0.0.1:<port>)
+//   BASE_URL             better-auth baseURL (default: the server's own http://<host>:<port>)
 //   TRUSTED_ORIGINS      extra trusted origins, comma separated (own origin is always trusted)
 //   COOKIE_CACHE=1       enable better-auth's session cookie cache (COOKIE_CACHE_MAX_AGE seconds, default 300)
 //   FIXTURE_TEST_ROUTES=1  enable /test/* routes
@@ -16,7 +16,8 @@
 // the gateway on its own origin through a reverse proxy (scripts/stack.sh, tests/node/e2e/);
 // /vendor/socket.io.min.js is socket.io-client's browser bundle from node_modules.
 //
-// Prints exactly one line `LISTENING http://127.0.0.1:<port>` on stdout when ready.
+// Prints exactly one line `LISTENING http://<host>:<port>` on stdout when ready (127.0.0.1 unless
+// HOST names one address).
 import crypto from "node:crypto";
 import http from "node:http";
 import fs from "node:fs";
@@ -57,17 +58,25 @@ const hung = new Set();
 // session per user, one user), and the most ever seen at once for one caller: the gateway
 // promises at most one session and one memberships call in flight per session and user.
 const IN_FLIGHT_PATHS = ["session", "memberships"];
-const inFlight = new Map();
+const inFlight = new Map(); // key -> [{from, since}]
 let maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+// The first overlaps seen: which connections and when (no cookie, only a short digest).
+let overlaps = [];
 function trackInFlight(ep, req, res) {
   if (!IN_FLIGHT_PATHS.includes(ep)) return;
-  const key = `${ep}:${crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url")}`;
-  const n = (inFlight.get(key) ?? 0) + 1;
-  inFlight.set(key, n);
-  if (n > maxInFlight[ep]) maxInFlight[ep] = n;
+  const digest = crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url");
+  const key = `${ep}:${digest}`;
+  const call = { from: `${req.socket.remoteAddress}:${req.socket.remotePort}`, since: Date.now() };
+  const calls = inFlight.get(key) ?? [];
+  calls.push(call);
+  inFlight.set(key, calls);
+  if (calls.length > maxInFlight[ep]) maxInFlight[ep] = calls.length;
+  if (calls.length > 1 && overlaps.length < 20) {
+    overlaps.push({ ep, caller: digest.slice(0, 8), at: call.since, calls: calls.map((c) => ({ from: c.from, ageMs: call.since - c.since })) });
+  }
   res.once("close", () => {
-    const left = (inFlight.get(key) ?? 1) - 1;
-    if (left > 0) inFlight.set(key, left);
+    const left = (inFlight.get(key) ?? []).filter((c) => c !== call);
+    if (left.length) inFlight.set(key, left);
     else inFlight.delete(key);
   });
 }
@@ -90,8 +99,9 @@ const ctl = {
   resetStats: () => {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
     maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+    overlaps = [];
   },
-  inFlight: () => ({ max: { ...maxInFlight }, now: inFlight.size }),
+  inFlight: () => ({ max: { ...maxInFlight }, now: inFlight.size, overlaps }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */
@@ -137,7 +147,9 @@ await new Promise((resolve, reject) => {
   server.once("error", reject);
   server.listen(Number(env.PORT || 0), env.HOST || "127.0.0.1", resolve);
 });
-const ownURL = `http://127.0.0.1:${server.address().port}`;
+// Its own URL: on the address it listens on, or on loopback when that is every interface.
+const ownHost = env.HOST && !["0.0.0.0", "::"].includes(env.HOST) ? env.HOST : "127.0.0.1";
+const ownURL = `http://${ownHost}:${server.address().port}`;
 const baseURL = env.BASE_URL || ownURL;
 const trustedOrigins = [
   ...new Set([
