@@ -8,11 +8,12 @@ use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
-use crate::metrics::AppCallTimer;
+use crate::metrics::{AppCallTimer, AppCallWaiting};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -34,6 +35,11 @@ pub enum AppError {
 /// The URLs are parsed once here: parsing them on every call showed in connect profiles.
 pub struct AppClient {
     http: reqwest::Client,
+    /// Session and memberships calls (the connect path) in flight at most; the rest wait in
+    /// line (FIFO) for up to `auth_queue`. Unbounded, a failover's reconnects made the app's
+    /// queue outgrow the call timeout: every answer came too late, and every retry added work.
+    auth_slots: Semaphore,
+    auth_queue: Duration,
     session_url: Url,
     memberships_url: Url,
     authorize_url: Url,
@@ -66,6 +72,8 @@ impl AppClient {
             .build()?;
         Ok(AppClient {
             http,
+            auth_slots: Semaphore::new(cfg.max_auth_calls_in_flight.max(1) as usize),
+            auth_queue: cfg.auth_queue(),
             session_url: parse(cfg.url_for(&cfg.session_path))?,
             memberships_url: parse(cfg.url_for(&cfg.memberships_path))?,
             authorize_url: parse(cfg.url_for(&cfg.authorize_path))?,
@@ -130,12 +138,28 @@ impl AppClient {
         Ok(Reply { call, status, body })
     }
 
+    /// A slot for a connect-path call, after waiting in line at most `auth_queue`.
+    async fn auth_slot(&self, call: &'static str) -> Result<SemaphorePermit<'_>, AppError> {
+        if let Ok(slot) = self.auth_slots.try_acquire() {
+            return Ok(slot);
+        }
+        let _waiting = AppCallWaiting::start(call);
+        match tokio::time::timeout(self.auth_queue, self.auth_slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) | Err(_) => Err(AppError::Unavailable {
+                call,
+                detail: "too many calls waiting".to_owned(),
+            }),
+        }
+    }
+
     fn get(&self, url: &Url, creds: &Credentials) -> reqwest::RequestBuilder {
         self.http.get(url.clone()).headers(Self::headers(creds))
     }
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
+        let _slot = self.auth_slot("session").await?;
         let reply = self
             .send("session", self.get(&self.session_url, creds))
             .await?;
@@ -149,6 +173,7 @@ impl AppClient {
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
+        let _slot = self.auth_slot("memberships").await?;
         let reply = self
             .send("memberships", self.get(&self.memberships_url, creds))
             .await?;

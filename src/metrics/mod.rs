@@ -20,6 +20,7 @@ pub mod names {
     pub const BROADCAST_RECIPIENTS: &str = "socket_gateway_broadcast_recipients";
     pub const APP_CALL_DURATION: &str = "socket_gateway_app_call_duration_seconds";
     pub const APP_CALLS_IN_FLIGHT: &str = "socket_gateway_app_calls_in_flight";
+    pub const APP_CALLS_WAITING: &str = "socket_gateway_app_calls_waiting";
     pub const SESSION_CACHE_HITS: &str = "socket_gateway_session_cache_hits_total";
     pub const APP_CALLS_COALESCED: &str = "socket_gateway_app_calls_coalesced_total";
     pub const VALKEY_PUBLISHES: &str = "socket_gateway_valkey_publishes_total";
@@ -159,6 +160,10 @@ pub fn describe_all() {
         "Always 1; the version label is the running build's version."
     );
     describe_gauge!(
+        APP_CALLS_WAITING,
+        "Session and memberships calls waiting for a slot (app.max_auth_calls_in_flight), by call."
+    );
+    describe_gauge!(
         HANDSHAKES_WAITING,
         "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
     );
@@ -279,9 +284,28 @@ pub fn init_series(version: &'static str) {
     }
     gauge!(names::ROOMS).set(0.0);
     gauge!(names::HANDSHAKES_WAITING).set(0.0);
+    for call in ["session", "memberships"] {
+        gauge!(names::APP_CALLS_WAITING, "call" => call).set(0.0);
+    }
     counter!(names::SLOW_CONSUMER_DISCONNECTS).absolute(0);
     counter!(names::SESSION_CACHE_HITS).absolute(0);
     counter!(names::APP_CALLS_COALESCED).absolute(0);
+}
+
+/// An app call waiting for a slot, counted while alive.
+pub struct AppCallWaiting(&'static str);
+
+impl AppCallWaiting {
+    pub fn start(call: &'static str) -> Self {
+        ::metrics::gauge!(names::APP_CALLS_WAITING, "call" => call).increment(1.0);
+        AppCallWaiting(call)
+    }
+}
+
+impl Drop for AppCallWaiting {
+    fn drop(&mut self) {
+        ::metrics::gauge!(names::APP_CALLS_WAITING, "call" => self.0).decrement(1.0);
+    }
 }
 
 /// A handshake waiting for the handshake rate, counted while alive.

@@ -60,6 +60,9 @@ const hung = new Set();
 const IN_FLIGHT_PATHS = ["session", "memberships"];
 const inFlight = new Map(); // key -> [{from, since}]
 let maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+// All callers together: calls of each endpoint in flight now, and the most at once.
+const totalInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+let maxTotalInFlight = { ...totalInFlight };
 // The first overlaps seen: which connections and when (no cookie, only a short digest).
 let overlaps = [];
 function trackInFlight(ep, req, res) {
@@ -71,10 +74,13 @@ function trackInFlight(ep, req, res) {
   calls.push(call);
   inFlight.set(key, calls);
   if (calls.length > maxInFlight[ep]) maxInFlight[ep] = calls.length;
+  totalInFlight[ep] += 1;
+  if (totalInFlight[ep] > maxTotalInFlight[ep]) maxTotalInFlight[ep] = totalInFlight[ep];
   if (calls.length > 1 && overlaps.length < 20) {
     overlaps.push({ ep, caller: digest.slice(0, 8), at: call.since, calls: calls.map((c) => ({ from: c.from, ageMs: call.since - c.since })) });
   }
   res.once("close", () => {
+    totalInFlight[ep] -= 1;
     const left = (inFlight.get(key) ?? []).filter((c) => c !== call);
     if (left.length) inFlight.set(key, left);
     else inFlight.delete(key);
@@ -100,8 +106,9 @@ const ctl = {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
     maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
     overlaps = [];
+    maxTotalInFlight = { ...totalInFlight };
   },
-  inFlight: () => ({ max: { ...maxInFlight }, now: inFlight.size, overlaps }),
+  inFlight: () => ({ max: { ...maxInFlight }, maxTotal: { ...maxTotalInFlight }, now: inFlight.size, overlaps }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */

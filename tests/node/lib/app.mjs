@@ -167,8 +167,9 @@ export function stats(appUrl) {
 }
 
 /**
- * GET /test/inflight → {max: {session, memberships}, now, overlaps}: the most calls one caller
- * (cookie) had in flight at once since the last reset, and the first overlaps (connections, ages).
+ * GET /test/inflight → {max: {session, memberships}, maxTotal, now, overlaps}: the most calls one
+ * caller (cookie) had in flight at once since the last reset, the most of all callers together,
+ * and the first overlaps (connections, ages).
  */
 export function inFlight(appUrl) {
   return getJson(appUrl, "/test/inflight");
