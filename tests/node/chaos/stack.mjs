@@ -35,13 +35,29 @@ export function ensureUsers(n) {
   return { dbFile, usersFile };
 }
 
+// What this module started and has not seen exit: killed if the process exits first (an
+// interrupted run must leave no Valkey, gateway or network namespace behind; lib/procs.mjs
+// turns SIGINT/SIGTERM into an exit).
+const alive = new Set();
+const cleanups = new Set();
+process.once("exit", () => {
+  for (const child of alive) child.kill("SIGKILL");
+  for (const fn of cleanups) fn();
+});
+
 /** A child process logging to `logFile`; resolves once a line matches `ready`. */
 function spawnLogged(cmd, args, { env = {}, logFile, ready, timeoutMs = 30000, cwd }) {
   const fd = fs.openSync(logFile, "a");
   const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
   fs.closeSync(fd);
+  alive.add(child);
   const proc = { child, pid: child.pid, exited: null, logFile };
-  proc.done = new Promise((resolve) => child.once("exit", (code, signal) => resolve((proc.exited = { code, signal }))));
+  proc.done = new Promise((resolve) =>
+    child.once("exit", (code, signal) => {
+      alive.delete(child);
+      resolve((proc.exited = { code, signal }));
+    }),
+  );
   if (!ready) return Promise.resolve(proc);
   return (async () => {
     const until = Date.now() + timeoutMs;
@@ -99,7 +115,11 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
     let appHost = "127.0.0.1";
     if (netnsGateway !== null) {
       stack.netns = createNetns();
-      started.push(async () => stack.netns.destroy());
+      cleanups.add(stack.netns.destroy);
+      started.push(async () => {
+        stack.netns.destroy();
+        cleanups.delete(stack.netns.destroy);
+      });
       valkeyHosts.push(stack.netns.valkeyHostIp);
       appHost = stack.netns.mainHostIp;
     }
