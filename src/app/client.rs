@@ -8,12 +8,12 @@ use reqwest::header::{HeaderMap, HeaderValue, COOKIE};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::limit::{AdaptiveLimit, Outcome};
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
-use crate::metrics::{AppCallTimer, AppCallWaiting};
+use crate::metrics::{self, AppCallTimer, AppCallWaiting};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -35,10 +35,11 @@ pub enum AppError {
 /// The URLs are parsed once here: parsing them on every call showed in connect profiles.
 pub struct AppClient {
     http: reqwest::Client,
-    /// Session and memberships calls (the connect path) in flight at most; the rest wait in
-    /// line (FIFO) for up to `auth_queue`. Unbounded, a failover's reconnects made the app's
-    /// queue outgrow the call timeout: every answer came too late, and every retry added work.
-    auth_slots: Semaphore,
+    /// Session and memberships calls (the connect path) in flight at most, adapting to how
+    /// the app answers; the rest wait in line (FIFO) for up to `auth_queue`. Unbounded, a
+    /// failover's reconnects made the app's queue outgrow the call timeout: every answer came
+    /// too late, and every retry added work.
+    auth_limit: AdaptiveLimit,
     auth_queue: Duration,
     session_url: Url,
     memberships_url: Url,
@@ -72,7 +73,11 @@ impl AppClient {
             .build()?;
         Ok(AppClient {
             http,
-            auth_slots: Semaphore::new(cfg.max_auth_calls_in_flight.max(1) as usize),
+            // An answer taking a third of the timeout means the app queues calls.
+            auth_limit: AdaptiveLimit::new(
+                cfg.max_auth_calls_in_flight as usize,
+                cfg.timeout() / 3,
+            ),
             auth_queue: cfg.auth_queue(),
             session_url: parse(cfg.url_for(&cfg.session_path))?,
             memberships_url: parse(cfg.url_for(&cfg.memberships_path))?,
@@ -102,6 +107,15 @@ impl AppClient {
         call: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<Reply, AppError> {
+        self.send_classified(call, req).await.0
+    }
+
+    /// [`Self::send`], and whether the app showed it is overloaded (a timeout, 5xx or 429).
+    async fn send_classified(
+        &self,
+        call: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> (Result<Reply, AppError>, bool) {
         let timer = AppCallTimer::start(call);
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
         let res = match req.send().await {
@@ -115,19 +129,22 @@ impl AppClient {
                     "request"
                 };
                 timer.finish(if e.is_timeout() { "timeout" } else { "error" });
-                return Err(unavailable(kind.to_owned()));
+                return (Err(unavailable(kind.to_owned())), e.is_timeout());
             }
         };
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             timer.finish("error");
-            return Err(unavailable(format!("status {}", status.as_u16())));
+            return (
+                Err(unavailable(format!("status {}", status.as_u16()))),
+                true,
+            );
         }
         let body = match res.bytes().await {
             Ok(body) => body,
             Err(e) => {
                 timer.finish(if e.is_timeout() { "timeout" } else { "error" });
-                return Err(unavailable("body".to_owned()));
+                return (Err(unavailable("body".to_owned())), e.is_timeout());
             }
         };
         timer.finish(if status.is_client_error() {
@@ -135,22 +152,35 @@ impl AppClient {
         } else {
             "ok"
         });
-        Ok(Reply { call, status, body })
+        (Ok(Reply { call, status, body }), false)
     }
 
-    /// A slot for a connect-path call, after waiting in line at most `auth_queue`.
-    async fn auth_slot(&self, call: &'static str) -> Result<SemaphorePermit<'_>, AppError> {
-        if let Ok(slot) = self.auth_slots.try_acquire() {
-            return Ok(slot);
-        }
-        let _waiting = AppCallWaiting::start(call);
-        match tokio::time::timeout(self.auth_queue, self.auth_slots.acquire()).await {
-            Ok(Ok(slot)) => Ok(slot),
-            Ok(Err(_)) | Err(_) => Err(AppError::Unavailable {
+    /// Sends a connect-path call in its turn (see `auth_limit`), telling the limit how the
+    /// app answered.
+    async fn send_in_line(
+        &self,
+        call: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Reply, AppError> {
+        let slot = {
+            let _waiting = AppCallWaiting::start(call);
+            self.auth_limit.acquire(self.auth_queue).await
+        };
+        let Some(slot) = slot else {
+            return Err(AppError::Unavailable {
                 call,
                 detail: "too many calls waiting".to_owned(),
-            }),
-        }
+            });
+        };
+        let start = std::time::Instant::now();
+        let (result, overloaded) = self.send_classified(call, req).await;
+        slot.done(match (&result, overloaded) {
+            (_, true) => Outcome::Overloaded,
+            (Ok(_), false) => Outcome::Answered(start.elapsed()),
+            (Err(_), false) => Outcome::Neutral,
+        });
+        metrics::app_auth_limit(self.auth_limit.limit());
+        result
     }
 
     fn get(&self, url: &Url, creds: &Credentials) -> reqwest::RequestBuilder {
@@ -159,9 +189,8 @@ impl AppClient {
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
-        let _slot = self.auth_slot("session").await?;
         let reply = self
-            .send("session", self.get(&self.session_url, creds))
+            .send_in_line("session", self.get(&self.session_url, creds))
             .await?;
         match reply.status {
             StatusCode::OK => Ok(reply
@@ -173,9 +202,8 @@ impl AppClient {
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
-        let _slot = self.auth_slot("memberships").await?;
         let reply = self
-            .send("memberships", self.get(&self.memberships_url, creds))
+            .send_in_line("memberships", self.get(&self.memberships_url, creds))
             .await?;
         match reply.status {
             StatusCode::OK => reply.json(),

@@ -21,6 +21,7 @@ pub mod names {
     pub const APP_CALL_DURATION: &str = "socket_gateway_app_call_duration_seconds";
     pub const APP_CALLS_IN_FLIGHT: &str = "socket_gateway_app_calls_in_flight";
     pub const APP_CALLS_WAITING: &str = "socket_gateway_app_calls_waiting";
+    pub const APP_AUTH_LIMIT: &str = "socket_gateway_app_auth_limit";
     pub const SESSION_CACHE_HITS: &str = "socket_gateway_session_cache_hits_total";
     pub const APP_CALLS_COALESCED: &str = "socket_gateway_app_calls_coalesced_total";
     pub const VALKEY_PUBLISHES: &str = "socket_gateway_valkey_publishes_total";
@@ -164,6 +165,10 @@ pub fn describe_all() {
         "Session and memberships calls waiting for a slot (app.max_auth_calls_in_flight), by call."
     );
     describe_gauge!(
+        APP_AUTH_LIMIT,
+        "Session and memberships calls allowed in flight at once now (adapts to the app, up to app.max_auth_calls_in_flight)."
+    );
+    describe_gauge!(
         HANDSHAKES_WAITING,
         "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
     );
@@ -290,6 +295,11 @@ pub fn init_series(version: &'static str) {
     counter!(names::SLOW_CONSUMER_DISCONNECTS).absolute(0);
     counter!(names::SESSION_CACHE_HITS).absolute(0);
     counter!(names::APP_CALLS_COALESCED).absolute(0);
+}
+
+/// The connect path's current limit of app calls in flight.
+pub fn app_auth_limit(limit: usize) {
+    ::metrics::gauge!(names::APP_AUTH_LIMIT).set(limit as f64);
 }
 
 /// An app call waiting for a slot, counted while alive.
