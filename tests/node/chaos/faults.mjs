@@ -34,6 +34,18 @@ const reconnectStorm = (id, name) => ({
   storm: true,
 });
 
+/** The app's fault set (retried: during a storm the app answers its control routes late). */
+async function setAppFault(ctx, f) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await appFault(ctx.stack.app.url, f);
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      await sleep(1000);
+    }
+  }
+}
+
 /**
  * A reconnect storm while the app misbehaves: set the app's fault, drop every socket but the
  * control group at once, keep the fault for `holdMs` (connects meanwhile get Auth unavailable
@@ -43,11 +55,11 @@ function appStorm(name, fault, { holdMs }) {
   return {
     name,
     async inject(ctx) {
-      await appFault(ctx.stack.app.url, fault);
+      await setAppFault(ctx, fault);
       const t0 = Date.now();
       await ctx.fleet.drop(stormSlots(ctx));
       await sleep(holdMs);
-      await appFault(ctx.stack.app.url, { mode: "ok" });
+      await setAppFault(ctx, { mode: "ok" });
       return { durationMs: Date.now() - t0 };
     },
     expect: { lost: 0, duplicates: 0, controlDisconnects: 0, appInFlightMax: 1 },

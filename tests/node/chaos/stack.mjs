@@ -7,7 +7,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { startFixtureApp } from "../lib/app.mjs";
+import { fixtureServerPath } from "../lib/app.mjs";
 import { startNginx } from "../lib/nginx.mjs";
 import { cargoArtifact, freePort, repoRoot } from "../lib/procs.mjs";
 import { valkeyServerPath, waitPing } from "../lib/valkey.mjs";
@@ -175,20 +175,26 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
     const appDb = path.join(dir, "app.sqlite");
     fs.copyFileSync(users.dbFile, appDb);
     const appPort = await freePort();
-    const appEnvBase = { PORT: String(appPort), HOST: appHost, DB_FILE: appDb };
+    const appEnv = { PORT: String(appPort), HOST: appHost, DB_FILE: appDb, FIXTURE_TEST_ROUTES: "1" };
     const app = {
       port: appPort,
       url: `http://${appHost}:${appPort}`,
-      handle: null,
+      proc: null,
+      // Ready once it listens: a restart during a storm is swamped at once, and waiting for an
+      // answer of its own would only measure the storm.
       async start() {
-        this.handle = await startFixtureApp({ env: appEnvBase, timeoutMs: 60000 });
+        this.proc = await spawnLogged(process.execPath, [fixtureServerPath], {
+          env: appEnv,
+          logFile: path.join(dir, "app.log"),
+          ready: /LISTENING http/,
+          timeoutMs: 60000,
+        });
       },
-      async stop() {
-        await this.handle?.stop();
-        this.handle = null;
+      stop() {
+        return stopProc(this.proc);
       },
       get pid() {
-        return this.handle?.proc.child.pid;
+        return this.proc?.pid;
       },
     };
     await app.start();

@@ -292,7 +292,25 @@ struct Conn {
     ping_limit: Duration,
 }
 
+/// Longest wait for the CONNECT reply. socket.io-client sets none (its `timeout` covers the
+/// Engine.IO connection); the server closes a session without a namespace after its own
+/// connect timeout (45 s by default), so this only ends a wait the server forgot.
+const CONNECT_REPLY_LIMIT: Duration = Duration::from_secs(60);
+
+/// The Engine.IO connection (within `connect_timeout`, as socket.io-client's `timeout`), then
+/// the Socket.IO CONNECT and its reply.
 async fn open(sh: &Shared, i: usize, st: &SlotState) -> Result<Conn, Fail> {
+    let (ws, ping_limit) = tokio::time::timeout(sh.connect_timeout, open_engine(sh, i, st))
+        .await
+        .map_err(|_| Fail::Timeout)??;
+    tokio::time::timeout(CONNECT_REPLY_LIMIT, connect(ws, ping_limit, st))
+        .await
+        .map_err(|_| Fail::Timeout)?
+}
+
+/// TCP, the WebSocket upgrade and the Engine.IO open packet; returns the connection and
+/// pingInterval + pingTimeout.
+async fn open_engine(sh: &Shared, i: usize, st: &SlotState) -> Result<(WsClient, Duration), Fail> {
     let user = sh.user(i);
     let target = &sh.targets[st.target % sh.targets.len()];
     let src = sh.sources[i % sh.sources.len()];
@@ -319,12 +337,16 @@ async fn open(sh: &Shared, i: usize, st: &SlotState) -> Result<Conn, Fail> {
             _ => {}
         }
     };
-    let connect = match &st.pid {
-        Some(pid) => format!(
-            "40{}",
-            json!({"pid": pid, "offset": st.offset.as_deref().unwrap_or("")})
-        ),
-        None => "40".to_owned(),
+    Ok((ws, ping_limit))
+}
+
+/// The CONNECT (with `{pid, offset}` once the slot has a pid: socket.io-client leaves the
+/// offset out while it has none) and its reply.
+async fn connect(mut ws: WsClient, ping_limit: Duration, st: &SlotState) -> Result<Conn, Fail> {
+    let connect = match (&st.pid, &st.offset) {
+        (Some(pid), Some(offset)) => format!("40{}", json!({"pid": pid, "offset": offset})),
+        (Some(pid), None) => format!("40{}", json!({ "pid": pid })),
+        (None, _) => "40".to_owned(),
     };
     ws.send_text(connect.as_bytes()).await?;
     let mut early = Vec::new();
@@ -410,10 +432,10 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
         let Ok(permit) = sh.sem.acquire().await else {
             return;
         };
-        let r = tokio::time::timeout(sh.connect_timeout, open(&sh, i, &st)).await;
+        let r = open(&sh, i, &st).await;
         drop(permit);
         let fail = match r {
-            Ok(Ok(conn)) => {
+            Ok(conn) => {
                 drop(connecting);
                 let kind = match (&st.pid, &conn.pid) {
                     (None, _) => {
@@ -454,8 +476,7 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
                 attempt = 1;
                 continue;
             }
-            Ok(Err(f)) => f,
-            Err(_) => Fail::Timeout,
+            Err(f) => f,
         };
         sh.fail(&fail.kind());
         if matches!(fail, Fail::InvalidSession) {
