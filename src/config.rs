@@ -215,6 +215,10 @@ pub struct SecurityConfig {
     #[serde(deserialize_with = "list_or_csv")]
     pub allowed_origins: Vec<String>,
     pub cors_max_age_s: u64,
+    /// Proxies (networks or addresses) whose `X-Forwarded-For` is believed when the gateway
+    /// tells the app who the client is; anyone else is the client. Loopback by default.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for SecurityConfig {
@@ -222,6 +226,7 @@ impl Default for SecurityConfig {
         Self {
             allowed_origins: Vec::new(),
             cors_max_age_s: 86_400,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }
@@ -245,6 +250,8 @@ pub struct AppConfig {
     /// revocation and membership-change signals forget them first (see gateway.toml).
     pub session_cache_ttl_ms: u64,
     pub revalidate_interval_ms: u64,
+    /// Most sessions re-validated at once (each is one session and one memberships call).
+    pub revalidate_concurrency: usize,
     /// Session and memberships calls in flight at once; more wait in line up to
     /// `auth_queue_ms` (a storm waits in the gateway, where identical calls coalesce, instead
     /// of at the app past its timeout).
@@ -264,6 +271,7 @@ impl Default for AppConfig {
             timeout_ms: 3000,
             session_cache_ttl_ms: 60_000,
             revalidate_interval_ms: 60_000,
+            revalidate_concurrency: 16,
             max_auth_calls_in_flight: 64,
             auth_queue_ms: 10_000,
         }
@@ -960,10 +968,26 @@ impl Config {
             io.connect_timeout_ms,
         );
         positive(&mut out, "socketio.ack_timeout_ms", io.ack_timeout_ms);
+        positive(
+            &mut out,
+            "app.revalidate_concurrency",
+            self.app.revalidate_concurrency as u64,
+        );
 
         for (i, origin) in self.security.allowed_origins.iter().enumerate() {
             if let Err(why) = check_origin(origin) {
                 let mut v = bad("security.allowed_origins", origin, why);
+                v.index = Some(i);
+                out.push(v);
+            }
+        }
+        for (i, net) in self.security.trusted_proxies.iter().enumerate() {
+            if crate::gateway::client_ip::parse_net(net).is_none() {
+                let mut v = bad(
+                    "security.trusted_proxies",
+                    net,
+                    "an IP address or network (10.0.0.0/8, ::1)",
+                );
                 v.index = Some(i);
                 out.push(v);
             }
@@ -1364,7 +1388,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 47);
+            assert_eq!(keys(&defaults)?.len(), 49);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;

@@ -1,15 +1,17 @@
 //! socket-gateway: a Socket.IO server for a Next.js + better-auth chat app.
 //!
-//! Layers, bottom up: [`engineio`] (transport), [`socketio`] (protocol), then the product's
-//! gateway logic and the server edges ([`server`], [`config`], [`shutdown`]).
+//! The layers below are crates of their own ([`engineio`], transport; [`socketio`], protocol;
+//! [`relay`], Valkey), so none of them can name this one. This crate is the gateway itself:
+//! the app's contract ([`app`]), the product's policy ([`gateway`]), and the edges that wire
+//! it all together ([`config`], [`metrics`], [`health`], [`shutdown`], and the binary).
+//! `ARCHITECTURE.md` walks through it.
 
 pub mod app;
 pub mod config;
-pub mod engineio;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
-pub mod limits;
+pub mod health;
 pub mod metrics;
-pub mod relay;
-pub mod server;
 pub mod shutdown;
-pub mod socketio;

@@ -3,16 +3,17 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use engineio::server::{self, Drain};
+use engineio::{Engine, EngineConfig, HandshakeRate, OriginPolicy};
+use relay::subscriber::Timing;
+use relay::{Relay, RelayConfig};
 use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
-use socket_gateway::engineio::{Engine, EngineConfig, HandshakeRate, OriginPolicy};
 use socket_gateway::gateway::presence::Presence;
 use socket_gateway::gateway::{self, Gateway};
+use socket_gateway::health::{self, Readiness};
 use socket_gateway::metrics;
-use socket_gateway::relay::subscriber::Timing;
-use socket_gateway::relay::{Relay, RelayConfig};
-use socket_gateway::server::{self, Readiness};
 use socket_gateway::shutdown;
-use socket_gateway::socketio::{SocketIo, SocketIoConfig};
+use socketio::{SocketIo, SocketIoConfig};
 use warp::Filter;
 
 fn main() -> ExitCode {
@@ -101,7 +102,9 @@ fn engine_config(cfg: &Config) -> EngineConfig {
 }
 
 async fn run(cfg: Config) -> Result<(), String> {
-    let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session)
+    // Validated with the configuration.
+    let trusted = gateway::client_ip::TrustedProxies::parse(&cfg.security.trusted_proxies)?;
+    let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session, trusted)
         .map_err(|e| format!("cannot build the app client: {e}"))?;
     let io = SocketIo::builder(SocketIoConfig {
         connect_timeout: cfg.socketio.connect_timeout(),
@@ -124,7 +127,11 @@ async fn run(cfg: Config) -> Result<(), String> {
             "recovery.enabled needs the relay (redis.enabled): connection state recovery is off"
         );
     }
-    let engine = Engine::new(engine_config(&cfg), io.clone());
+    let engine = Engine::observed(
+        engine_config(&cfg),
+        io.clone(),
+        Arc::new(metrics::EngineFigures),
+    );
     // Metrics before the relay: it records its Valkey state from the first attempt on.
     let sources = metrics::exporter::Sources {
         engine: engine.clone(),
@@ -144,7 +151,10 @@ async fn run(cfg: Config) -> Result<(), String> {
                 .enabled
                 .then(|| cfg.recovery.max_disconnection()),
         };
-        Some(Relay::start(config, &io, readiness.clone()).map_err(|e| e.to_string())?)
+        relay::metrics::init_series(config.recovery.is_some());
+        let relay = Relay::start(config, &io).map_err(|e| e.to_string())?;
+        readiness.watch_relay(relay.link_state());
+        Some(relay)
     } else {
         None
     };
@@ -172,22 +182,25 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let routes = match metrics_route {
-        Some(m) => server::health_routes(readiness).or(m).unify().boxed(),
-        None => server::health_routes(readiness),
+        Some(m) => health::routes(readiness).or(m).unify().boxed(),
+        None => health::routes(readiness),
     };
     server::serve(
         listener,
         engine,
         routes,
         stop,
-        server::Drain::from_config(&cfg.server),
+        Drain {
+            window: cfg.server.drain_window(),
+            timeout: cfg.server.shutdown_timeout(),
+        },
     )
     .await;
     if let Some(presence) = presence {
         presence.stop().await;
     }
     if let Some(relay) = relay {
-        relay.stop();
+        relay.stop().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -13,7 +13,7 @@ use super::limit::{AdaptiveLimit, Outcome};
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
-use crate::metrics::{self, AppCallTimer, AppCallWaiting};
+use crate::metrics::{self, AppCall, AppCallOutcome, AppCallTimer, AppCallWaiting};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -55,6 +55,15 @@ pub enum AppClientError {
     Http(#[from] reqwest::Error),
     #[error("invalid app URL: {0}")]
     Url(String),
+}
+
+/// The metrics outcome of a request that got no usable answer.
+fn failure(e: &reqwest::Error) -> AppCallOutcome {
+    if e.is_timeout() {
+        AppCallOutcome::Timeout
+    } else {
+        AppCallOutcome::Error
+    }
 }
 
 fn parse(url: String) -> Result<Url, AppClientError> {
@@ -102,21 +111,18 @@ impl AppClient {
     }
 
     /// Sends a call. Transport failures, 5xx and 429 are an outage whatever the call.
-    async fn send(
-        &self,
-        call: &'static str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<Reply, AppError> {
+    async fn send(&self, call: AppCall, req: reqwest::RequestBuilder) -> Result<Reply, AppError> {
         self.send_classified(call, req).await.0
     }
 
     /// [`Self::send`], and whether the app showed it is overloaded (a timeout, 5xx or 429).
     async fn send_classified(
         &self,
-        call: &'static str,
+        call: AppCall,
         req: reqwest::RequestBuilder,
     ) -> (Result<Reply, AppError>, bool) {
         let timer = AppCallTimer::start(call);
+        let call = call.as_str();
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
         let res = match req.send().await {
             Ok(res) => res,
@@ -128,13 +134,13 @@ impl AppClient {
                 } else {
                     "request"
                 };
-                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                timer.finish(failure(&e));
                 return (Err(unavailable(kind.to_owned())), e.is_timeout());
             }
         };
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            timer.finish("error");
+            timer.finish(AppCallOutcome::Error);
             return (
                 Err(unavailable(format!("status {}", status.as_u16()))),
                 true,
@@ -143,14 +149,14 @@ impl AppClient {
         let body = match res.bytes().await {
             Ok(body) => body,
             Err(e) => {
-                timer.finish(if e.is_timeout() { "timeout" } else { "error" });
+                timer.finish(failure(&e));
                 return (Err(unavailable("body".to_owned())), e.is_timeout());
             }
         };
         timer.finish(if status.is_client_error() {
-            "refused"
+            AppCallOutcome::Refused
         } else {
-            "ok"
+            AppCallOutcome::Ok
         });
         (Ok(Reply { call, status, body }), false)
     }
@@ -159,7 +165,7 @@ impl AppClient {
     /// app answered.
     async fn send_in_line(
         &self,
-        call: &'static str,
+        call: AppCall,
         req: reqwest::RequestBuilder,
     ) -> Result<Reply, AppError> {
         let slot = {
@@ -168,7 +174,7 @@ impl AppClient {
         };
         let Some(slot) = slot else {
             return Err(AppError::Unavailable {
-                call,
+                call: call.as_str(),
                 detail: "too many calls waiting".to_owned(),
             });
         };
@@ -189,27 +195,15 @@ impl AppClient {
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
-        let reply = self
-            .send_in_line("session", self.get(&self.session_url, creds))
-            .await?;
-        match reply.status {
-            StatusCode::OK => Ok(reply
-                .json::<Option<SessionBody>>()?
-                .map(|b| SessionInfo { user: b.user })),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
-            _ => Err(reply.unexpected_status()),
-        }
+        self.send_in_line(AppCall::Session, self.get(&self.session_url, creds))
+            .await?
+            .session()
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
-        let reply = self
-            .send_in_line("memberships", self.get(&self.memberships_url, creds))
-            .await?;
-        match reply.status {
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.unexpected_status()),
-        }
+        self.send_in_line(AppCall::Memberships, self.get(&self.memberships_url, creds))
+            .await?
+            .memberships()
     }
 
     pub async fn authorize(
@@ -220,12 +214,7 @@ impl AppClient {
         let req = self
             .get(&self.authorize_url, creds)
             .query(&[("room", room)]);
-        let reply = self.send("authorize", req).await?;
-        match reply.status {
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.refused()),
-        }
+        self.send(AppCall::Authorize, req).await?.authorization()
     }
 
     pub async fn forward_event(
@@ -239,24 +228,56 @@ impl AppClient {
             path.pop_if_empty().push(event);
         }
         let req = self.http.post(url).headers(Self::headers(creds)).json(body);
-        let reply = self.send("event", req).await?;
-        match reply.status {
-            StatusCode::OK if reply.body.is_empty() => Ok(EventReply::default()),
-            StatusCode::OK => reply.json(),
-            StatusCode::UNAUTHORIZED => Err(reply.unauthenticated()),
-            _ => Err(reply.refused()),
-        }
+        self.send(AppCall::Event, req).await?.event_reply()
     }
 }
 
-/// An answer that was not an outage, to be read as the call expects.
-struct Reply {
-    call: &'static str,
-    status: StatusCode,
-    body: bytes::Bytes,
+/// An answer that was not an outage (no 5xx, no 429), to be read as the call expects. Kept
+/// apart from the HTTP exchange so the reading is a plain function of status and body (the
+/// `app_answers` fuzz target feeds it arbitrary ones).
+pub(crate) struct Reply {
+    pub(crate) call: &'static str,
+    pub(crate) status: StatusCode,
+    pub(crate) body: bytes::Bytes,
 }
 
 impl Reply {
+    /// `Ok(None)` only when the app answered that there is no valid session.
+    pub(crate) fn session(&self) -> Result<Option<SessionInfo>, AppError> {
+        match self.status {
+            StatusCode::OK => Ok(self
+                .json::<Option<SessionBody>>()?
+                .map(|b| SessionInfo { user: b.user })),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(self.unexpected_status()),
+        }
+    }
+
+    pub(crate) fn memberships(&self) -> Result<Memberships, AppError> {
+        match self.status {
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.unexpected_status()),
+        }
+    }
+
+    pub(crate) fn authorization(&self) -> Result<Authorization, AppError> {
+        match self.status {
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.refused()),
+        }
+    }
+
+    pub(crate) fn event_reply(&self) -> Result<EventReply, AppError> {
+        match self.status {
+            StatusCode::OK if self.body.is_empty() => Ok(EventReply::default()),
+            StatusCode::OK => self.json(),
+            StatusCode::UNAUTHORIZED => Err(self.unauthenticated()),
+            _ => Err(self.refused()),
+        }
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
         serde_json::from_slice(&self.body).map_err(|_| AppError::Unavailable {
             call: self.call,

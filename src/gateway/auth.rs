@@ -13,10 +13,10 @@ use super::state::SocketState;
 use super::Gateway;
 use crate::app::single_flight::Source;
 use crate::app::{AppError, Credentials, Memberships, SessionInfo};
-use crate::engineio::Session;
-use crate::limits::TokenBucket;
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{BroadcastTarget, ConnectError, Room};
+use engineio::token_bucket::TokenBucket;
+use engineio::Session;
+use socketio::{BroadcastTarget, ConnectError, Room};
 
 pub fn invalid_session() -> ConnectError {
     ConnectError::new(
@@ -32,25 +32,24 @@ pub fn auth_unavailable() -> ConnectError {
     )
 }
 
-/// The cookie and client address of a handshake, as forwarded to the app.
-pub fn credentials(session: &Session) -> Option<Credentials> {
-    let hs = &session.handshake;
-    let cookie = hs
-        .header("cookie")
-        .filter(|c| !c.trim().is_empty())?
-        .to_owned();
-    // Behind nginx the client address is already in X-Forwarded-For; otherwise it is our peer.
-    let forwarded_for = hs
-        .header("x-forwarded-for")
-        .map(str::to_owned)
-        .or_else(|| hs.remote_addr.map(|a| a.ip().to_string()));
-    Some(Credentials {
-        cookie,
-        forwarded_for,
-    })
-}
-
 impl Gateway {
+    /// The cookie and client address of a handshake, as forwarded to the app (the address as
+    /// [`super::client_ip`] resolves it).
+    pub(crate) fn credentials(&self, session: &Session) -> Option<Credentials> {
+        let hs = &session.handshake;
+        let cookie = hs
+            .header("cookie")
+            .filter(|c| !c.trim().is_empty())?
+            .to_owned();
+        let client = self
+            .trusted_proxies
+            .client_ip(hs.remote_addr.map(|a| a.ip()), hs.header("x-forwarded-for"));
+        Some(Credentials {
+            cookie,
+            forwarded_for: client.map(|ip| ip.to_string()),
+        })
+    }
+
     /// The session behind these credentials: cached when positive, coalesced always.
     pub async fn lookup_session(
         &self,
@@ -76,12 +75,14 @@ impl Gateway {
         result
     }
 
-    /// The memberships of `user_id` (whose session `creds` are): cached and coalesced per
-    /// user, so a user's tabs and devices share one answer. The answer must name `user_id`.
+    /// The memberships of `user_id` (whose session `creds` are): cached (unless `use_cache` is
+    /// false) and coalesced per user, so a user's tabs and devices share one answer. The answer
+    /// must name `user_id`.
     pub(super) async fn lookup_memberships(
         &self,
         creds: &Credentials,
         user_id: &str,
+        use_cache: bool,
     ) -> Result<Memberships, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
@@ -90,7 +91,7 @@ impl Gateway {
             .memberships
             .get(
                 user_id.to_owned(),
-                true,
+                use_cache,
                 move || async move { app.memberships(&c).await },
                 move |m| m.user_id == uid,
             )
@@ -120,14 +121,10 @@ impl Gateway {
     /// may reach any user, it forgets every cached answer of that kind. These signals are rare,
     /// and a forgotten answer only costs one more app call.
     pub(crate) fn forget_targets(&self, target: &BroadcastTarget, revoked: bool) {
-        let users: Option<Vec<&str>> = if target.rooms.is_empty() {
+        let users = if target.rooms.is_empty() {
             None
         } else {
-            target
-                .rooms
-                .iter()
-                .map(|r| r.strip_prefix("user:"))
-                .collect()
+            super::rooms::user_ids(&target.rooms)
         };
         match users {
             Some(users) => {
@@ -155,9 +152,9 @@ impl Gateway {
     pub(super) async fn authenticate(
         self: Arc<Self>,
         session: Arc<Session>,
-        use_cache: bool,
+        cached: Cached,
     ) -> Result<Arc<SocketState>, ConnectError> {
-        let result = self.authenticate_session(session, use_cache).await;
+        let result = self.authenticate_session(session, cached).await;
         if let Err(e) = &result {
             metrics::connect(match e {
                 AuthFailure::InvalidSession => ConnectResult::InvalidSession,
@@ -170,12 +167,12 @@ impl Gateway {
     async fn authenticate_session(
         self: Arc<Self>,
         session: Arc<Session>,
-        use_cache: bool,
+        cached: Cached,
     ) -> Result<Arc<SocketState>, AuthFailure> {
-        let Some(creds) = credentials(&session) else {
+        let Some(creds) = self.credentials(&session) else {
             return Err(AuthFailure::InvalidSession);
         };
-        let info = match self.lookup_session(&creds, use_cache).await {
+        let info = match self.lookup_session(&creds, cached.session).await {
             Ok(Some(info)) => info,
             Ok(None) => return Err(AuthFailure::InvalidSession),
             Err(e) => {
@@ -183,7 +180,10 @@ impl Gateway {
                 return Err(AuthFailure::Unavailable);
             }
         };
-        let memberships = match self.lookup_memberships(&creds, &info.user.id).await {
+        let memberships = match self
+            .lookup_memberships(&creds, &info.user.id, cached.memberships)
+            .await
+        {
             Ok(m) if m.user_id == info.user.id => m,
             Ok(_) | Err(AppError::Unauthenticated { .. }) => {
                 self.forget_session(&creds);
@@ -205,8 +205,18 @@ impl Gateway {
             typing: Default::default(),
             queue: Default::default(),
             events: TokenBucket::new(self.events_per_s, self.events_burst),
+            in_presence: Default::default(),
         }))
     }
+}
+
+/// Which cached answers a CONNECT may use. A recovery takes the memberships from the app, so
+/// it never restores a room its user lost during the gap; the session too unless
+/// `recovery.recheck_session` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cached {
+    pub session: bool,
+    pub memberships: bool,
 }
 
 /// Why a CONNECT was refused.
@@ -279,8 +289,13 @@ mod tests {
 
     #[tokio::test]
     async fn signals_forget_what_they_aim_at() {
-        let gw = Gateway::new(&AppConfig::default(), &LimitsConfig::default(), true)
-            .expect("a client for the default config");
+        let gw = Gateway::new(
+            &AppConfig::default(),
+            &LimitsConfig::default(),
+            true,
+            Default::default(),
+        )
+        .expect("a client for the default config");
         cache(&gw, 1, "u1").await;
         cache(&gw, 2, "u1").await;
         cache(&gw, 3, "u2").await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::socketio::Socket;
+use socketio::Socket;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientError {

@@ -11,10 +11,10 @@ use super::state::SocketState;
 use super::Gateway;
 use crate::app::client::EventForward;
 use crate::app::AppError;
-use crate::socketio::{AckSender, BroadcastTarget, Socket};
+use socketio::{AckSender, BroadcastTarget, Socket};
 
 /// A client event waiting for the app.
-pub struct Job {
+pub struct QueuedEvent {
     pub name: &'static str,
     pub args: Vec<Value>,
     pub ack: Option<AckSender>,
@@ -68,7 +68,7 @@ impl Gateway {
         self: &Arc<Self>,
         socket: &Arc<Socket>,
         state: &Arc<SocketState>,
-        job: Job,
+        job: QueuedEvent,
     ) {
         if let Err(e) = validate(job.name, &job.args) {
             return refuse(socket, job.ack, e);
@@ -106,7 +106,7 @@ impl Gateway {
         }
     }
 
-    async fn forward(&self, socket: &Arc<Socket>, state: &SocketState, job: Job) {
+    async fn forward(&self, socket: &Arc<Socket>, state: &SocketState, job: QueuedEvent) {
         let body = EventForward {
             event: job.name,
             args: &job.args,
@@ -114,7 +114,7 @@ impl Gateway {
             user_id: &state.user.id,
         };
         // Read from the handshake per call: the socket keeps its cookie in one place.
-        let result = match super::auth::credentials(socket.session()) {
+        let result = match self.credentials(socket.session()) {
             Some(creds) => self.app.forward_event(&creds, job.name, &body).await,
             None => Err(AppError::Unauthenticated { call: "event" }),
         };

@@ -2,6 +2,7 @@
 //! connect, rooms from memberships, authorised joins, the chat events and typing.
 
 pub mod auth;
+pub mod client_ip;
 pub mod errors;
 pub mod events;
 pub mod presence;
@@ -17,12 +18,13 @@ use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppClientError, AppError, Memberships, SessionInfo};
 use crate::config::{AppConfig, LimitsConfig};
 use crate::metrics::{self, ConnectResult};
-use crate::socketio::{
-    BoxFuture, BroadcastTarget, ConnectError, ConnectRequest, DisconnectReason, Event, Extension,
-    NamespaceHandler, Socket,
+use socketio::packet::Packet;
+use socketio::{
+    Accepted, BoxFuture, BroadcastTarget, ConnectError, ConnectRequest, DisconnectReason, Event,
+    Extension, NamespaceHandler, Socket,
 };
 
-use events::Job;
+use events::QueuedEvent;
 use state::SocketState;
 
 pub struct Gateway {
@@ -33,6 +35,7 @@ pub struct Gateway {
     /// membership-change signal.
     pub(crate) memberships: SingleFlight<String, Memberships, AppError>,
     pub(crate) revalidate_interval: Duration,
+    pub(crate) revalidate_concurrency: usize,
     /// Each socket's event bucket: sustained rate and burst.
     pub(crate) events_per_s: u32,
     pub(crate) events_burst: u32,
@@ -40,6 +43,8 @@ pub struct Gateway {
     pub(crate) recheck_on_recovery: bool,
     /// Set once at start, after the relay (see [`presence`]).
     pub(crate) presence: OnceLock<Arc<presence::Presence>>,
+    /// Whose `X-Forwarded-For` is believed (`security.trusted_proxies`).
+    pub(crate) trusted_proxies: client_ip::TrustedProxies,
 }
 
 impl Gateway {
@@ -47,6 +52,7 @@ impl Gateway {
         cfg: &AppConfig,
         limits: &LimitsConfig,
         recheck_on_recovery: bool,
+        trusted_proxies: client_ip::TrustedProxies,
     ) -> Result<Arc<Self>, AppClientError> {
         Ok(Arc::new(Gateway {
             app: Arc::new(AppClient::new(cfg)?),
@@ -56,10 +62,12 @@ impl Gateway {
             // forget it, see `on_rooms_request`.
             memberships: SingleFlight::new(cfg.session_cache_ttl()),
             revalidate_interval: cfg.revalidate_interval(),
+            revalidate_concurrency: cfg.revalidate_concurrency.max(1),
             events_per_s: limits.events_per_s,
             events_burst: limits.events_burst,
             recheck_on_recovery,
             presence: OnceLock::new(),
+            trusted_proxies,
         }))
     }
 
@@ -76,18 +84,21 @@ fn state_of(socket: &Socket) -> Option<Arc<SocketState>> {
 struct MainNamespace(Arc<Gateway>);
 
 impl NamespaceHandler for MainNamespace {
-    fn authenticate(
-        &self,
-        req: ConnectRequest,
-    ) -> BoxFuture<Result<Option<Extension>, ConnectError>> {
+    fn authenticate(&self, req: ConnectRequest) -> BoxFuture<Result<Accepted, ConnectError>> {
         let gw = self.0.clone();
         Box::pin(async move {
-            // A client asking for a kept session back: a session revoked during the gap
-            // must not come back through a cached answer.
+            // A client asking for a kept session back: a session revoked or a membership
+            // lost during the gap must not come back through a cached answer.
             let recovering = req.auth.get("pid").is_some() && req.auth.get("offset").is_some();
-            let use_cache = !(recovering && gw.recheck_on_recovery);
-            let state = gw.authenticate(req.session, use_cache).await?;
-            Ok(Some(Arc::new(state) as Extension))
+            let cached = auth::Cached {
+                session: !(recovering && gw.recheck_on_recovery),
+                memberships: !recovering,
+            };
+            let state = gw.authenticate(req.session, cached).await?;
+            Ok(Accepted {
+                owner: Some(state.user.id.clone()),
+                extension: Some(Arc::new(state) as Extension),
+            })
         })
     }
 
@@ -99,6 +110,26 @@ impl NamespaceHandler for MainNamespace {
                 .unwrap_or_else(|e| e.into_inner());
             *rooms = rooms::join_shared(socket, &rooms);
         }
+    }
+
+    /// A restored socket's kept rooms beyond its current memberships (joined by `prepare`):
+    /// each stays only if the app's `authorize` still allows it.
+    fn restore_rooms(
+        &self,
+        socket: &Arc<Socket>,
+        kept: Vec<String>,
+    ) -> BoxFuture<Result<Vec<String>, ()>> {
+        Box::pin(self.0.clone().reauthorize(socket.clone(), kept))
+    }
+
+    fn on_rooms_changed(&self, socket: &Socket) {
+        if let Some(state) = state_of(socket) {
+            self.0.presence_rooms(socket, &state);
+        }
+    }
+
+    fn owners_of(&self, target: &BroadcastTarget) -> Option<Vec<String>> {
+        rooms::users_of(target)
     }
 
     fn on_event(&self, socket: &Arc<Socket>, event: Event) {
@@ -121,7 +152,7 @@ impl NamespaceHandler for MainNamespace {
             return self.0.enqueue(
                 socket,
                 &state,
-                Job {
+                QueuedEvent {
                     name: forwarded,
                     args,
                     ack,
@@ -153,14 +184,14 @@ impl NamespaceHandler for MainNamespace {
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
-        metrics::disconnect(reason.as_str());
+        metrics::disconnect(reason);
         // The server disconnecting a socket is how the app revokes it (a remote
         // `socket.disconnect()`, or re-validation): its session must be asked again.
         if matches!(
             reason,
             DisconnectReason::ServerNamespaceDisconnect | DisconnectReason::ForcedServerClose
         ) {
-            if let Some(creds) = auth::credentials(socket.session()) {
+            if let Some(creds) = self.0.credentials(socket.session()) {
                 self.0.forget_session(&creds);
             }
         }
@@ -177,6 +208,10 @@ impl NamespaceHandler for MainNamespace {
 
     fn on_rooms_request(&self, target: &BroadcastTarget) {
         self.0.forget_targets(target, false);
+    }
+
+    fn on_delivered(&self, packet: &Packet, recipients: usize) {
+        metrics::broadcast(packet.event_name().unwrap_or_default(), recipients);
     }
 
     /// What Node peers' `fetchSockets()` see: the user id, never the credentials.

@@ -5,17 +5,23 @@
 //! rooms it lost and join the ones it gained, so a change the app did not push through the
 //! emitter (`socketsLeave`/`socketsJoin`) still takes effect within one interval. Rooms joined
 //! otherwise (`room:join`, the emitter) are left alone.
+//!
+//! A pass is spread over the first half of the interval, at most
+//! `app.revalidate_concurrency` sessions at once: 10,000 sessions are 10,000 paced checks,
+//! not a burst at the app, and a slow app delays the pass rather than piling calls up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::json;
 
 use super::rooms::join_shared;
 use super::state::SocketState;
 use super::Gateway;
 use crate::app::Credentials;
-use crate::socketio::{Namespace, Room, Socket};
+use socketio::{Namespace, Room, Socket};
 
 pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
     let Some(interval) = gateway.upgrade().map(|g| g.revalidate_interval) else {
@@ -30,18 +36,22 @@ pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
     loop {
         tick.tick().await;
         let Some(gw) = gateway.upgrade() else { return };
-        gw.revalidate(&ns).await;
+        gw.revalidate(&ns, interval / 2).await;
     }
 }
 
+/// A session's credentials and its sockets here.
+type SessionSockets = (Credentials, Vec<Arc<Socket>>);
+
 impl Gateway {
-    async fn revalidate(&self, ns: &Namespace) {
+    /// Re-validates every session with a socket here, their starts spread over `spread`.
+    async fn revalidate(self: &Arc<Self>, ns: &Namespace, spread: Duration) {
         let mut by_session: HashMap<[u8; 32], (Credentials, Vec<Arc<Socket>>)> = HashMap::new();
         for socket in ns.sockets() {
             if socket.extension::<Arc<SocketState>>().is_none() {
                 continue;
             }
-            let Some(creds) = super::auth::credentials(socket.session()) else {
+            let Some(creds) = self.credentials(socket.session()) else {
                 continue;
             };
             by_session
@@ -50,45 +60,55 @@ impl Gateway {
                 .1
                 .push(socket);
         }
-        for (key, (creds, sockets)) in by_session {
-            let Some(state) = sockets
-                .first()
-                .and_then(|s| s.extension::<Arc<SocketState>>())
-                .cloned()
-            else {
-                continue;
-            };
-            match self.lookup_session(&creds, false).await {
-                Ok(Some(info)) if info.user.id == state.user.id => {
-                    self.memberships.forget(&state.user.id);
-                    match self.lookup_memberships(&creds, &state.user.id).await {
-                        Ok(m) if m.user_id == state.user.id => {
-                            let rooms = super::rooms::rooms_from_memberships(&m);
-                            for socket in &sockets {
-                                refresh_rooms(socket, &rooms);
-                            }
+        let gap = spread / u32::try_from(by_session.len().max(1)).unwrap_or(u32::MAX);
+        futures_util::stream::iter(by_session)
+            .then(|session| async move {
+                tokio::time::sleep(gap).await;
+                session
+            })
+            .map(|(key, session)| self.revalidate_session(key, session))
+            .buffer_unordered(self.revalidate_concurrency)
+            .for_each(|()| async {})
+            .await;
+    }
+
+    async fn revalidate_session(&self, key: [u8; 32], (creds, sockets): SessionSockets) {
+        let Some(state) = sockets
+            .first()
+            .and_then(|s| s.extension::<Arc<SocketState>>())
+            .cloned()
+        else {
+            return;
+        };
+        match self.lookup_session(&creds, false).await {
+            Ok(Some(info)) if info.user.id == state.user.id => {
+                match self.lookup_memberships(&creds, &state.user.id, false).await {
+                    Ok(m) if m.user_id == state.user.id => {
+                        let rooms = super::rooms::rooms_from_memberships(&m);
+                        for socket in &sockets {
+                            refresh_rooms(socket, &rooms);
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "memberships refresh skipped"),
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "memberships refresh skipped"),
                 }
-                Ok(_) => {
-                    self.sessions.forget(&key);
-                    self.memberships.forget(&state.user.id);
-                    tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
-                    for socket in sockets {
-                        let sent = socket.emit(
-                            "error",
-                            vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
-                        );
-                        if sent.is_ok() {
-                            crate::metrics::events_out("error", 1);
-                        }
-                        socket.disconnect();
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "revalidation skipped: app unavailable"),
             }
+            Ok(_) => {
+                self.sessions.forget(&key);
+                self.memberships.forget(&state.user.id);
+                tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
+                for socket in sockets {
+                    let sent = socket.emit(
+                        "error",
+                        vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
+                    );
+                    if sent.is_ok() {
+                        crate::metrics::events_out("error", 1);
+                    }
+                    socket.disconnect();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "revalidation skipped: app unavailable"),
         }
     }
 }

@@ -7,8 +7,10 @@ use serde_json::{json, Value};
 
 use super::errors::ClientError;
 use super::Gateway;
+use futures_util::StreamExt;
+
 use crate::app::{AppError, Authorization, Memberships};
-use crate::socketio::{AckSender, Room, Socket};
+use socketio::{AckSender, BroadcastTarget, Room, Socket};
 
 const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
 const MAX_ROOM_LEN: usize = 256;
@@ -25,6 +27,26 @@ pub fn is_valid_room(room: &str) -> bool {
 pub fn user_room(user_id: &str) -> String {
     format!("user:{user_id}")
 }
+
+/// The user ids of `rooms` when every one of them is a `user:<id>` room.
+pub fn user_ids(rooms: &[String]) -> Option<Vec<&str>> {
+    rooms
+        .iter()
+        .map(|r| r.strip_prefix("user:").filter(|id| !id.is_empty()))
+        .collect()
+}
+
+/// The users all of whose sockets `target` reaches: it names only `user:<id>` rooms and
+/// excludes none.
+pub fn users_of(target: &BroadcastTarget) -> Option<Vec<String>> {
+    if target.rooms.is_empty() || !target.except.is_empty() {
+        return None;
+    }
+    user_ids(&target.rooms).map(|ids| ids.into_iter().map(str::to_owned).collect())
+}
+
+/// At most this many `authorize` calls at once while a restored socket's rooms are checked.
+const REAUTHORIZE_CONCURRENCY: usize = 8;
 
 pub fn rooms_from_memberships(m: &Memberships) -> Vec<String> {
     let mut rooms = vec![user_room(&m.user_id)];
@@ -77,7 +99,7 @@ impl Gateway {
                     a.reason.unwrap_or_else(|| "not_allowed".into()),
                 )),
                 Err(AppError::Unauthenticated { .. }) => {
-                    if let Some(creds) = super::auth::credentials(socket.session()) {
+                    if let Some(creds) = self.credentials(socket.session()) {
                         self.forget_session(&creds);
                     }
                     Err(ClientError::new("UNAUTHENTICATED", "session gone"))
@@ -92,9 +114,48 @@ impl Gateway {
         reply(&socket, ack, result);
     }
 
+    /// Which of a restored socket's `kept` rooms (those not among its current memberships) it
+    /// may still be in: each one the app's `authorize` allows now. Joins them and returns
+    /// them; `Err` when the app could not answer for one (the session is then not recovered,
+    /// rather than recovered without a room's missed packets).
+    pub(super) async fn reauthorize(
+        self: Arc<Self>,
+        socket: Arc<Socket>,
+        kept: Vec<String>,
+    ) -> Result<Vec<String>, ()> {
+        let checks = kept
+            .into_iter()
+            .filter(|room| is_valid_room(room))
+            .map(|room| {
+                let (gw, socket) = (self.clone(), socket.clone());
+                async move {
+                    let verdict = gw.authorize(&socket, &room).await;
+                    (room, verdict)
+                }
+            });
+        let verdicts: Vec<_> = futures_util::stream::iter(checks)
+            .buffer_unordered(REAUTHORIZE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut allowed = Vec::new();
+        for (room, verdict) in verdicts {
+            match verdict {
+                Ok(a) if a.allowed => allowed.push(room),
+                Err(e @ AppError::Unavailable { .. }) => {
+                    tracing::warn!(error = %e, "authorize failed while restoring a session");
+                    return Err(());
+                }
+                // Not allowed any more, or refused: the room stays behind.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        socket.join(&allowed);
+        Ok(allowed)
+    }
+
     /// The app's `authorize` call with the socket's handshake credentials.
     async fn authorize(&self, socket: &Socket, room: &str) -> Result<Authorization, AppError> {
-        match super::auth::credentials(socket.session()) {
+        match self.credentials(socket.session()) {
             Some(creds) => self.app.authorize(&creds, room).await,
             None => Err(AppError::Unauthenticated { call: "authorize" }),
         }

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::events::Job;
+use super::events::QueuedEvent;
 use crate::app::UserInfo;
-use crate::limits::TokenBucket;
-use crate::socketio::Room;
+use engineio::token_bucket::TokenBucket;
+use socketio::Room;
 
 /// Attached to a socket at connect (as its Socket.IO extension).
 pub struct SocketState {
@@ -27,11 +27,13 @@ pub struct SocketState {
     pub queue: Mutex<EventQueue>,
     /// The socket's event rate (`limits.events_per_s`, `limits.events_burst`).
     pub events: TokenBucket,
+    /// Presence knows the socket (its connect was sent): its room changes are sent too.
+    pub in_presence: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
 pub struct EventQueue {
-    pub jobs: VecDeque<Job>,
+    pub jobs: VecDeque<QueuedEvent>,
     pub running: bool,
 }
 

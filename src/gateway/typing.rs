@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::errors::ClientError;
 use super::state::SocketState;
-use crate::socketio::{BroadcastTarget, Socket};
+use socketio::{BroadcastTarget, Socket};
 
 /// How long a `typing:start` lasts without another start or a stop.
 pub const TYPING_TTL: Duration = Duration::from_secs(5);

@@ -17,8 +17,8 @@ use warp::{Filter, Reply};
 
 use super::{buckets, names};
 use crate::config::MetricsConfig;
-use crate::engineio::Engine;
-use crate::socketio::SocketIo;
+use engineio::Engine;
+use socketio::SocketIo;
 
 /// How often the recorder's upkeep runs (the exporter's own default).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ pub fn builder() -> Result<PrometheusBuilder, BuildError> {
             buckets::BROADCAST_RECIPIENTS,
         )?
         .set_buckets_for_metric(
-            Matcher::Full(names::VALKEY_PUBSUB_LAG.into()),
+            Matcher::Full(relay::metrics::VALKEY_PUBSUB_LAG.into()),
             buckets::PUBSUB_LAG_SECONDS,
         )
 }
@@ -158,12 +158,169 @@ mod tests {
         handle.render()
     }
 
+    /// The rendered sample lines, without their values.
+    fn series(text: &str) -> std::collections::HashSet<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+            .collect()
+    }
+
+    /// Every series whose labels are known must be there, at zero, before anything happened:
+    /// the label values are spelled out here (they are what dashboards and alerts match on),
+    /// not taken from the enums under test.
+    #[test]
+    fn known_series_exist_at_zero_from_the_start() {
+        let text = render(|| relay::metrics::init_series(true));
+        let have = series(&text);
+        let mut want: Vec<String> = Vec::new();
+        let mut labelled = |name: &str, label: &str, values: &[&str]| {
+            for v in values {
+                want.push(format!("{name}{{{label}=\"{v}\"}}"));
+            }
+        };
+        labelled(
+            "socket_gateway_connects_total",
+            "result",
+            &[
+                "ok",
+                "invalid_session",
+                "auth_unavailable",
+                "origin_refused",
+                "rate_limited",
+                "over_capacity",
+            ],
+        );
+        labelled(
+            "socket_gateway_disconnects_total",
+            "reason",
+            &[
+                "client namespace disconnect",
+                "server namespace disconnect",
+                "transport close",
+                "transport error",
+                "ping timeout",
+                "parse error",
+                "forced server close",
+                "forced close",
+                "server shutting down",
+                "slow consumer",
+            ],
+        );
+        labelled(
+            "socket_gateway_events_in_total",
+            "event",
+            &[
+                "message:send",
+                "message:delete",
+                "room:join",
+                "room:leave",
+                "typing:start",
+                "typing:stop",
+                "presence:setAway",
+                "presence:setActive",
+                "other",
+            ],
+        );
+        labelled(
+            "socket_gateway_events_out_total",
+            "event",
+            &[
+                "message:new",
+                "message:deleted",
+                "typing:update",
+                "presence:update",
+                "error",
+                "other",
+            ],
+        );
+        let calls = ["session", "memberships", "authorize", "event"];
+        labelled("socket_gateway_app_calls_in_flight", "call", &calls);
+        labelled(
+            "socket_gateway_valkey_errors_total",
+            "op",
+            &[
+                "connect",
+                "publish",
+                "publish_queue_full",
+                "publish_degraded",
+                "record",
+                "session",
+                "decode",
+            ],
+        );
+        labelled(
+            "socket_gateway_recovery_attempts_total",
+            "outcome",
+            &[
+                "restored",
+                "unknown_session",
+                "offset_gone",
+                "unavailable",
+                "log_unavailable",
+            ],
+        );
+        labelled(
+            "socket_gateway_presence_updates_total",
+            "status",
+            &["online", "away", "offline"],
+        );
+        labelled(
+            "socket_gateway_connections",
+            "transport",
+            &["polling", "websocket"],
+        );
+        for call in calls {
+            for outcome in ["ok", "refused", "error", "timeout"] {
+                want.push(format!(
+                    "socket_gateway_app_call_duration_seconds_count{{call=\"{call}\",outcome=\"{outcome}\"}}"
+                ));
+            }
+        }
+        for name in [
+            "socket_gateway_rooms",
+            "socket_gateway_slow_consumer_disconnects_total",
+            "socket_gateway_session_cache_hits_total",
+            "socket_gateway_app_calls_coalesced_total",
+            "socket_gateway_broadcast_recipients_count",
+            "socket_gateway_valkey_publishes_total",
+            "socket_gateway_valkey_messages_received_total",
+            "socket_gateway_valkey_connected",
+            "socket_gateway_valkey_subscriptions",
+            "socket_gateway_valkey_pubsub_lag_seconds_count",
+        ] {
+            want.push(name.to_owned());
+        }
+        let missing: Vec<&String> = want.iter().filter(|w| !have.contains(w.as_str())).collect();
+        assert!(missing.is_empty(), "missing at start: {missing:?}\n{text}");
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            if line.starts_with("socket_gateway_build_info") {
+                continue;
+            }
+            assert!(line.ends_with(" 0"), "not zero at start: {line}");
+        }
+    }
+
+    #[test]
+    fn no_relay_series_without_the_relay() {
+        let text = render(|| {});
+        assert!(!text.contains("socket_gateway_valkey_"), "{text}");
+        assert!(!text.contains("socket_gateway_recovery_"), "{text}");
+        let without_recovery = render(|| relay::metrics::init_series(false));
+        assert!(without_recovery.contains("socket_gateway_valkey_connected 0"));
+        assert!(!without_recovery.contains("socket_gateway_recovery_"));
+    }
+
     #[test]
     fn renders_help_real_histograms_and_zero_series() {
         let text = render(|| {
             crate::metrics::broadcast("message:new", 3);
             crate::metrics::broadcast("user-chosen-name", 0);
-            crate::metrics::AppCallTimer::start("session").finish("ok");
+            crate::metrics::AppCallTimer::start(crate::metrics::AppCall::Session)
+                .finish(crate::metrics::AppCallOutcome::Ok);
         });
         assert!(
             text.contains("# HELP socket_gateway_connects_total "),

@@ -7,8 +7,13 @@
 //! event names are mapped onto the contract's known set, anything else is `other`.
 
 pub mod exporter;
+pub mod labels;
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+pub use labels::{event_label, AppCall, AppCallOutcome, ConnectResult, PresenceStatus};
 
 /// Metric names, `socket_gateway_` prefixed, in base units, counters ending in `_total`.
 pub mod names {
@@ -24,13 +29,6 @@ pub mod names {
     pub const APP_AUTH_LIMIT: &str = "socket_gateway_app_auth_limit";
     pub const SESSION_CACHE_HITS: &str = "socket_gateway_session_cache_hits_total";
     pub const APP_CALLS_COALESCED: &str = "socket_gateway_app_calls_coalesced_total";
-    pub const VALKEY_PUBLISHES: &str = "socket_gateway_valkey_publishes_total";
-    pub const VALKEY_MESSAGES_RECEIVED: &str = "socket_gateway_valkey_messages_received_total";
-    pub const VALKEY_ERRORS: &str = "socket_gateway_valkey_errors_total";
-    pub const VALKEY_CONNECTED: &str = "socket_gateway_valkey_connected";
-    pub const VALKEY_SUBSCRIPTIONS: &str = "socket_gateway_valkey_subscriptions";
-    pub const VALKEY_PUBSUB_LAG: &str = "socket_gateway_valkey_pubsub_lag_seconds";
-    pub const RECOVERY_ATTEMPTS: &str = "socket_gateway_recovery_attempts_total";
     pub const ROOMS: &str = "socket_gateway_rooms";
     pub const SLOW_CONSUMER_DISCONNECTS: &str = "socket_gateway_slow_consumer_disconnects_total";
     pub const PRESENCE_UPDATES: &str = "socket_gateway_presence_updates_total";
@@ -57,10 +55,11 @@ pub mod buckets {
 }
 
 /// Registers the HELP text (and unit) of every metric. Called once, after the recorder is
-/// installed; the valkey_* and recovery metrics are recorded by the relay, described here so
-/// the whole set is documented in one place.
+/// installed; the relay's (valkey_*, recovery) are its own (`relay::metrics`), described with
+/// the rest.
 pub fn describe_all() {
     use names::*;
+    relay::metrics::describe();
     describe_gauge!(
         CONNECTIONS,
         Unit::Count,
@@ -111,36 +110,6 @@ pub fn describe_all() {
         Unit::Count,
         "Session and memberships lookups that joined an identical call already in flight instead of calling the app."
     );
-    describe_counter!(
-        VALKEY_PUBLISHES,
-        Unit::Count,
-        "Messages published to Valkey by the relay."
-    );
-    describe_counter!(
-        VALKEY_MESSAGES_RECEIVED,
-        Unit::Count,
-        "Messages received from Valkey by the relay."
-    );
-    describe_counter!(VALKEY_ERRORS, Unit::Count, "Valkey errors by operation.");
-    describe_gauge!(
-        VALKEY_CONNECTED,
-        "1 while the relay's Valkey connection is up, else 0."
-    );
-    describe_gauge!(
-        VALKEY_SUBSCRIPTIONS,
-        Unit::Count,
-        "Valkey channels and patterns the relay is subscribed to."
-    );
-    describe_histogram!(
-        VALKEY_PUBSUB_LAG,
-        Unit::Seconds,
-        "Delay between a publish on one instance and its receipt on this one."
-    );
-    describe_counter!(
-        RECOVERY_ATTEMPTS,
-        Unit::Count,
-        "Connection state recovery attempts by outcome."
-    );
     describe_gauge!(
         ROOMS,
         Unit::Count,
@@ -178,75 +147,12 @@ pub fn describe_all() {
     );
 }
 
-/// The result label of `socket_gateway_connects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectResult {
-    Ok,
-    InvalidSession,
-    AuthUnavailable,
-    OriginRefused,
-    RateLimited,
-    OverCapacity,
-}
-
-impl ConnectResult {
-    pub const ALL: [ConnectResult; 6] = [
-        ConnectResult::Ok,
-        ConnectResult::InvalidSession,
-        ConnectResult::AuthUnavailable,
-        ConnectResult::OriginRefused,
-        ConnectResult::RateLimited,
-        ConnectResult::OverCapacity,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectResult::Ok => "ok",
-            ConnectResult::InvalidSession => "invalid_session",
-            ConnectResult::AuthUnavailable => "auth_unavailable",
-            ConnectResult::OriginRefused => "origin_refused",
-            ConnectResult::RateLimited => "rate_limited",
-            ConnectResult::OverCapacity => "over_capacity",
-        }
-    }
-}
-
-/// Event names that may appear as a label; a client can send any name, so anything else is
-/// folded into `other` to keep the label set bounded.
-const KNOWN_EVENTS: [&str; 13] = [
-    // client to server
-    "message:send",
-    "message:delete",
-    "room:join",
-    "room:leave",
-    "typing:start",
-    "typing:stop",
-    "presence:setAway",
-    "presence:setActive",
-    // server to client
-    "message:new",
-    "message:deleted",
-    "typing:update",
-    "presence:update",
-    "error",
-];
-
-/// The label value for an event name.
-pub fn event_label(name: &str) -> &'static str {
-    KNOWN_EVENTS
-        .iter()
-        .find(|known| **known == name)
-        .copied()
-        .unwrap_or("other")
-}
-
 pub fn connect(result: ConnectResult) {
     counter!(names::CONNECTS, "result" => result.as_str()).increment(1);
 }
 
-/// `reason` is a Socket.IO disconnect reason (a closed set of static strings).
-pub fn disconnect(reason: &'static str) {
-    counter!(names::DISCONNECTS, "reason" => reason).increment(1);
+pub fn disconnect(reason: socketio::DisconnectReason) {
+    counter!(names::DISCONNECTS, "reason" => reason.as_str()).increment(1);
 }
 
 pub fn event_in(name: &str) {
@@ -264,10 +170,6 @@ pub fn broadcast(name: &str, recipients: usize) {
     events_out(name, recipients);
 }
 
-pub fn slow_consumer() {
-    counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(1);
-}
-
 pub fn session_cache_hit() {
     counter!(names::SESSION_CACHE_HITS).increment(1);
 }
@@ -276,106 +178,135 @@ pub fn app_call_coalesced() {
     counter!(names::APP_CALLS_COALESCED).increment(1);
 }
 
-/// Sets series that must exist from the start at zero, so rates and alerts see them before the
-/// first occurrence (a series that appears late hides its first increments from `rate()`).
+/// Sets every series whose labels are known in advance, at zero, as Prometheus'
+/// instrumentation guide advises: a dashboard panel shows 0 rather than "no data", and
+/// `rate()`/`increase()` see the first occurrence (a series that appears with its first
+/// increment hides that increment from them). The relay's series start with the relay
+/// (`relay::metrics::init_series`), so an instance without Valkey exposes no valkey_* series.
 pub fn init_series(version: &'static str) {
-    use ::metrics::gauge;
     gauge!(names::BUILD_INFO, "version" => version).set(1.0);
     for r in ConnectResult::ALL {
-        counter!(names::CONNECTS, "result" => r.as_str()).absolute(0);
+        counter!(names::CONNECTS, "result" => r.as_str()).increment(0);
+    }
+    for r in socketio::DisconnectReason::ALL {
+        counter!(names::DISCONNECTS, "reason" => r.as_str()).increment(0);
+    }
+    for event in labels::CLIENT_EVENTS
+        .into_iter()
+        .chain([labels::OTHER_EVENT])
+    {
+        counter!(names::EVENTS_IN, "event" => event).increment(0);
+    }
+    for event in labels::SERVER_EVENTS
+        .into_iter()
+        .chain([labels::OTHER_EVENT])
+    {
+        counter!(names::EVENTS_OUT, "event" => event).increment(0);
+    }
+    let _ = histogram!(names::BROADCAST_RECIPIENTS);
+    for call in AppCall::ALL {
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call.as_str()).increment(0.0);
+        for outcome in AppCallOutcome::ALL {
+            let _ = histogram!(names::APP_CALL_DURATION, "call" => call.as_str(), "outcome" => outcome.as_str());
+        }
     }
     for t in ["polling", "websocket"] {
         gauge!(names::CONNECTIONS, "transport" => t).set(0.0);
     }
     gauge!(names::ROOMS).set(0.0);
     gauge!(names::HANDSHAKES_WAITING).set(0.0);
-    for call in ["session", "memberships"] {
-        gauge!(names::APP_CALLS_WAITING, "call" => call).set(0.0);
+    for call in [AppCall::Session, AppCall::Memberships] {
+        gauge!(names::APP_CALLS_WAITING, "call" => call.as_str()).set(0.0);
     }
-    counter!(names::SLOW_CONSUMER_DISCONNECTS).absolute(0);
-    counter!(names::SESSION_CACHE_HITS).absolute(0);
-    counter!(names::APP_CALLS_COALESCED).absolute(0);
+    counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(0);
+    counter!(names::SESSION_CACHE_HITS).increment(0);
+    counter!(names::APP_CALLS_COALESCED).increment(0);
+    for status in PresenceStatus::ALL {
+        counter!(names::PRESENCE_UPDATES, "status" => status.as_str()).increment(0);
+    }
 }
 
 /// The connect path's current limit of app calls in flight.
 pub fn app_auth_limit(limit: usize) {
-    ::metrics::gauge!(names::APP_AUTH_LIMIT).set(limit as f64);
+    gauge!(names::APP_AUTH_LIMIT).set(limit as f64);
 }
 
 /// An app call waiting for a slot, counted while alive.
-pub struct AppCallWaiting(&'static str);
+pub struct AppCallWaiting(AppCall);
 
 impl AppCallWaiting {
-    pub fn start(call: &'static str) -> Self {
-        ::metrics::gauge!(names::APP_CALLS_WAITING, "call" => call).increment(1.0);
+    pub fn start(call: AppCall) -> Self {
+        gauge!(names::APP_CALLS_WAITING, "call" => call.as_str()).increment(1.0);
         AppCallWaiting(call)
     }
 }
 
 impl Drop for AppCallWaiting {
     fn drop(&mut self) {
-        ::metrics::gauge!(names::APP_CALLS_WAITING, "call" => self.0).decrement(1.0);
+        gauge!(names::APP_CALLS_WAITING, "call" => self.0.as_str()).decrement(1.0);
     }
 }
 
-/// A handshake waiting for the handshake rate, counted while alive.
-pub struct HandshakeWaiting(());
+/// The engine's figures: refused handshakes, the handshake queue, slow consumers.
+pub struct EngineFigures;
 
-impl HandshakeWaiting {
-    pub fn start() -> Self {
-        ::metrics::gauge!(names::HANDSHAKES_WAITING).increment(1.0);
-        HandshakeWaiting(())
+impl engineio::EngineObserver for EngineFigures {
+    fn refused(&self, why: engineio::Refused) {
+        let result = match why {
+            engineio::Refused::Origin => ConnectResult::OriginRefused,
+            engineio::Refused::OverCapacity => ConnectResult::OverCapacity,
+            engineio::Refused::RateLimited => ConnectResult::RateLimited,
+            // A draining instance's refusals are the drain, not a connect outcome.
+            engineio::Refused::Draining => return,
+        };
+        connect(result);
     }
-}
 
-impl Drop for HandshakeWaiting {
-    fn drop(&mut self) {
-        ::metrics::gauge!(names::HANDSHAKES_WAITING).decrement(1.0);
+    fn queued(&self, waiting: bool) {
+        let gauge = gauge!(names::HANDSHAKES_WAITING);
+        if waiting {
+            gauge.increment(1.0);
+        } else {
+            gauge.decrement(1.0);
+        }
+    }
+
+    fn slow_consumer(&self) {
+        counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(1);
     }
 }
 
 /// Measures one app call: in flight while alive, its duration recorded by [`AppCallTimer::finish`].
 /// Dropped unfinished (the caller gave up), it only leaves the in-flight gauge.
 pub struct AppCallTimer {
-    call: &'static str,
+    call: AppCall,
     start: std::time::Instant,
 }
 
 impl AppCallTimer {
-    pub fn start(call: &'static str) -> Self {
-        ::metrics::gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call).increment(1.0);
+    pub fn start(call: AppCall) -> Self {
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => call.as_str()).increment(1.0);
         AppCallTimer {
             call,
             start: std::time::Instant::now(),
         }
     }
 
-    /// `outcome` is one of `ok`, `refused`, `error`, `timeout`.
-    pub fn finish(self, outcome: &'static str) {
-        histogram!(names::APP_CALL_DURATION, "call" => self.call, "outcome" => outcome)
+    pub fn finish(self, outcome: AppCallOutcome) {
+        histogram!(names::APP_CALL_DURATION, "call" => self.call.as_str(), "outcome" => outcome.as_str())
             .record(self.start.elapsed().as_secs_f64());
     }
 }
 
 impl Drop for AppCallTimer {
     fn drop(&mut self) {
-        ::metrics::gauge!(names::APP_CALLS_IN_FLIGHT, "call" => self.call).decrement(1.0);
+        gauge!(names::APP_CALLS_IN_FLIGHT, "call" => self.call.as_str()).decrement(1.0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_labels_are_bounded() {
-        assert_eq!(event_label("message:send"), "message:send");
-        assert_eq!(event_label("typing:update"), "typing:update");
-        assert_eq!(event_label("error"), "error");
-        assert_eq!(event_label("user:42"), "other");
-        assert_eq!(event_label(""), "other");
-        assert_eq!(event_label("MESSAGE:SEND"), "other");
-    }
 
     #[test]
     fn names_follow_prometheus_conventions() {
@@ -387,10 +318,6 @@ mod tests {
             EVENTS_OUT,
             SESSION_CACHE_HITS,
             APP_CALLS_COALESCED,
-            VALKEY_PUBLISHES,
-            VALKEY_MESSAGES_RECEIVED,
-            VALKEY_ERRORS,
-            RECOVERY_ATTEMPTS,
             SLOW_CONSUMER_DISCONNECTS,
             PRESENCE_UPDATES,
         ];
@@ -400,8 +327,6 @@ mod tests {
                 "{c}"
             );
         }
-        for s in [APP_CALL_DURATION, VALKEY_PUBSUB_LAG] {
-            assert!(s.ends_with("_seconds"), "{s}");
-        }
+        assert!(APP_CALL_DURATION.ends_with("_seconds"));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use crate::engineio::Sid;
+use engineio::Sid;
 
 /// A user's overall status, as `presence:update` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -131,6 +131,22 @@ impl Local {
     pub fn set(&mut self, sid: Sid, away: bool, workspaces: Vec<String>) -> Option<Write> {
         let s = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none())?;
         s.contribution = Contribution { away, workspaces };
+        Some(Write {
+            sid,
+            user: s.user.clone(),
+            value: Some(s.contribution.clone()),
+            seen_ms: None,
+        })
+    }
+
+    /// A socket's workspaces changed; `None` for a socket that is not connected, or when they
+    /// are the same.
+    pub fn rooms(&mut self, sid: Sid, workspaces: Vec<String>) -> Option<Write> {
+        let s = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none())?;
+        if s.contribution.workspaces == workspaces {
+            return None;
+        }
+        s.contribution.workspaces = workspaces;
         Some(Write {
             sid,
             user: s.user.clone(),

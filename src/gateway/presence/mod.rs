@@ -94,6 +94,7 @@ mod local;
 mod store;
 mod worker;
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -104,9 +105,9 @@ use super::rooms::is_valid_room;
 use super::state::SocketState;
 use super::Gateway;
 use crate::config::PresenceConfig;
-use crate::relay::Relay;
-use crate::socketio::{AckSender, Namespace, Socket};
 use local::Local;
+use relay::Relay;
+use socketio::{AckSender, Namespace, Socket};
 use store::Store;
 use worker::{Op, Worker};
 
@@ -195,6 +196,7 @@ impl Gateway {
 
     pub(super) fn presence_connect(&self, socket: &Arc<Socket>, state: &SocketState) {
         if let Some(p) = self.presence.get() {
+            state.in_presence.store(true, Ordering::Release);
             p.send(Op::Connect {
                 socket: Arc::downgrade(socket),
                 user: state.user.id.clone(),
@@ -213,6 +215,19 @@ impl Gateway {
         }
         if let Some(ack) = ack {
             ack.send(vec![json!({ "ok": true })]);
+        }
+    }
+
+    /// A socket's rooms changed: its workspaces, where its user's updates go, follow (a live
+    /// membership change through the app's emitter, or re-validation).
+    pub(super) fn presence_rooms(&self, socket: &Socket, state: &SocketState) {
+        if let Some(p) = self.presence.get() {
+            if state.in_presence.load(Ordering::Acquire) {
+                p.send(Op::Rooms {
+                    sid: socket.id,
+                    workspaces: workspaces_of(socket),
+                });
+            }
         }
     }
 

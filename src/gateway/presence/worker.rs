@@ -16,10 +16,10 @@ use super::coalesce::{Change, Coalescer, Order};
 use super::local::{Contribution, Local, Status, Write};
 use super::store::{Current, Outcome, SetReply, Store, StoreError};
 use super::workspaces_of;
-use crate::engineio::Sid;
-use crate::relay::Relay;
-use crate::socketio::packet::Packet;
-use crate::socketio::{BroadcastTarget, Namespace, Socket};
+use engineio::Sid;
+use relay::Relay;
+use socketio::packet::Packet;
+use socketio::{BroadcastTarget, Namespace, Socket};
 
 /// Most operations applied (and sent to Valkey as one pipeline) at a time.
 const BATCH: usize = 256;
@@ -35,6 +35,11 @@ pub enum Op {
     Set {
         sid: Sid,
         away: bool,
+        workspaces: Vec<String>,
+    },
+    /// The socket's workspace rooms changed (it keeps its away/active state).
+    Rooms {
+        sid: Sid,
         workspaces: Vec<String>,
     },
     Disconnect {
@@ -152,6 +157,7 @@ impl Worker {
                 away,
                 workspaces,
             } => self.local.set(sid, away, workspaces).map(|w| (w, None)),
+            Op::Rooms { sid, workspaces } => self.local.rooms(sid, workspaces).map(|w| (w, None)),
             Op::Disconnect { sid } => {
                 let deadline = std::time::Instant::now() + self.grace;
                 self.local.disconnect(sid, deadline, now_ms());
@@ -307,7 +313,7 @@ impl Worker {
         let update = json!({ "userId": user, "status": status.as_str(), "lastSeen": last_seen });
         if local_only {
             let packet = Packet::event(&ns.name, "presence:update", vec![update], Vec::new(), None);
-            ns.broadcast_local(&target, &packet);
+            ns.deliver(&target, &[packet], None);
         } else {
             ns.emit_to(&target, "presence:update", vec![update]);
         }
@@ -363,7 +369,7 @@ impl Worker {
                 })
                 .collect();
             if batch.local_only {
-                ns.broadcast_local_many(&target, &packets);
+                ns.deliver(&target, &packets, None);
             } else {
                 ns.broadcast_many(&target, packets);
             }

@@ -39,18 +39,26 @@ describe("websocket frames", { timeout: 20000 }, () => {
     ws.destroy();
   });
 
-  it("answers a close frame with a close frame", async () => {
-    const ws = await open();
-    ws.sendFrame(8, Buffer.from([0x03, 0xe8]));
-    await ws.ended;
-    assert.equal(ws.closeFrame?.code, 1000);
-  });
+  for (const code of [1000, 1001, 4000]) {
+    it(`answers a close frame with code ${code} with the same code`, async () => {
+      const ws = await open();
+      ws.sendFrame(8, Buffer.from([code >> 8, code & 0xff]));
+      await ws.ended;
+      assert.equal(ws.closeFrame?.code, code);
+    });
+  }
 
   for (const [what, frame, code] of [
     ["an unmasked frame", () => encodeFrame(1, "40", { masked: false }), 1002],
     ["an unknown opcode", () => encodeFrame(3, "x"), 1002],
     ["a continuation without a message", () => encodeFrame(0, "x"), 1002],
     ["text that is not UTF-8", () => encodeFrame(1, Buffer.from([0x34, 0xff, 0xfe])), 1007],
+    // RFC 6455 §7.4: codes no endpoint may send fail the connection.
+    ...[999, 1004, 1005, 1006, 1015, 1016, 2999, 5000].map((c) => [
+      `a close frame with code ${c}`,
+      () => encodeFrame(8, Buffer.from([c >> 8, c & 0xff])),
+      1002,
+    ]),
   ]) {
     it(`closes with ${code} on ${what}`, async () => {
       const ws = await open();

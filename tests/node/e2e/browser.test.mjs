@@ -78,7 +78,7 @@ test("two users in two browsers on two instances: sign-in, typing indicator, mes
 
     // The app emits through Valkey (@socket.io/redis-emitter): Bob's page renders the presence.
     const emitter = new Emitter(redisClient(s.valkey.url));
-    emitter.to("workspace:w1").emit("presence:update", { userId: s.users.alice.id, status: "away", lastSeen: new Date().toISOString() });
+    emitter.to("workspace:w1").emit("presence:update", { userId: s.users.alice.id, status: "away", lastSeen: Date.now() });
     await bob.page.locator(`#presence li[data-user-id="${s.users.alice.id}"][data-status="away"]`, { hasText: "Alice (away)" }).waitFor();
 
     await screenshot(bob.page, "browser-bob");

@@ -14,13 +14,18 @@ import { startValkey } from "../lib/valkey.mjs";
 export const AFFINITY_COOKIE = "sio_affinity";
 export const pingIntervalOf = (i) => 25000 + 100 * i;
 
+/** The default app: the fixture app, with nginx's origin as its public one. */
+const fixtureApp = ({ origin, appEnv }) => startFixtureApp({ env: { BASE_URL: origin, TRUSTED_ORIGINS: origin, ...appEnv } });
+
 /**
  * Starts valkey, the app (BASE_URL and TRUSTED_ORIGINS = nginx's origin), `gateways` gateway
  * instances (GATEWAY_REDIS__ENABLED=true, REDIS_URL, allowed origin = nginx's) and nginx.
+ * `startApp({origin, valkey, appEnv})` starts another app instead of the fixture (it resolves to
+ * {url, stop()}; tests/node/nextjs uses the Next.js example).
  * Resolves to {url, origin, app, gws, nginx, valkey, users, login(name), instanceOfAffinity(key),
  * affinityFor(i), stop()}.
  */
-export async function startEdgeStack({ gateways = 2, gatewayEnv = {}, appEnv = {} } = {}) {
+export async function startEdgeStack({ gateways = 2, gatewayEnv = {}, appEnv = {}, startApp = fixtureApp } = {}) {
   const started = [];
   const stopAllStarted = async () => {
     closeAllClients();
@@ -31,7 +36,7 @@ export async function startEdgeStack({ gateways = 2, gatewayEnv = {}, appEnv = {
     const origin = `http://127.0.0.1:${nginxPort}`;
     const valkey = await startValkey();
     started.push(valkey);
-    const app = await startFixtureApp({ env: { BASE_URL: origin, TRUSTED_ORIGINS: origin, ...appEnv } });
+    const app = await startApp({ origin, valkey, appEnv });
     started.push(app);
     const gws = [];
     for (let i = 0; i < gateways; i++) {

@@ -217,6 +217,8 @@ export function makeRoutes({ auth, store, ctl, users }) {
       sendJson(res, 200, { ok: true, revoked: store.revokeUserSessions(body.userId) });
     },
     "GET /test/fault": (req, res) => sendJson(res, 200, ctl.describeFault()),
+    "GET /test/forwarded-for": (req, res) => sendJson(res, 200, ctl.forwardedFor()),
+    "GET /test/max-in-flight": (req, res) => sendJson(res, 200, ctl.maxInFlight()),
     "POST /test/fault": async (req, res) => {
       const body = await readJson(req);
       const r = ctl.setFault(isObj(body) ? body : {});

@@ -53,27 +53,32 @@ const FAULT_PATHS = ["session", "memberships", "authorize", "events"];
 const FAULT_MODES = ["ok", "slow", "error500", "error503", "error429", "hang"];
 let fault = { mode: "ok", delayMs: 0, paths: new Set(FAULT_PATHS) };
 let counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+// The X-Forwarded-For of the last call to each endpoint (null: none sent).
+const forwardedFor = {};
+// Calls being answered per endpoint now, and the most at once since the last stats reset.
+const inFlight = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
+let maxInFlight = { ...inFlight };
 const hung = new Set();
 // Calls in flight per endpoint and caller (a digest of its Cookie: one session, and with one
 // session per user, one user), and the most ever seen at once for one caller: the gateway
 // promises at most one session and one memberships call in flight per session and user.
-const IN_FLIGHT_PATHS = ["session", "memberships"];
-const inFlight = new Map(); // key -> [{from, since}]
-let maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+const CALLER_IN_FLIGHT_PATHS = ["session", "memberships"];
+const callerCalls = new Map(); // key -> [{from, since}]
+let maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
 // All callers together: calls of each endpoint in flight now, and the most at once.
-const totalInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+const totalInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
 let maxTotalInFlight = { ...totalInFlight };
 // The first overlaps seen: which connections and when (no cookie, only a short digest).
 let overlaps = [];
-function trackInFlight(ep, req, res) {
-  if (!IN_FLIGHT_PATHS.includes(ep)) return;
+function trackCallerInFlight(ep, req, res) {
+  if (!CALLER_IN_FLIGHT_PATHS.includes(ep)) return;
   const digest = crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url");
   const key = `${ep}:${digest}`;
   const call = { from: `${req.socket.remoteAddress}:${req.socket.remotePort}`, since: Date.now() };
-  const calls = inFlight.get(key) ?? [];
+  const calls = callerCalls.get(key) ?? [];
   calls.push(call);
-  inFlight.set(key, calls);
-  if (calls.length > maxInFlight[ep]) maxInFlight[ep] = calls.length;
+  callerCalls.set(key, calls);
+  if (calls.length > maxCallerInFlight[ep]) maxCallerInFlight[ep] = calls.length;
   totalInFlight[ep] += 1;
   if (totalInFlight[ep] > maxTotalInFlight[ep]) maxTotalInFlight[ep] = totalInFlight[ep];
   if (calls.length > 1 && overlaps.length < 20) {
@@ -81,9 +86,9 @@ function trackInFlight(ep, req, res) {
   }
   res.once("close", () => {
     totalInFlight[ep] -= 1;
-    const left = (inFlight.get(key) ?? []).filter((c) => c !== call);
-    if (left.length) inFlight.set(key, left);
-    else inFlight.delete(key);
+    const left = (callerCalls.get(key) ?? []).filter((c) => c !== call);
+    if (left.length) callerCalls.set(key, left);
+    else callerCalls.delete(key);
   });
 }
 
@@ -102,13 +107,16 @@ const ctl = {
     return { status: 200, body: { ok: true, fault: ctl.describeFault() } };
   },
   stats: () => ({ ...counters }),
+  forwardedFor: () => ({ ...forwardedFor }),
+  maxInFlight: () => ({ ...maxInFlight }),
   resetStats: () => {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
-    maxInFlight = Object.fromEntries(IN_FLIGHT_PATHS.map((p) => [p, 0]));
+    maxInFlight = { ...inFlight };
+    maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
     overlaps = [];
     maxTotalInFlight = { ...totalInFlight };
   },
-  inFlight: () => ({ max: { ...maxInFlight }, maxTotal: { ...maxTotalInFlight }, now: inFlight.size, overlaps }),
+  inFlight: () => ({ max: { ...maxCallerInFlight }, maxTotal: { ...maxTotalInFlight }, now: callerCalls.size, overlaps }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */
@@ -229,7 +237,11 @@ async function dispatch(req, res) {
   const ep = endpointOf(pathname);
   if (ep) {
     counters[ep] += 1;
-    trackInFlight(ep, req, res);
+    forwardedFor[ep] = req.headers["x-forwarded-for"] ?? null;
+    inFlight[ep] += 1;
+    maxInFlight[ep] = Math.max(maxInFlight[ep], inFlight[ep]);
+    res.once("close", () => (inFlight[ep] -= 1));
+    trackCallerInFlight(ep, req, res);
     if (await applyFault(ep, req, res)) return;
   }
   if (pathname.startsWith("/api/auth/") || pathname === "/api/auth") return authHandler(req, res);

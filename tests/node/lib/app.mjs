@@ -166,6 +166,16 @@ export function stats(appUrl) {
   return getJson(appUrl, "/test/stats");
 }
 
+/** GET /test/forwarded-for → the X-Forwarded-For of the last call to each endpoint {session, memberships, ...}. */
+export function forwardedFor(appUrl) {
+  return getJson(appUrl, "/test/forwarded-for");
+}
+
+/** GET /test/max-in-flight → the most calls answered at once per endpoint since the last stats reset. */
+export function maxInFlight(appUrl) {
+  return getJson(appUrl, "/test/max-in-flight");
+}
+
 /**
  * GET /test/inflight → {max: {session, memberships}, maxTotal, now, overlaps}: the most calls one
  * caller (cookie) had in flight at once since the last reset, the most of all callers together,

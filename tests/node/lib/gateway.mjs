@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { io as ioClient } from "socket.io-client";
 import { freePort, startProcess, stopProcess, cargoArtifact, repoRoot } from "./procs.mjs";
+import { checkAck, checkServerEvent } from "./schemas.mjs";
 
 /** The gateway's own allowed origin in tests (GATEWAY_SECURITY__ALLOWED_ORIGINS). */
 export const ALLOWED_ORIGIN = "http://allowed.test";
@@ -115,7 +116,10 @@ export function waitFor(socket, event, ms = 2000, filter = () => true) {
       if (!filter(...args)) return;
       clearTimeout(timer);
       socket.off(event, handler);
-      resolve(args[0]);
+      // What the gateway sends must match schema/events.
+      const problem = checkServerEvent(event, args[0]);
+      if (problem) reject(new Error(problem));
+      else resolve(args[0]);
     };
     socket.on(event, handler);
   });
@@ -147,24 +151,38 @@ export function expectNothing(socket, event, ms = 300, filter = () => true) {
   });
 }
 
-/** Collects every `event` on `socket` for `ms`; resolves to the list of first arguments. */
+/**
+ * Collects every `event` on `socket` for `ms`; resolves to the list of first arguments (rejects if
+ * one does not match its schema in schema/events).
+ */
 export function collect(socket, event, ms, filter = () => true) {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const seen = [];
+    const problems = [];
     const handler = (...args) => {
-      if (filter(...args)) seen.push(args[0]);
+      if (!filter(...args)) return;
+      seen.push(args[0]);
+      const problem = checkServerEvent(event, args[0]);
+      if (problem) problems.push(problem);
     };
     socket.on(event, handler);
     setTimeout(() => {
       socket.off(event, handler);
-      resolve(seen);
+      if (problems.length) reject(new Error(problems.join("\n")));
+      else resolve(seen);
     }, ms);
   });
 }
 
-/** Emits with an acknowledgement; resolves to the ack's first argument, rejects after 3 s. */
-export function emitAck(socket, event, ...args) {
-  return socket.timeout(3000).emitWithAck(event, ...args);
+/**
+ * Emits with an acknowledgement; resolves to the ack's first argument (rejected if it does not
+ * match the event's ack schema in schema/events), rejects after 3 s.
+ */
+export async function emitAck(socket, event, ...args) {
+  const ack = await socket.timeout(3000).emitWithAck(event, ...args);
+  const problem = checkAck(event, ack);
+  if (problem) throw new Error(problem);
+  return ack;
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

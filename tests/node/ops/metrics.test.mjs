@@ -242,9 +242,11 @@ test("with the relay: valkey_* series are recorded, and a broadcast from the app
     // The app's side: @socket.io/redis-emitter, as the product uses it.
     const emitter = new Emitter(redis);
     const marker = `from-emitter ${Date.now()}`;
+    // A whole message, as the app saves and broadcasts it (schema/events: ChatMessage).
+    const message = { id: `emitted-${Date.now()}`, channelId: "c1", author: { id: "app-bot", name: "Bot" }, content: marker, createdAt: new Date().toISOString() };
     const got = [alice, bob].map((s) => waitFor(s, "message:new", 3000, (m) => m?.content === marker));
     await eventually(async () => {
-      emitter.to("channel:c1").emit("message:new", { content: marker });
+      emitter.to("channel:c1").emit("message:new", message);
       return Promise.race([got[0].then(() => true), sleep(300).then(() => false)]);
     }, 4000, "the emitter's broadcast reaching alice");
     await Promise.all(got);

@@ -4,6 +4,7 @@
 // last extra argument. Never print cookie values: they are bearer secrets even in tests.
 import { until } from "../lib/valkey.mjs";
 import { sleep } from "../lib/gateway.mjs";
+import { checkServerEvent } from "../lib/schemas.mjs";
 
 /** Presence timings for the tests (the defaults are 4000 / 2000 / 6000 / 250 ms). */
 export const GRACE_MS = 1200;
@@ -31,14 +32,23 @@ export const P = "socket.io-presence";
 export function presenceRecorder(sockets) {
   const got = {};
   const handlers = [];
+  // Every update must match schema/events; a mismatch fails the next read of the recording.
+  const problems = [];
   for (const [name, sock] of Object.entries(sockets)) {
     got[name] = [];
-    const h = (update) => got[name].push({ ...update, at: Date.now() });
+    const h = (update) => {
+      const problem = checkServerEvent("presence:update", update);
+      if (problem) problems.push(problem);
+      got[name].push({ ...update, at: Date.now() });
+    };
     sock.on("presence:update", h);
     handlers.push([sock, h]);
   }
   return {
-    of: (name, userId) => got[name].filter((u) => userId === undefined || u.userId === userId),
+    of(name, userId) {
+      if (problems.length) throw new Error(problems.join("\n"));
+      return got[name].filter((u) => userId === undefined || u.userId === userId);
+    },
     /** {name: ["online", "away", ...]} for one user. */
     statuses(userId) {
       return Object.fromEntries(Object.keys(got).map((n) => [n, this.of(n, userId).map((u) => u.status)]));

@@ -1,0 +1,465 @@
+//! One Engine.IO session: its outbound queue, its transport state and how it closes.
+//!
+//! The queue is shared by both transports. Producers (any task that emits) push encoded frames
+//! and wake the consumer; the consumer is either the WebSocket task or the one pending polling
+//! GET. A consumer registers for the wake-up *before* it looks at the queue, so a frame pushed
+//! in between is never missed.
+//!
+//! A WebSocket session with nothing queued and no write in progress is written to directly by
+//! the producer, under the session's lock: one non-blocking `write(2)` instead of a queue push,
+//! a task wake-up (often on the other worker thread) and the write from there. Only what the
+//! socket does not take at once is left for the connection task, so frames keep their order.
+//! Inside a write batch ([`WriteBatch`]) those frames wait for the batch's end and go out together.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::SystemTime;
+
+use bytes::BytesMut;
+use http::HeaderMap;
+use tokio::net::TcpStream;
+
+use super::headers::HandshakeHeaders;
+use tokio::sync::Notify;
+
+use super::batch::WriteBatch;
+use super::packet::Frame;
+use super::sid::Sid;
+use super::wsproto;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Polling,
+    Websocket,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Polling => "polling",
+            Transport::Websocket => "websocket",
+        }
+    }
+}
+
+/// Why a session ended. The names are the reference server's close reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the transport or sent a close packet.
+    TransportClose,
+    /// The transport failed (I/O error, WebSocket protocol error).
+    TransportError,
+    PingTimeout,
+    /// The client sent something that is not a valid packet.
+    ParseError,
+    /// The server closed it (protocol layer decision, connect timeout...).
+    ForcedServerClose,
+    /// The protocol layer closed it after a protocol error (the reference's `conn.close()`).
+    ForcedClose,
+    /// The client could not keep up with its outbound queue.
+    SlowConsumer,
+    /// Two polling requests of the same kind at once.
+    MultiplePolling,
+    /// Bigger than `maxPayload`.
+    PayloadTooLarge,
+    ShuttingDown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ForcedServerClose => "forced server close",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::MultiplePolling => "transport error",
+            CloseReason::PayloadTooLarge => "transport error",
+            CloseReason::ShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Closes the server decided on: the client is told with a close packet.
+    fn tells_client(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ForcedServerClose
+                | CloseReason::ForcedClose
+                | CloseReason::ShuttingDown
+                | CloseReason::SlowConsumer
+                | CloseReason::MultiplePolling
+        )
+    }
+}
+
+/// What the client's handshake request carried, kept for the protocol layer (cookies for
+/// authentication, `fetchSockets()` answers).
+#[derive(Debug)]
+pub struct Handshake {
+    pub headers: HandshakeHeaders,
+    pub query: String,
+    pub remote_addr: Option<SocketAddr>,
+    pub issued: SystemTime,
+    pub url: String,
+}
+
+impl Handshake {
+    /// Captures a handshake request (`path` and `query` form the URL the reference reports).
+    pub fn new(
+        headers: &HeaderMap,
+        path: &str,
+        query: &str,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        Handshake {
+            headers: HandshakeHeaders::new(headers),
+            query: query.to_owned(),
+            remote_addr,
+            issued: SystemTime::now(),
+            url: format!("{path}?{query}"),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+}
+
+/// Returned when a frame cannot be queued because the session is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("session closed")]
+pub struct SessionClosed;
+
+pub(crate) struct State {
+    pub transport: Transport,
+    pub upgrading: bool,
+    pub outbox: VecDeque<Frame>,
+    /// The WebSocket connection, once its task runs: producers write to it directly when
+    /// nothing is queued.
+    pub direct: Option<Arc<TcpStream>>,
+    /// Encoded bytes a direct write could not send; they go out before `outbox`.
+    pub unsent: BytesMut,
+    /// The connection task took frames and is writing them: producers must queue.
+    pub writing: bool,
+    /// Frames wait in `outbox` for the end of a write batch (see [`WriteBatch`]).
+    pub deferred: bool,
+    pub poll_pending: bool,
+    pub post_pending: bool,
+    pub awaiting_pong: bool,
+    /// The number of the last ping sent.
+    pub ping_seq: u32,
+    pub closed: Option<CloseReason>,
+}
+
+/// How a session ended, as it tells the engine that opened it.
+pub(crate) enum Ended {
+    /// It closed; `keep_for_get`: a polling client must still fetch its close packet.
+    Closed {
+        reason: CloseReason,
+        keep_for_get: bool,
+    },
+    /// Its last frames were delivered (the final GET was answered).
+    Delivered,
+}
+
+/// Tells the engine that opened a session of its end (the session never names the engine).
+pub(crate) type OnEnd = Box<dyn Fn(&Arc<Session>, Ended) + Send + Sync>;
+
+pub struct Session {
+    pub sid: Sid,
+    pub handshake: Handshake,
+    on_end: OnEnd,
+    state: Mutex<State>,
+    /// Wakes the consumer of the outbox (and anyone watching for close).
+    wake: Notify,
+    max_queued: usize,
+    data: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        sid: Sid,
+        handshake: Handshake,
+        transport: Transport,
+        on_end: OnEnd,
+        max_queued: usize,
+    ) -> Self {
+        Session {
+            sid,
+            handshake,
+            on_end,
+            state: Mutex::new(State {
+                transport,
+                upgrading: false,
+                outbox: VecDeque::new(),
+                direct: None,
+                unsent: BytesMut::new(),
+                writing: false,
+                deferred: false,
+                poll_pending: false,
+                post_pending: false,
+                awaiting_pong: false,
+                ping_seq: 0,
+                closed: None,
+            }),
+            wake: Notify::new(),
+            max_queued,
+            data: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state itself stays consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.lock().transport
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().closed
+    }
+
+    /// Attaches the protocol layer's per-session state (set once).
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        let _ = self.data.set(Box::new(value));
+    }
+
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.data.get().and_then(|d| d.downcast_ref())
+    }
+
+    /// Queues one frame.
+    pub fn send_frame(self: &Arc<Self>, frame: Frame) -> Result<(), SessionClosed> {
+        self.send_all(std::iter::once(frame))
+    }
+
+    /// Sends frames that must stay together (a packet and its binary attachments): directly
+    /// to an idle WebSocket, otherwise through the queue. A session whose queue is full is a
+    /// slow consumer and is closed.
+    pub fn send_all(
+        self: &Arc<Self>,
+        frames: impl IntoIterator<Item = Frame>,
+    ) -> Result<(), SessionClosed> {
+        self.send(frames, None)
+    }
+
+    /// [`Session::send_all`] as part of `batch`: frames for an idle WebSocket wait for the
+    /// batch's flush instead of being written now (see [`WriteBatch`]).
+    pub fn send_all_in(
+        self: &Arc<Self>,
+        frames: impl IntoIterator<Item = Frame>,
+        batch: &mut WriteBatch,
+    ) -> Result<(), SessionClosed> {
+        self.send(frames, Some(batch))
+    }
+
+    fn send(
+        self: &Arc<Self>,
+        frames: impl IntoIterator<Item = Frame>,
+        batch: Option<&mut WriteBatch>,
+    ) -> Result<(), SessionClosed> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            return Err(SessionClosed);
+        }
+        let idle = st.outbox.is_empty() && st.unsent.is_empty() && !st.writing;
+        if idle && !st.deferred {
+            if let Some(stream) = st.direct.clone() {
+                match batch {
+                    Some(batch) => {
+                        batch.defer(self);
+                        st.deferred = true;
+                    }
+                    None => return self.write_direct(st, &stream, wsproto::encode_frames(frames)),
+                }
+            }
+        }
+        let was_empty = st.outbox.is_empty();
+        st.outbox.extend(frames);
+        if st.outbox.len() > self.max_queued {
+            drop(st);
+            self.close(CloseReason::SlowConsumer);
+            return Err(SessionClosed);
+        }
+        // Deferred frames are written when the batch ends, without waking the task.
+        let wake = was_empty && !st.deferred;
+        drop(st);
+        if wake {
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Sends the frames deferred by a batch (see [`WriteBatch`]): directly if `direct` and the
+    /// socket is still idle, else by waking the connection task.
+    pub(crate) fn flush_deferred(self: &Arc<Self>, direct: bool) {
+        let mut st = self.lock();
+        st.deferred = false;
+        if st.closed.is_some() || st.outbox.is_empty() {
+            return;
+        }
+        match st.direct.clone() {
+            Some(stream) if direct && st.unsent.is_empty() && !st.writing => {
+                let out = wsproto::encode_frames(std::mem::take(&mut st.outbox));
+                let _ = self.write_direct(st, &stream, out);
+            }
+            _ => {
+                drop(st);
+                self.wake.notify_waiters();
+            }
+        }
+    }
+
+    /// Writes to the idle WebSocket without waiting; what the socket does not take now stays
+    /// in `unsent` for the connection task. The lock is held throughout, so no other writer
+    /// can come between our bytes.
+    fn write_direct(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        stream: &TcpStream,
+        mut out: BytesMut,
+    ) -> Result<(), SessionClosed> {
+        let written = match stream.try_write(&out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                drop(st);
+                tracing::debug!(sid = %self.sid, error = %e, "websocket write failed");
+                self.close(CloseReason::TransportError);
+                return Err(SessionClosed);
+            }
+        };
+        if written < out.len() {
+            st.unsent = out.split_off(written);
+            drop(st);
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Sends WebSocket control bytes (a pong) of the connection task, in order with producers'
+    /// direct writes: at once when the socket is idle, else ahead of the queued frames.
+    pub(crate) fn send_ws_control(self: &Arc<Self>, bytes: BytesMut) -> Result<(), SessionClosed> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            return Err(SessionClosed);
+        }
+        if st.outbox.is_empty() && st.unsent.is_empty() && !st.writing {
+            if let Some(stream) = st.direct.clone() {
+                return self.write_direct(st, &stream, bytes);
+            }
+        }
+        st.unsent.extend_from_slice(&bytes);
+        drop(st);
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Lets producers write to this WebSocket directly (its connection task is running).
+    pub(crate) fn attach_direct(&self, stream: Arc<TcpStream>) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.direct = Some(stream);
+        }
+    }
+
+    /// Queues a control frame even past the queue bound (pings must not make a session slow).
+    pub(crate) fn send_control(&self, frame: Frame) {
+        let mut st = self.lock();
+        if st.closed.is_none() {
+            st.outbox.push_back(frame);
+            drop(st);
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// Waits until the queue may have changed. Call `notified().enable()` before checking.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Wakes consumers so they re-read the state (upgrade progress, close).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Resolves once the session is closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks a ping as sent; `None` if the session is closed. The number identifies the ping
+    /// for [`Session::pong_overdue`].
+    pub(crate) fn ping_sent(&self) -> Option<u32> {
+        let mut st = self.lock();
+        if st.closed.is_some() {
+            return None;
+        }
+        st.awaiting_pong = true;
+        st.ping_seq = st.ping_seq.wrapping_add(1);
+        Some(st.ping_seq)
+    }
+
+    /// True when ping number `seq` is still unanswered.
+    pub(crate) fn pong_overdue(&self, seq: u32) -> bool {
+        let st = self.lock();
+        st.closed.is_none() && st.awaiting_pong && st.ping_seq == seq
+    }
+
+    /// A pong arrived; true if a ping was waiting for it.
+    pub(crate) fn on_pong(&self) -> bool {
+        std::mem::take(&mut self.lock().awaiting_pong)
+    }
+
+    /// Closes the session. The first call wins; it tells the client when the server decided,
+    /// removes the session from the engine and notifies the protocol layer.
+    pub fn close(self: &Arc<Self>, reason: CloseReason) {
+        let keep_for_get = {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some(reason);
+            st.direct = None;
+            if reason.tells_client() {
+                st.outbox.push_back(Frame::close());
+            }
+            // A polling client learns of a server close from its next GET: keep the session
+            // reachable until that GET carries the close packet (it calls `finish`), or a grace.
+            st.transport == Transport::Polling && reason.tells_client()
+        };
+        self.wake.notify_waiters();
+        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
+        (self.on_end)(
+            self,
+            Ended::Closed {
+                reason,
+                keep_for_get,
+            },
+        );
+    }
+
+    /// Removes a session that has delivered its last frames (its final GET was answered).
+    pub(crate) fn finish(self: &Arc<Self>) {
+        (self.on_end)(self, Ended::Delivered);
+    }
+}

@@ -1,0 +1,623 @@
+//! The Valkey relay: broadcasts between gateway instances, Node socket.io servers running
+//! `@socket.io/redis-adapter` 8.x and the app's `@socket.io/redis-emitter`, in their wire
+//! format ([`wire`], [`channels`]).
+//!
+//! Data path:
+//! - out: a namespace delivers a broadcast locally, then [`Relay::publish`] encodes it once
+//!   and queues a PUBLISH to the room's channel (one room) or the namespace channel;
+//! - in: the [`subscriber`] receives it and the namespace delivers it to its local sockets.
+//!
+//! Subscriptions is per room: this instance subscribes to `{prefix}#{nsp}#{room}#` while the room
+//! has a local member (socket-id rooms included, so `io.to(socketId)` from Node reaches the
+//! socket), plus the namespace channel and the request channel. It does not PSUBSCRIBE, so
+//! it never receives broadcasts for rooms it has nobody in.
+//!
+//! Subscribing to the request channel makes Node count this instance as a server, so it
+//! answers every request a Node server answers ([`requests`]).
+
+pub mod channels;
+mod link;
+pub mod metrics;
+pub mod msgpack;
+mod publisher;
+pub mod recorder;
+pub mod recovery;
+mod requests;
+pub mod script;
+pub mod sessions;
+pub mod subscriber;
+pub mod wire;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_redis::redis::{self, IntoConnectionInfo};
+use deadpool_redis::{Manager, Pool, Runtime};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::metrics::{RecoveryOutcome, ValkeyOp};
+use channels::Channels;
+use engineio::WriteBatch;
+use link::ValkeyLink;
+use publisher::Publisher;
+use sessions::KeptChange;
+use socketio::adapter::{Claim, Offset, Restored, SessionRecord};
+use socketio::packet::Packet;
+use socketio::rooms::RoomChanges;
+use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
+use subscriber::{PubSubHandler, Subscriptions, Timing};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("invalid redis.url: {0}")]
+    Url(#[source] redis::RedisError),
+    #[error("cannot build the Valkey connection pool: {0}")]
+    Pool(String),
+}
+
+/// What the relay needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub url: String,
+    pub prefix: String,
+    /// How long a broadcast-with-ack from a Node peer waits for our clients when it names no
+    /// timeout.
+    pub ack_timeout: Duration,
+    pub timing: Timing,
+    /// Connection state recovery's window, when it is on.
+    pub recovery: Option<Duration>,
+}
+
+/// How often the relay measures Pub/Sub lag with a probe through Valkey.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One namespace as the relay sees it.
+struct RelayedNamespace {
+    name: String,
+    ns: Weak<Namespace>,
+    channels: Channels,
+}
+
+pub struct Relay {
+    /// This instance's id in messages; it ignores messages carrying it.
+    uid: String,
+    /// For the futures it hands out, which must not keep it alive.
+    me: Weak<Relay>,
+    spaces: Vec<RelayedNamespace>,
+    publisher: Publisher,
+    pool: Pool,
+    interest: Arc<Subscriptions>,
+    link: Arc<ValkeyLink>,
+    probe_channel: String,
+    ack_timeout: Duration,
+    recovery: Option<recovery::Recovery>,
+    /// Kept sessions (with recovery on).
+    sessions: Option<sessions::Sessions>,
+    /// The subscriber, the probe and recovery's tasks: aborted at the end.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The publisher's task: it ends by itself once told to, after what was queued.
+    publishing: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Longest wait at shutdown for what is queued to reach Valkey (a dead Valkey must not hold
+/// the exit up).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest wait for Valkey while restoring a session; past it the client gets a fresh one.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Relay {
+    /// Wires the relay into every namespace of `io` and starts its tasks. It does not wait
+    /// for Valkey: until the subscriber is connected the instance serves local-only.
+    pub fn start(config: RelayConfig, io: &Arc<SocketIo>) -> Result<Arc<Relay>, RelayError> {
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(RelayError::Url)?;
+        // redis-rs 1.x leaves Nagle on, which delays small pipelined PUBLISHes.
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info.clone()).map_err(RelayError::Url)?;
+        // redis-rs answers a command with a timeout after 500 ms by default: a short Valkey stall
+        // would then drop whole publish batches. Commands wait instead until the link would be
+        // declared down (an unanswered PING: interval + timeout), plus a margin, so a stall
+        // shorter than that delays messages and loses none.
+        let timing = &config.timing;
+        let connection = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
+            timing.ping_interval + timing.ping_timeout + Duration::from_secs(2),
+        ));
+        let manager = Manager::new_with_config(info, connection).map_err(RelayError::Url)?;
+        let pool = Pool::builder(manager)
+            .max_size(4)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(1)))
+            .create_timeout(Some(config.timing.connect_timeout))
+            .recycle_timeout(Some(Duration::from_secs(1)))
+            .build()
+            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
+        let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
+        let link = Arc::new(ValkeyLink::new());
+        let interest = Arc::new(Subscriptions::default());
+        let (publisher, publisher_task) =
+            Publisher::start(pool.clone(), link.clone(), interest.clone());
+        let relay = Arc::new_cyclic(|me| Relay {
+            me: me.clone(),
+            spaces: io
+                .namespaces()
+                .map(|ns| RelayedNamespace {
+                    name: ns.name.clone(),
+                    ns: Arc::downgrade(ns),
+                    channels: Channels::new(&config.prefix, &ns.name),
+                })
+                .collect(),
+            probe_channel: format!("{}-gateway-probe#{uid}#", config.prefix),
+            sessions: config
+                .recovery
+                .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
+            uid,
+            publisher,
+            pool,
+            interest,
+            link,
+            ack_timeout: config.ack_timeout,
+            recovery: config
+                .recovery
+                .map(|window| recovery::Recovery::new(&config.prefix, window)),
+            tasks: Mutex::new(Vec::new()),
+            publishing: Mutex::new(Some(publisher_task)),
+        });
+        for ns in io.namespaces() {
+            ns.set_adapter(relay.clone());
+            if relay.recovery.is_some() {
+                ns.set_session_store(relay.clone());
+            }
+        }
+        if relay.recovery.is_some() {
+            let weak = Arc::downgrade(&relay);
+            let tasks = [
+                tokio::spawn(recorder::run(weak.clone(), client.clone())),
+                tokio::spawn(keep_sessions(weak)),
+            ];
+            relay
+                .lock_tasks()
+                .extend(tasks.iter().map(|t| t.abort_handle()));
+        }
+        let subscriber = tokio::spawn(subscriber::run(
+            client,
+            relay.clone(),
+            relay.interest.clone(),
+            relay.link.clone(),
+            config.timing,
+        ));
+        let probe = tokio::spawn(probe(Arc::downgrade(&relay)));
+        relay
+            .lock_tasks()
+            .extend([subscriber.abort_handle(), probe.abort_handle()]);
+        tracing::info!(uid = %relay.uid, prefix = %config.prefix, "relay starting");
+        Ok(relay)
+    }
+
+    fn me(&self) -> Weak<Relay> {
+        self.me.clone()
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The command pool (for callers that need Valkey beyond Pub/Sub).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.link.is_up()
+    }
+
+    /// `true` while the relay is connected to Valkey (for `/readyz`).
+    pub fn link_state(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.link.watch()
+    }
+
+    /// The end of a clean shutdown: stops receiving, then lets the publisher send what is
+    /// queued (broadcasts, the kept sessions of the sockets the drain closed) before it ends,
+    /// for at most [`FLUSH_TIMEOUT`].
+    pub async fn stop(&self) {
+        for task in self.lock_tasks().drain(..) {
+            task.abort();
+        }
+        let publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut task) = publishing {
+            self.publisher.finish();
+            if tokio::time::timeout(FLUSH_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("relay: Valkey did not take the last messages in time");
+                task.abort();
+            }
+        }
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::AbortHandle>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn space(&self, nsp: &str) -> Option<&RelayedNamespace> {
+        self.spaces.iter().find(|s| s.name == nsp)
+    }
+
+    /// Where this instance receives broadcasts: the recovery channels when recovery is on
+    /// (everything recorded, its own broadcasts included, in log order), else the adapter's.
+    fn listen<'a>(&self, space: &'a RelayedNamespace) -> &'a str {
+        if self.recovery.is_some() {
+            &space.channels.recorded
+        } else {
+            &space.channels.broadcast
+        }
+    }
+
+    fn on_broadcast(
+        &self,
+        space: &RelayedNamespace,
+        room: &str,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) {
+        let Some(ns) = space.ns.upgrade() else { return };
+        // A message for a room we just left (the UNSUBSCRIBE is still on its way).
+        if !room.is_empty() && !ns.rooms.contains_room(room) {
+            return;
+        }
+        let recording = self.recovery.is_some();
+        match wire::decode_broadcast(payload) {
+            Ok(b) if (b.uid == self.uid && !recording) || b.nsp != ns.name => {}
+            Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
+                Some(offset) if recording => {
+                    let packet = recovery::with_offset(b.packet, offset);
+                    ns.deliver_in(&b.target, &[packet], Some(offset), batch);
+                }
+                _ => {
+                    ns.deliver_in(&b.target, &[b.packet], None, batch);
+                }
+            },
+            Err(e) => {
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
+                tracing::debug!(error = %e, "relay: ignoring a malformed broadcast");
+            }
+        }
+    }
+
+    /// [`Adapter::restore`]'s work: the offset must still be in the log, then the session is
+    /// claimed (bound to its owner, see [`sessions`]); a stale socket still holding it on
+    /// another instance is told to go.
+    async fn claim(&self, claim: &Claim) -> Result<Restored, RecoveryOutcome> {
+        let (Some(recovery), Some(sessions)) = (&self.recovery, &self.sessions) else {
+            return Err(RecoveryOutcome::Unavailable);
+        };
+        match recovery.in_log(&self.pool, &claim.nsp, claim.offset).await {
+            Some(true) => {}
+            Some(false) => return Err(RecoveryOutcome::OffsetGone),
+            None => return Err(RecoveryOutcome::Unavailable),
+        }
+        let claimed = match sessions.claim(&self.pool, claim).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(RecoveryOutcome::UnknownSession),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: cannot restore a session");
+                return Err(RecoveryOutcome::Unavailable);
+            }
+        };
+        if !claimed.previous_host.is_empty() && claimed.previous_host != self.uid {
+            if let Some(space) = self.space(&claim.nsp) {
+                self.publisher.publish(
+                    space.channels.request.clone(),
+                    wire::replace_request(&self.uid, claimed.sid, &claimed.previous_holder),
+                );
+            }
+        }
+        Ok(Restored {
+            sid: claimed.sid,
+            rooms: claimed.rooms,
+            offset: claim.offset,
+        })
+    }
+
+    fn on_probe(&self, payload: &[u8]) {
+        let sent = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(sent) = sent {
+            let lag = now_micros().saturating_sub(sent);
+            crate::metrics::pubsub_lag(lag as f64 / 1e6);
+        }
+    }
+}
+
+impl Adapter for Relay {
+    /// Without recovery: delivered here, then published for the other instances. With it:
+    /// each packet is recorded (log and publish in one script) and delivered here like
+    /// everyone else's, when it comes back from Valkey with its offset.
+    fn broadcast(&self, ns: &Namespace, target: &BroadcastTarget, packets: Vec<Packet>) {
+        if self.recovery.is_some() {
+            for packet in packets {
+                self.record(ns, target.clone(), packet);
+            }
+            return;
+        }
+        ns.deliver(target, &packets, None);
+        for packet in &packets {
+            self.publish(&ns.name, target, packet);
+        }
+    }
+
+    fn rooms_changed(&self, nsp: &str, changes: RoomChanges) {
+        let Some(space) = self.space(nsp) else { return };
+        let base = self.listen(space);
+        self.interest.changed(
+            changes
+                .created
+                .iter()
+                .chain(&changes.deleted)
+                .map(|room| channels::room_in(base, room)),
+        );
+    }
+}
+
+impl Relay {
+    /// Publishes a broadcast already delivered here, for the other instances.
+    fn publish(&self, nsp: &str, target: &BroadcastTarget, packet: &Packet) {
+        if !self.link.is_up() {
+            crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, 1);
+            return;
+        }
+        let Some(space) = self.space(nsp) else { return };
+        let payload = match wire::encode_broadcast(&self.uid, target, packet, false) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: cannot encode a broadcast");
+                return;
+            }
+        };
+        let channel = Channels::target_in(&space.channels.broadcast, &target.rooms);
+        self.publisher.publish(channel, payload);
+    }
+
+    /// Records a broadcast in the log and publishes it (a plain copy for Node peers, one with
+    /// its offset for the gateways, this one included). Without Valkey, or when the call
+    /// fails, it is still delivered here, without an offset.
+    fn record(&self, ns: &Namespace, target: BroadcastTarget, packet: Packet) {
+        let (Some(space), Some(recovery)) = (self.space(&ns.name), self.recovery.as_ref()) else {
+            return;
+        };
+        let message = wire::encode_broadcast(&self.uid, &target, &packet, true);
+        let plain = Channels::target_in(&space.channels.broadcast, &target.rooms);
+        let recorded = Channels::target_in(&space.channels.recorded, &target.rooms);
+        let weak = space.ns.clone();
+        let local = move || {
+            if let Some(ns) = weak.upgrade() {
+                ns.deliver(&target, &[packet], None);
+            }
+        };
+        match message {
+            Ok(message) if self.link.is_up() => {
+                let call = recovery.record_call(&ns.name, &message, Some(&plain), &recorded, None);
+                self.publisher.record(call, Box::new(local));
+            }
+            Ok(_) => local(),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: cannot encode a broadcast");
+                local();
+            }
+        }
+    }
+
+    /// Applies what other servers asked of every socket of these owners to their kept
+    /// sessions too (see [`sessions`]).
+    pub(crate) fn kept_sessions_changed(&self, nsp: &str, owners: &[String], change: KeptChange) {
+        let Some(sessions) = &self.sessions else {
+            return;
+        };
+        for owner in owners {
+            self.publisher.script(sessions.change(nsp, owner, &change));
+        }
+    }
+}
+
+impl SessionStore for Relay {
+    fn socket_rooms_changed(&self, nsp: &str, sid: engineio::Sid) {
+        if let Some(recovery) = &self.recovery {
+            recovery.mark_dirty(nsp, sid);
+        }
+    }
+
+    fn session_opened(&self, record: SessionRecord) {
+        if let Some(sessions) = &self.sessions {
+            self.publisher.script(sessions.save_live(&record));
+        }
+    }
+
+    fn session_closed(&self, record: SessionRecord, recoverable: bool) {
+        let Some(sessions) = &self.sessions else {
+            return;
+        };
+        self.publisher.script(if recoverable {
+            sessions.save_closed(&record)
+        } else {
+            sessions.forget(&record)
+        });
+    }
+
+    fn restore(&self, claim: Claim) -> BoxFuture<Option<Restored>> {
+        if self.recovery.is_none() || !self.link.is_up() {
+            return Box::pin(async { None });
+        }
+        let relay = self.me();
+        Box::pin(async move {
+            let relay = relay.upgrade()?;
+            let outcome = tokio::time::timeout(RESTORE_TIMEOUT, relay.claim(&claim))
+                .await
+                .unwrap_or(Err(RecoveryOutcome::Unavailable));
+            let outcome_label = match &outcome {
+                Ok(_) => RecoveryOutcome::Restored,
+                Err(o) => *o,
+            };
+            crate::metrics::recovery_attempt(outcome_label);
+            // Never the pid, the socket id or the user: the claim may be someone else's.
+            tracing::debug!(outcome = outcome_label.as_str(), "recovery claim");
+            outcome.ok()
+        })
+    }
+
+    fn missed(
+        &self,
+        nsp: &str,
+        rooms: Vec<String>,
+        offset: Offset,
+    ) -> BoxFuture<Option<Vec<(Offset, Packet)>>> {
+        let (relay, nsp) = (self.me(), nsp.to_owned());
+        Box::pin(async move {
+            let relay = relay.upgrade()?;
+            let recovery = relay.recovery.as_ref()?;
+            let missed = recovery.missed(&relay.pool, &nsp, &rooms, offset).await;
+            if missed.is_none() {
+                crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
+            }
+            missed
+        })
+    }
+
+    fn settled(&self) -> BoxFuture<()> {
+        let interest = self.interest.clone();
+        Box::pin(async move { interest.settled(Duration::from_secs(1)).await })
+    }
+}
+
+impl PubSubHandler for Relay {
+    fn desired(&self) -> Vec<String> {
+        let mut out = vec![self.probe_channel.clone()];
+        for space in &self.spaces {
+            let base = self.listen(space);
+            out.push(base.to_owned());
+            out.push(space.channels.request.clone());
+            if let Some(ns) = space.ns.upgrade() {
+                out.extend(
+                    ns.rooms
+                        .all_rooms()
+                        .iter()
+                        .map(|r| channels::room_in(base, r)),
+                );
+            }
+        }
+        out
+    }
+
+    fn wanted(&self, channel: &str) -> bool {
+        let wanted_in =
+            |space: &RelayedNamespace| match channels::room_of_in(self.listen(space), channel) {
+                Some("") => true,
+                Some(room) => space
+                    .ns
+                    .upgrade()
+                    .is_some_and(|ns| ns.rooms.contains_room(room)),
+                None => channel == space.channels.request,
+            };
+        self.spaces.iter().any(wanted_in) || channel == self.probe_channel
+    }
+
+    fn on_message(&self, channel: &str, payload: &[u8], batch: &mut WriteBatch) {
+        if channel == self.probe_channel {
+            return self.on_probe(payload);
+        }
+        for space in &self.spaces {
+            if channel == space.channels.request {
+                return self.on_request(space, payload);
+            }
+            if let Some(room) = channels::room_of_in(self.listen(space), channel) {
+                return self.on_broadcast(space, room, payload, batch);
+            }
+        }
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Publishes a timestamp to this instance's probe channel now and then; the subscriber
+/// records how long it took to come back (Pub/Sub lag, as the metric reports it).
+async fn probe(relay: Weak<Relay>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(relay) = relay.upgrade() else { return };
+        if relay.link.is_up() {
+            relay
+                .publisher
+                .publish(relay.probe_channel.clone(), now_micros().to_string());
+        }
+    }
+}
+
+/// Keeps recoverable sessions in step: rewrites those whose rooms changed (every 500 ms)
+/// and pushes back the expiry of every live one (every quarter window), so sessions of an
+/// instance that dies stay restorable for the whole window.
+async fn keep_sessions(relay: Weak<Relay>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_refresh = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(r) = relay.upgrade() else { return };
+        let (Some(recovery), Some(sessions)) = (r.recovery.as_ref(), r.sessions.as_ref()) else {
+            return;
+        };
+        if !r.link.is_up() {
+            continue;
+        }
+        for (nsp, sid) in recovery.take_dirty() {
+            let record = r
+                .space(&nsp)
+                .and_then(|s| s.ns.upgrade())
+                .and_then(|ns| ns.socket(&sid))
+                .and_then(|socket| socket.session_record());
+            if let Some(record) = record {
+                r.publisher.script(sessions.save_live(&record));
+            }
+        }
+        if last_refresh.elapsed() < sessions.refresh_every() {
+            continue;
+        }
+        last_refresh = tokio::time::Instant::now();
+        let live: Vec<(String, String)> = r
+            .spaces
+            .iter()
+            .filter_map(|s| s.ns.upgrade())
+            .flat_map(|ns| ns.sockets())
+            .filter_map(|s| Some((s.owner()?.to_owned(), s.pid()?.to_owned())))
+            .collect();
+        if let Ok(mut c) = r.pool.get().await {
+            for chunk in live.chunks(500) {
+                if let Err(e) = sessions.refresh(chunk).query_async::<()>(&mut *c).await {
+                    tracing::warn!(error = %e, "relay: cannot refresh recoverable sessions");
+                    break;
+                }
+            }
+            for space in &r.spaces {
+                let _: Result<(), _> = redis::cmd("XTRIM")
+                    .arg(recovery.log_key(&space.name))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(recovery::MAX_LOG)
+                    .query_async(&mut *c)
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Connection state recovery across instances: a shared log of broadcasts and the sessions
+//! kept for reconnecting clients, both in Valkey.
+//!
+//! How it holds across the fleet:
+//! - Every recoverable broadcast goes into one Valkey stream per namespace (the log); its
+//!   entry id is the packet's offset. A gateway records its own broadcasts with a script
+//!   that appends to the log and publishes in one step: a plain copy on the adapter's channel
+//!   for Node peers, and a copy carrying the offset on the recovery channel
+//!   (`{prefix}-csr#{nsp}#[room#]`).
+//! - Broadcasts from the emitter and Node servers carry no offset. One or two gateways hold a
+//!   recorder lease ([`super::recorder`]), receive them with PSUBSCRIBE and record them with
+//!   the same script (and a dedupe key, so two recorders write each once).
+//! - Gateways deliver only what arrives on the recovery channels, their own broadcasts
+//!   included. Scripts run one at a time in Valkey, so those channels carry packets in log
+//!   order: what a socket received is exactly the log up to its last offset, in its rooms.
+//! - Sessions are kept in Valkey too ([`super::sessions`]), bound to their owner and holder.
+//! - Restoring claims the session, follows its rooms, then reads the log after the client's
+//!   offset, keeping the packets for the rooms the socket may still be in.
+//!
+//! Bounds: the log is trimmed to the window (MINID) on every append and capped in length;
+//! dedupe keys expire with the window.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deadpool_redis::{redis, Pool};
+use serde_json::Value;
+
+use super::script::{Lua, ScriptCall};
+use super::wire;
+use engineio::Sid;
+use socketio::adapter::Offset;
+use socketio::packet::Packet;
+
+/// Appends a message to the log and publishes it. KEYS: log[, dedupe key]. ARGV: the message
+/// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
+/// channel of the copy with the offset[, dedupe ttl ms]. Returns the id, or nil when the
+/// dedupe key shows another recorder wrote it.
+static RECORD: Lua = Lua::new(
+    r#"
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then
+  return false
+end
+local t = redis.call('TIME')
+local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
+if minid < 0 then minid = 0 end
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'm', ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end
+redis.call('PUBLISH', ARGV[4], string.sub(ARGV[1], 1, -2) .. string.char(0xd9, #id) .. id)
+return id
+"#,
+);
+
+/// Most log entries read to restore one session; past it the client gets a fresh one.
+const MAX_SCAN: usize = 20_000;
+const PAGE: usize = 500;
+/// Most entries kept in a log, whatever the window (a bound on memory under a burst).
+pub const MAX_LOG: usize = 200_000;
+
+pub struct Recovery {
+    prefix: String,
+    pub window: Duration,
+    /// Sockets whose rooms changed since the last write of their sessions.
+    dirty: Mutex<HashSet<(String, Sid)>>,
+}
+
+impl Recovery {
+    pub fn new(prefix: &str, window: Duration) -> Self {
+        Recovery {
+            prefix: prefix.to_owned(),
+            window,
+            dirty: Mutex::default(),
+        }
+    }
+
+    pub fn log_key(&self, nsp: &str) -> String {
+        format!("{}-csr-log#{nsp}#", self.prefix)
+    }
+
+    pub fn seen_key(&self, nsp: &str, digest: &str) -> String {
+        format!("{}-csr-seen#{nsp}#{digest}", self.prefix)
+    }
+
+    pub fn lease_key(&self, slot: usize) -> String {
+        format!("{}-csr-recorder#{slot}", self.prefix)
+    }
+
+    /// The script call recording `message` (see [`RECORD`]).
+    pub fn record_call(
+        &self,
+        nsp: &str,
+        message: &[u8],
+        plain_channel: Option<&str>,
+        recorded_channel: &str,
+        dedupe: Option<&str>,
+    ) -> ScriptCall {
+        let mut keys = vec![self.log_key(nsp)];
+        keys.extend(dedupe.map(str::to_owned));
+        let window = self.window.as_millis().to_string().into_bytes();
+        let mut args = vec![
+            message.to_vec(),
+            window.clone(),
+            plain_channel.unwrap_or("").as_bytes().to_vec(),
+            recorded_channel.as_bytes().to_vec(),
+        ];
+        if dedupe.is_some() {
+            args.push(window);
+        }
+        RECORD.call(keys, args)
+    }
+
+    pub fn mark_dirty(&self, nsp: &str, sid: Sid) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((nsp.to_owned(), sid));
+    }
+
+    pub fn take_dirty(&self) -> HashSet<(String, Sid)> {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether `offset` is still in the log of `nsp` (what came after it is then known).
+    pub async fn in_log(&self, pool: &Pool, nsp: &str, offset: Offset) -> Option<bool> {
+        let mut c = pool.get().await.ok()?;
+        let id = offset.to_string();
+        type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
+        let found: Entries = redis::cmd("XRANGE")
+            .arg(self.log_key(nsp))
+            .arg(&id)
+            .arg(&id)
+            .query_async(&mut *c)
+            .await
+            .ok()?;
+        Some(!found.is_empty())
+    }
+
+    /// The log after `offset` as a socket in `rooms` received it, each packet with its offset.
+    pub async fn missed(
+        &self,
+        pool: &Pool,
+        nsp: &str,
+        rooms: &[String],
+        offset: Offset,
+    ) -> Option<Vec<(Offset, Packet)>> {
+        let mut c = pool.get().await.ok()?;
+        let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        let mut after = offset;
+        let mut scanned = 0;
+        loop {
+            let page: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(self.log_key(nsp))
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut *c)
+                .await
+                .ok()?;
+            let n = page.len();
+            for (id, fields) in page {
+                let at: Offset = id.parse().ok()?;
+                after = at;
+                // An entry that cannot be read may have been for this socket: the missed
+                // packets cannot all be given back, so the client is told it was not recovered.
+                let b = fields
+                    .get("m")
+                    .and_then(|m| wire::decode_broadcast(m).ok())?;
+                let reaches = b.target.rooms.is_empty()
+                    || b.target.rooms.iter().any(|r| rooms.contains(r.as_str()));
+                let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
+                if b.nsp == nsp && reaches && !excluded {
+                    out.push((at, with_offset(b.packet, at)));
+                }
+            }
+            scanned += n;
+            if n < PAGE {
+                return Some(out);
+            }
+            if scanned >= MAX_SCAN {
+                return None;
+            }
+        }
+    }
+}
+
+/// The packet as a client receives it with recovery on: the offset is its last argument.
+pub fn with_offset(mut packet: Packet, offset: Offset) -> Packet {
+    if let Some(Value::Array(items)) = packet.data.as_mut() {
+        items.push(Value::String(offset.to_string()));
+    }
+    packet
+}

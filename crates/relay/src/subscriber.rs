@@ -1,0 +1,304 @@
+//! The dedicated Pub/Sub connection: it follows the rooms this instance has members in,
+//! reconnects by itself and restores every subscription after a reconnect.
+//!
+//! Pub/Sub cannot be pooled (a subscribed connection takes no other commands) and redis-rs'
+//! `PubSub` does not reconnect, so this task supervises one: connect, subscribe to what is
+//! wanted now, then follow changes in batches until the connection fails; back off and
+//! start over. Messages published while it is down are lost to this instance: that is the
+//! degraded, local-only mode, and `/readyz` says so.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{watch, Notify};
+
+use super::link::ValkeyLink;
+use crate::metrics::ValkeyOp;
+use engineio::WriteBatch;
+
+/// What the subscriber serves.
+pub trait PubSubHandler: Send + Sync + 'static {
+    /// Every channel wanted right now (after a (re)connect).
+    fn desired(&self) -> Vec<String>;
+    /// Whether `channel` is wanted now (after a change was signalled for it).
+    fn wanted(&self, channel: &str) -> bool;
+    /// A message; deliveries it makes to sockets join `batch` (one write per socket per burst).
+    fn on_message(&self, channel: &str, payload: &[u8], batch: &mut WriteBatch);
+}
+
+/// Channels whose wanted state may have changed since the last flush. Joins and leaves only
+/// record the channel name here; the subscriber decides later, so a room created and
+/// deleted between two flushes costs nothing.
+pub struct Subscriptions {
+    changed: Mutex<Pending>,
+    wake: Notify,
+    /// The `generation` the subscriptions in place account for.
+    applied: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    channels: HashSet<String>,
+    /// Counts changes, so a caller can wait until those made so far are applied.
+    generation: u64,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions {
+            changed: Mutex::default(),
+            wake: Notify::new(),
+            applied: watch::channel(0).0,
+        }
+    }
+}
+
+impl Subscriptions {
+    pub fn changed(&self, channels: impl IntoIterator<Item = String>) {
+        let mut pending = self.lock();
+        let before = pending.channels.len();
+        pending.channels.extend(channels);
+        if pending.channels.len() != before {
+            pending.generation += 1;
+            drop(pending);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Resolves once every change made before the call is applied, or after `limit` (the
+    /// link may be down, and then nothing is relayed anyway).
+    pub async fn settled(&self, limit: Duration) {
+        let wanted = self.lock().generation;
+        let mut rx = self.applied.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|g| *g >= wanted)).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.changed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> (HashSet<String>, u64) {
+        let mut pending = self.lock();
+        (std::mem::take(&mut pending.channels), pending.generation)
+    }
+
+    fn applied(&self, generation: u64) {
+        self.applied.send_if_modified(|g| {
+            let newer = generation > *g;
+            if newer {
+                *g = generation;
+            }
+            newer
+        });
+    }
+}
+
+/// Pub/Sub messages handled in one write batch at most (see `engineio::batch`): enough to
+/// merge a burst's frames per socket, few enough to keep its first delivery prompt.
+const MAX_BATCH: u64 = 256;
+
+/// A batch this large means the relay is behind: its sockets are written by their own tasks,
+/// on every worker thread, merging what piles up (see `engineio::batch`).
+const BUSY_BATCH: u64 = 4;
+
+/// Timing of the supervision loop.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub connect_timeout: Duration,
+    /// Liveness PING on an idle subscribed connection (a silent network failure ends no stream).
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            connect_timeout: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(3),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Most channels per SUBSCRIBE/UNSUBSCRIBE command.
+const CHUNK: usize = 1024;
+
+pub async fn run(
+    client: redis::Client,
+    inbox: Arc<dyn PubSubHandler>,
+    interest: Arc<Subscriptions>,
+    link: Arc<ValkeyLink>,
+    timing: Timing,
+) {
+    let mut delay = timing.backoff_min;
+    loop {
+        let ended = match session(&client, &*inbox, &interest, &link, &timing).await {
+            Ok(()) => "connection closed".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        crate::metrics::valkey_subscriptions(0);
+        if link.is_up() {
+            // It had been working: retry at once, then back off from the minimum.
+            delay = timing.backoff_min;
+        } else {
+            crate::metrics::valkey_errors(ValkeyOp::Connect, 1);
+        }
+        link.set_down(&ended);
+        tracing::debug!(error = %ended, retry_in_ms = delay.as_millis() as u64, "relay: subscriber down");
+        tokio::time::sleep(jitter(delay)).await;
+        delay = (delay * 2).min(timing.backoff_max);
+    }
+}
+
+/// Between half and all of `d`, so a fleet does not reconnect in lockstep.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connecting: {0}")]
+    Connect(redis::RedisError),
+    #[error("connecting: no answer within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("{op}: {source}")]
+    Command {
+        op: &'static str,
+        source: redis::RedisError,
+    },
+    #[error("no PING answer within {0:?}")]
+    PingTimeout(Duration),
+}
+
+/// One connection's life: returns when it fails.
+async fn session(
+    client: &redis::Client,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    link: &ValkeyLink,
+    timing: &Timing,
+) -> Result<(), SessionError> {
+    let pubsub = tokio::time::timeout(timing.connect_timeout, client.get_async_pubsub())
+        .await
+        .map_err(|_| SessionError::ConnectTimeout(timing.connect_timeout))?
+        .map_err(SessionError::Connect)?;
+    let (mut sink, mut stream) = pubsub.split();
+
+    // Pending changes are dropped first: `desired()` below already includes them, and any
+    // change from now on is recorded again.
+    let (_, generation) = interest.take();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    apply(&mut sink, inbox.desired(), true, &mut subscribed).await?;
+    interest.applied(generation);
+    crate::metrics::valkey_subscriptions(subscribed.len());
+    link.set_up(subscribed.len());
+
+    let mut ping = tokio::time::interval(timing.ping_interval);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    // The messages already here join one batch: one write per socket.
+                    let mut batch = WriteBatch::new();
+                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut batch);
+                    let mut received = 1;
+                    let mut ended = false;
+                    while received < MAX_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(msg)) => {
+                                inbox.on_message(
+                                    msg.get_channel_name(),
+                                    msg.get_payload_bytes(),
+                                    &mut batch,
+                                );
+                                received += 1;
+                            }
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if received >= BUSY_BATCH {
+                        batch.busy();
+                    }
+                    batch.flush();
+                    crate::metrics::valkey_received(received);
+                    if ended {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            },
+            _ = interest.wake.notified() => {
+                flush(&mut sink, inbox, interest, &mut subscribed).await?;
+                crate::metrics::valkey_subscriptions(subscribed.len());
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(timing.ping_timeout, sink.ping::<()>()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(source)) => return Err(SessionError::Command { op: "PING", source }),
+                    Err(_) => return Err(SessionError::PingTimeout(timing.ping_timeout)),
+                }
+            }
+        }
+    }
+}
+
+/// Applies the recorded changes: one SUBSCRIBE and one UNSUBSCRIBE for the whole batch.
+async fn flush(
+    sink: &mut redis::aio::PubSubSink,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    let (channels, generation) = interest.take();
+    for channel in channels {
+        match (inbox.wanted(&channel), subscribed.contains(&channel)) {
+            (true, false) => add.push(channel),
+            (false, true) => remove.push(channel),
+            _ => {}
+        }
+    }
+    apply(sink, add, true, subscribed).await?;
+    apply(sink, remove, false, subscribed).await?;
+    interest.applied(generation);
+    Ok(())
+}
+
+/// SUBSCRIBEs (`on`) or UNSUBSCRIBEs `channels`, [`CHUNK`] per command, keeping `subscribed`
+/// in step with what Valkey confirmed.
+async fn apply(
+    sink: &mut redis::aio::PubSubSink,
+    channels: Vec<String>,
+    on: bool,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    for chunk in channels.chunks(CHUNK) {
+        let (op, result) = if on {
+            ("SUBSCRIBE", sink.subscribe(chunk).await)
+        } else {
+            ("UNSUBSCRIBE", sink.unsubscribe(chunk).await)
+        };
+        result.map_err(|source| SessionError::Command { op, source })?;
+        for c in chunk {
+            if on {
+                subscribed.insert(c.clone());
+            } else {
+                subscribed.remove(c);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! A client's connection to one namespace: emitting, acknowledgements in both directions,
+//! rooms and disconnection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::adapter::{Offset, SessionRecord};
+use super::encode::encode;
+use super::handler::{DisconnectReason, Extension};
+use super::namespace::Namespace;
+use super::packet::Packet;
+use super::rooms::Room;
+use engineio::{CloseReason, Frame, Session, SessionClosed, Sid, WriteBatch};
+
+/// A client's answer to an acknowledged emit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckResponse {
+    pub args: Vec<Value>,
+    pub attachments: Vec<Bytes>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AckError {
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+    #[error("socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+/// A broadcast held back while a session is restored: its offset (if recorded) and frames.
+type HeldBroadcast = (Option<Offset>, Vec<Frame>);
+
+pub struct Socket {
+    pub id: Sid,
+    pub ns: Arc<Namespace>,
+    session: Arc<Session>,
+    /// The CONNECT payload, without a recovery claim's `pid` and `offset` (the pid is a
+    /// secret: other servers see this in `fetchSockets()`).
+    pub auth: Value,
+    extension: Option<Extension>,
+    /// Whose socket it is ([`super::Accepted::owner`]); only an owned socket is recoverable.
+    owner: Option<String>,
+    /// This socket's token as the holder of its kept session ([`SessionRecord::holder`]).
+    holder: u64,
+    acks: Mutex<HashMap<u64, oneshot::Sender<AckResponse>>>,
+    next_ack: AtomicU64,
+    connected: AtomicBool,
+    /// The private id of a recoverable session (connection state recovery), set once known.
+    pid: OnceLock<String>,
+    /// While a session is being restored, live broadcasts wait here with their offsets, so
+    /// the missed packets go first and nothing is sent twice.
+    held: Mutex<Option<Vec<HeldBroadcast>>>,
+    holding: AtomicBool,
+    /// The last packet replayed at restore: a live copy of it or of an earlier one that
+    /// reaches the socket after `release` (the Pub/Sub task can lag behind the log read) was
+    /// sent already and is dropped. Set once, so reading it on every delivery is one load.
+    replayed: OnceLock<Offset>,
+}
+
+impl Socket {
+    pub(crate) fn new(
+        id: Sid,
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        mut auth: Value,
+        accepted: super::Accepted,
+        holder: u64,
+    ) -> Self {
+        if let Some(fields) = auth.as_object_mut() {
+            fields.remove("pid");
+            fields.remove("offset");
+        }
+        Socket {
+            id,
+            ns,
+            session,
+            auth,
+            extension: accepted.extension,
+            owner: accepted.owner,
+            holder,
+            acks: Mutex::new(HashMap::new()),
+            next_ack: AtomicU64::new(0),
+            connected: AtomicBool::new(true),
+            pid: OnceLock::new(),
+            held: Mutex::new(None),
+            holding: AtomicBool::new(false),
+            replayed: OnceLock::new(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<&str> {
+        self.pid.get().map(String::as_str)
+    }
+
+    pub(crate) fn set_pid(&self, pid: String) {
+        let _ = self.pid.set(pid);
+    }
+
+    /// Holds live broadcasts back until [`Socket::release`].
+    pub(crate) fn hold(&self) {
+        *self.lock_held() = Some(Vec::new());
+        self.holding.store(true, Ordering::Release);
+    }
+
+    /// Sends what was held, except packets at or before `after` (already replayed).
+    ///
+    /// The list is taken out of the lock before sending: a send can close the session (a full
+    /// queue) and run the whole disconnect chain, which may broadcast to this socket again.
+    /// What arrives meanwhile is still held, and sent by the next round, in order.
+    pub(crate) fn release(&self, after: Option<Offset>) {
+        if let Some(after) = after {
+            let _ = self.replayed.set(after);
+        }
+        loop {
+            let batch = {
+                let mut held = self.lock_held();
+                match held.as_mut() {
+                    Some(list) if !list.is_empty() => std::mem::take(list),
+                    _ => {
+                        *held = None;
+                        self.holding.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            };
+            for (offset, frames) in batch {
+                let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
+                if !replayed {
+                    let _ = self.session.send_all(frames);
+                }
+            }
+        }
+    }
+
+    /// Queues a broadcast's frames (or holds them while the session is being restored).
+    pub(crate) fn deliver(
+        &self,
+        frames: &[Frame],
+        offset: Option<Offset>,
+        batch: Option<&mut WriteBatch>,
+    ) -> Result<(), SessionClosed> {
+        if let (Some(o), Some(r)) = (offset, self.replayed.get()) {
+            if o <= *r {
+                return Ok(());
+            }
+        }
+        if self.holding.load(Ordering::Acquire) {
+            let mut held = self.lock_held();
+            if let Some(list) = held.as_mut() {
+                list.push((offset, frames.to_vec()));
+                return Ok(());
+            }
+        }
+        match batch {
+            Some(batch) => self.session.send_all_in(frames.iter().cloned(), batch),
+            None => self.session.send_all(frames.iter().cloned()),
+        }
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<Vec<HeldBroadcast>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a recovery would restore of this socket (`None` unless it is recoverable: owned,
+    /// with a pid).
+    pub fn session_record(&self) -> Option<SessionRecord> {
+        Some(SessionRecord {
+            pid: self.pid.get()?.clone(),
+            sid: self.id,
+            nsp: self.ns.name.clone(),
+            owner: self.owner.clone()?,
+            holder: self.holder,
+            rooms: self.rooms().iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    pub fn holder(&self) -> u64 {
+        self.holder
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The application state attached at connect, if it has type `T`.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extension.as_ref().and_then(|e| e.downcast_ref())
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Sends a packet to this socket only.
+    pub fn send_packet(&self, packet: &Packet) -> Result<(), SessionClosed> {
+        self.session.send_all(encode(packet))
+    }
+
+    pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), SessionClosed> {
+        self.emit_binary(event, args, Vec::new())
+    }
+
+    pub fn emit_binary(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), SessionClosed> {
+        self.send_packet(&Packet::event(
+            &self.ns.name,
+            event,
+            args,
+            attachments,
+            None,
+        ))
+    }
+
+    /// Emits an event and waits for the client's acknowledgement.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        attachments: Vec<Bytes>,
+        timeout: Duration,
+    ) -> Result<AckResponse, AckError> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_acks().insert(id, tx);
+        let packet = Packet::event(&self.ns.name, event, args, attachments, Some(id));
+        if self.send_packet(&packet).is_err() {
+            self.lock_acks().remove(&id);
+            return Err(AckError::Disconnected);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                // Forget the id so a late answer is ignored and nothing leaks.
+                self.lock_acks().remove(&id);
+                Err(AckError::Timeout(timeout))
+            }
+        }
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<AckResponse>>> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>, attachments: Vec<Bytes>) {
+        if let Some(tx) = self.lock_acks().remove(&id) {
+            let _ = tx.send(AckResponse { args, attachments });
+        }
+    }
+
+    pub(crate) fn send_ack(&self, id: u64, args: Vec<Value>, attachments: Vec<Bytes>) {
+        let _ = self.send_packet(&Packet::ack(&self.ns.name, id, args, attachments));
+    }
+
+    pub fn join<S: AsRef<str>>(&self, rooms: &[S]) {
+        self.ns.join(self, rooms);
+    }
+
+    pub fn leave(&self, room: &str) {
+        self.ns.leave(self, room);
+    }
+
+    pub fn in_room(&self, room: &str) -> bool {
+        self.ns.rooms.is_member(self.id, room)
+    }
+
+    pub fn rooms(&self) -> Vec<Room> {
+        self.ns.rooms.rooms_of(self.id)
+    }
+
+    /// Disconnects this socket from its namespace (the client is told and does not reconnect).
+    pub fn disconnect(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.send_packet(&Packet::disconnect(&self.ns.name));
+        self.on_disconnect(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Another connection recovered this socket's session: the client of this one is told (if
+    /// it still listens) and the socket leaves; its connection closes when it has no other
+    /// namespace. Nothing it does later reaches the new socket, which has the same id.
+    pub fn replace(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let _ = self.send_packet(&Packet::disconnect(&self.ns.name));
+        self.on_disconnect(DisconnectReason::Replaced);
+        let idle = self
+            .session
+            .data::<super::client::Client>()
+            .is_none_or(|c| !c.has_namespace());
+        if idle {
+            self.session.close(CloseReason::ForcedServerClose);
+        }
+    }
+
+    /// Closes the whole underlying connection (every namespace of this client).
+    pub fn close_connection(&self) {
+        self.session.close(CloseReason::ForcedServerClose);
+    }
+
+    /// Leaves the namespace: rooms, pending acks, then the application's callback. Runs once.
+    pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
+        if self.connected.swap(false, Ordering::AcqRel) {
+            // Taken before the socket leaves its rooms: the kept session needs them.
+            let record = self.session_record();
+            self.ns.remove_socket(self);
+            if let Some(record) = record {
+                self.ns.session_closed(record, reason.is_recoverable());
+            }
+            if let Some(client) = self.session.data::<super::client::Client>() {
+                client.remove(&self.ns.name);
+            }
+            self.lock_acks().clear();
+            self.ns.handler.on_disconnect(self, reason);
+        }
+    }
+}

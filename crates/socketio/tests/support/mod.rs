@@ -1,0 +1,61 @@
+//! A real listener for the integration tests: the Engine.IO / Socket.IO stack on a free
+//! loopback port, with a namespace `/` that echoes every event (`m` comes back as `echo`,
+//! with the same arguments and attachments).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engineio::server::{self, Drain};
+use engineio::{Engine, EngineConfig, OriginPolicy};
+use socketio::{Event, NamespaceHandler, Socket, SocketIo, SocketIoConfig};
+use tokio::net::TcpListener;
+use warp::Filter;
+
+struct Echo;
+
+impl NamespaceHandler for Echo {
+    fn on_event(&self, socket: &Arc<Socket>, event: Event) {
+        let _ = socket.emit_binary("echo", event.args, event.attachments);
+    }
+}
+
+/// A running echo server; it stops when this is dropped.
+pub struct EchoServer {
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts an echo server on `/socket.io/`, any origin, with `max_payload` and `ping_timeout`
+/// (which is also how long a closing WebSocket waits for the client's close).
+pub async fn start_echo(max_payload: usize, ping_timeout: Duration) -> EchoServer {
+    let io = SocketIo::builder(SocketIoConfig::default())
+        .namespace("/", Arc::new(Echo))
+        .build();
+    let cfg = EngineConfig {
+        path: "/socket.io/".into(),
+        max_payload,
+        ping_timeout,
+        origins: OriginPolicy::Any,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(cfg, io);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(
+        listener,
+        engine,
+        warp::any()
+            .map(|| warp::http::StatusCode::NOT_FOUND)
+            .map(warp::Reply::into_response)
+            .boxed(),
+        async move {
+            let _ = rx.await;
+        },
+        Drain {
+            window: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        },
+    ));
+    EchoServer { addr, _stop: tx }
+}
