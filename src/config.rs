@@ -252,6 +252,11 @@ pub struct AppConfig {
     pub revalidate_interval_ms: u64,
     /// Most sessions re-validated at once (each is one session and one memberships call).
     pub revalidate_concurrency: usize,
+    /// Session and memberships calls in flight at once; more wait in line up to
+    /// `auth_queue_ms` (a storm waits in the gateway, where identical calls coalesce, instead
+    /// of at the app past its timeout).
+    pub max_auth_calls_in_flight: u32,
+    pub auth_queue_ms: u64,
 }
 
 impl Default for AppConfig {
@@ -267,6 +272,8 @@ impl Default for AppConfig {
             session_cache_ttl_ms: 60_000,
             revalidate_interval_ms: 60_000,
             revalidate_concurrency: 16,
+            max_auth_calls_in_flight: 64,
+            auth_queue_ms: 10_000,
         }
     }
 }
@@ -285,7 +292,13 @@ impl AppConfig {
     pub fn revalidate_interval(&self) -> Duration {
         Duration::from_millis(self.revalidate_interval_ms)
     }
+    pub fn auth_queue(&self) -> Duration {
+        Duration::from_millis(self.auth_queue_ms)
+    }
 }
+
+/// Longest `app.auth_queue_ms`: past it the client is better told to come back later.
+const MAX_AUTH_QUEUE_MS: u64 = 60_000;
 
 /// Valkey/Redis used to relay between gateway instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -851,6 +864,13 @@ impl Violation {
     }
 }
 
+/// `value` above `max`: expected "at most {max} ({note})".
+fn at_most(out: &mut Vec<Violation>, key: &'static str, value: u64, max: u64, note: &str) {
+    if value > max {
+        out.push(bad(key, value, &format!("at most {max} ({note})")));
+    }
+}
+
 fn bad(key: &'static str, value: impl fmt::Debug, expected: &str) -> Violation {
     Violation {
         key,
@@ -988,6 +1008,18 @@ impl Config {
             }
         }
         positive(&mut out, "app.timeout_ms", app.timeout_ms);
+        positive(
+            &mut out,
+            "app.max_auth_calls_in_flight",
+            app.max_auth_calls_in_flight.into(),
+        );
+        at_most(
+            &mut out,
+            "app.auth_queue_ms",
+            app.auth_queue_ms,
+            MAX_AUTH_QUEUE_MS,
+            "0: no waiting, a call without a free slot fails at once",
+        );
 
         // An unused URL is not worth refusing to start over.
         if self.redis.enabled {
@@ -1020,13 +1052,13 @@ impl Config {
         }
         // A window as long as the grace period would hide the reloads it exists to hide
         // behind a delay of the same size; 5 s is already far past noticeable.
-        if presence.batch_ms > MAX_PRESENCE_BATCH_MS {
-            out.push(bad(
-                "presence.batch_ms",
-                presence.batch_ms,
-                "at most 5000 (0 sends every update at once)",
-            ));
-        }
+        at_most(
+            &mut out,
+            "presence.batch_ms",
+            presence.batch_ms,
+            MAX_PRESENCE_BATCH_MS,
+            "0 sends every update at once",
+        );
 
         let limits = &self.limits;
         positive(
@@ -1034,13 +1066,13 @@ impl Config {
             "limits.connect_rate_per_s",
             limits.connect_rate_per_s.into(),
         );
-        if limits.connect_queue_ms > MAX_CONNECT_QUEUE_MS {
-            out.push(bad(
-                "limits.connect_queue_ms",
-                limits.connect_queue_ms,
-                "at most 30000 (0 refuses at once)",
-            ));
-        }
+        at_most(
+            &mut out,
+            "limits.connect_queue_ms",
+            limits.connect_queue_ms,
+            MAX_CONNECT_QUEUE_MS,
+            "0 refuses at once",
+        );
         positive(&mut out, "limits.events_per_s", limits.events_per_s.into());
         positive(&mut out, "limits.events_burst", limits.events_burst.into());
 
@@ -1356,7 +1388,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 47);
+            assert_eq!(keys(&defaults)?.len(), 49);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
@@ -1773,6 +1805,27 @@ mod tests {
                 Config::default().presence.batch(),
                 Duration::from_millis(250)
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_call_limit_checks() {
+        jail(|j| {
+            j.set_env("GATEWAY_APP__MAX_AUTH_CALLS_IN_FLIGHT", "0");
+            j.set_env("GATEWAY_APP__AUTH_QUEUE_MS", "60001");
+            assert_has(
+                &load_err(None),
+                &[
+                    "app.max_auth_calls_in_flight: invalid value 0, expected a number greater than 0",
+                    "app.auth_queue_ms: invalid value 60001, expected at most 60000",
+                ],
+            );
+            j.set_env("GATEWAY_APP__MAX_AUTH_CALLS_IN_FLIGHT", "8");
+            j.set_env("GATEWAY_APP__AUTH_QUEUE_MS", "0");
+            let config = ok(load(None));
+            assert_eq!(config.app.max_auth_calls_in_flight, 8);
+            assert_eq!(config.app.auth_queue(), Duration::ZERO);
             Ok(())
         });
     }

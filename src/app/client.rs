@@ -9,10 +9,11 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::limit::{AdaptiveLimit, Outcome};
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppConfig;
-use crate::metrics::{AppCall, AppCallOutcome, AppCallTimer};
+use crate::metrics::{self, AppCall, AppCallOutcome, AppCallTimer, AppCallWaiting};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum AppError {
@@ -34,6 +35,12 @@ pub enum AppError {
 /// The URLs are parsed once here: parsing them on every call showed in connect profiles.
 pub struct AppClient {
     http: reqwest::Client,
+    /// Session and memberships calls (the connect path) in flight at most, adapting to how
+    /// the app answers; the rest wait in line (FIFO) for up to `auth_queue`. Unbounded, a
+    /// failover's reconnects made the app's queue outgrow the call timeout: every answer came
+    /// too late, and every retry added work.
+    auth_limit: AdaptiveLimit,
+    auth_queue: Duration,
     session_url: Url,
     memberships_url: Url,
     authorize_url: Url,
@@ -75,6 +82,12 @@ impl AppClient {
             .build()?;
         Ok(AppClient {
             http,
+            // An answer taking a third of the timeout means the app queues calls.
+            auth_limit: AdaptiveLimit::new(
+                cfg.max_auth_calls_in_flight as usize,
+                cfg.timeout() / 3,
+            ),
+            auth_queue: cfg.auth_queue(),
             session_url: parse(cfg.url_for(&cfg.session_path))?,
             memberships_url: parse(cfg.url_for(&cfg.memberships_path))?,
             authorize_url: parse(cfg.url_for(&cfg.authorize_path))?,
@@ -99,6 +112,15 @@ impl AppClient {
 
     /// Sends a call. Transport failures, 5xx and 429 are an outage whatever the call.
     async fn send(&self, call: AppCall, req: reqwest::RequestBuilder) -> Result<Reply, AppError> {
+        self.send_classified(call, req).await.0
+    }
+
+    /// [`Self::send`], and whether the app showed it is overloaded (a timeout, 5xx or 429).
+    async fn send_classified(
+        &self,
+        call: AppCall,
+        req: reqwest::RequestBuilder,
+    ) -> (Result<Reply, AppError>, bool) {
         let timer = AppCallTimer::start(call);
         let call = call.as_str();
         let unavailable = |detail: String| AppError::Unavailable { call, detail };
@@ -113,19 +135,22 @@ impl AppClient {
                     "request"
                 };
                 timer.finish(failure(&e));
-                return Err(unavailable(kind.to_owned()));
+                return (Err(unavailable(kind.to_owned())), e.is_timeout());
             }
         };
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             timer.finish(AppCallOutcome::Error);
-            return Err(unavailable(format!("status {}", status.as_u16())));
+            return (
+                Err(unavailable(format!("status {}", status.as_u16()))),
+                true,
+            );
         }
         let body = match res.bytes().await {
             Ok(body) => body,
             Err(e) => {
                 timer.finish(failure(&e));
-                return Err(unavailable("body".to_owned()));
+                return (Err(unavailable("body".to_owned())), e.is_timeout());
             }
         };
         timer.finish(if status.is_client_error() {
@@ -133,7 +158,35 @@ impl AppClient {
         } else {
             AppCallOutcome::Ok
         });
-        Ok(Reply { call, status, body })
+        (Ok(Reply { call, status, body }), false)
+    }
+
+    /// Sends a connect-path call in its turn (see `auth_limit`), telling the limit how the
+    /// app answered.
+    async fn send_in_line(
+        &self,
+        call: AppCall,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Reply, AppError> {
+        let slot = {
+            let _waiting = AppCallWaiting::start(call);
+            self.auth_limit.acquire(self.auth_queue).await
+        };
+        let Some(slot) = slot else {
+            return Err(AppError::Unavailable {
+                call: call.as_str(),
+                detail: "too many calls waiting".to_owned(),
+            });
+        };
+        let start = std::time::Instant::now();
+        let (result, overloaded) = self.send_classified(call, req).await;
+        slot.done(match (&result, overloaded) {
+            (_, true) => Outcome::Overloaded,
+            (Ok(_), false) => Outcome::Answered(start.elapsed()),
+            (Err(_), false) => Outcome::Neutral,
+        });
+        metrics::app_auth_limit(self.auth_limit.limit());
+        result
     }
 
     fn get(&self, url: &Url, creds: &Credentials) -> reqwest::RequestBuilder {
@@ -142,13 +195,13 @@ impl AppClient {
 
     /// `Ok(None)` only when the app answered that there is no valid session.
     pub async fn session(&self, creds: &Credentials) -> Result<Option<SessionInfo>, AppError> {
-        self.send(AppCall::Session, self.get(&self.session_url, creds))
+        self.send_in_line(AppCall::Session, self.get(&self.session_url, creds))
             .await?
             .session()
     }
 
     pub async fn memberships(&self, creds: &Credentials) -> Result<Memberships, AppError> {
-        self.send(AppCall::Memberships, self.get(&self.memberships_url, creds))
+        self.send_in_line(AppCall::Memberships, self.get(&self.memberships_url, creds))
             .await?
             .memberships()
     }

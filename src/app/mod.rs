@@ -3,6 +3,7 @@
 //! from becoming an app outage. It knows nothing of sockets.
 
 pub mod client;
+pub mod limit;
 pub mod single_flight;
 pub mod types;
 

@@ -25,6 +25,8 @@ pub mod names {
     pub const BROADCAST_RECIPIENTS: &str = "socket_gateway_broadcast_recipients";
     pub const APP_CALL_DURATION: &str = "socket_gateway_app_call_duration_seconds";
     pub const APP_CALLS_IN_FLIGHT: &str = "socket_gateway_app_calls_in_flight";
+    pub const APP_CALLS_WAITING: &str = "socket_gateway_app_calls_waiting";
+    pub const APP_AUTH_LIMIT: &str = "socket_gateway_app_auth_limit";
     pub const SESSION_CACHE_HITS: &str = "socket_gateway_session_cache_hits_total";
     pub const APP_CALLS_COALESCED: &str = "socket_gateway_app_calls_coalesced_total";
     pub const ROOMS: &str = "socket_gateway_rooms";
@@ -134,6 +136,14 @@ pub fn describe_all() {
         "Always 1; the version label is the running build's version."
     );
     describe_gauge!(
+        APP_CALLS_WAITING,
+        "Session and memberships calls waiting for a slot (app.max_auth_calls_in_flight), by call."
+    );
+    describe_gauge!(
+        APP_AUTH_LIMIT,
+        "Session and memberships calls allowed in flight at once now (adapts to the app, up to app.max_auth_calls_in_flight)."
+    );
+    describe_gauge!(
         HANDSHAKES_WAITING,
         "Handshakes waiting in the queue of the handshake rate limit (limits.connect_queue_ms)."
     );
@@ -211,11 +221,35 @@ pub fn init_series(version: &'static str) {
     }
     gauge!(names::ROOMS).set(0.0);
     gauge!(names::HANDSHAKES_WAITING).set(0.0);
+    for call in [AppCall::Session, AppCall::Memberships] {
+        gauge!(names::APP_CALLS_WAITING, "call" => call.as_str()).set(0.0);
+    }
     counter!(names::SLOW_CONSUMER_DISCONNECTS).increment(0);
     counter!(names::SESSION_CACHE_HITS).increment(0);
     counter!(names::APP_CALLS_COALESCED).increment(0);
     for status in PresenceStatus::ALL {
         counter!(names::PRESENCE_UPDATES, "status" => status.as_str()).increment(0);
+    }
+}
+
+/// The connect path's current limit of app calls in flight.
+pub fn app_auth_limit(limit: usize) {
+    gauge!(names::APP_AUTH_LIMIT).set(limit as f64);
+}
+
+/// An app call waiting for a slot, counted while alive.
+pub struct AppCallWaiting(AppCall);
+
+impl AppCallWaiting {
+    pub fn start(call: AppCall) -> Self {
+        gauge!(names::APP_CALLS_WAITING, "call" => call.as_str()).increment(1.0);
+        AppCallWaiting(call)
+    }
+}
+
+impl Drop for AppCallWaiting {
+    fn drop(&mut self) {
+        gauge!(names::APP_CALLS_WAITING, "call" => self.0.as_str()).decrement(1.0);
     }
 }
 

@@ -5,13 +5,18 @@
 // - lost: a message of a room the client is in, logged (it has an offset), that the client's
 //   session skipped: its session received messages before and after it in that room, or it
 //   was still connected at the end and never received it (the run ends with a "seal": one last
-//   message per room, which every client must get). Also: a message the publisher had
-//   confirmed, in a room with listeners, that no client ever received.
+//   message per room, which every client must get).
+// - lostEverywhere: a message the publisher had confirmed (Valkey counted receivers) that no
+//   client ever received although a session of its room covered it (received that
+//   publisher's messages before and after it); never logged, so no recovery could bring it.
+//   Unowed (nobody's session covered it: no member, or all came back fresh) and unheard (no
+//   receiver at all) messages are only counted.
 // - duplicates: a message a client received twice (in any of its sessions).
 // - reordered: a message received after a later one of the same room.
 // - leaked: a message of a room the client is not in.
 // - conflicts (offsetConflicts): one message seen at two offsets or in two rooms.
-// - sessions: new (first connect), recovered, fresh (recovery asked for and not granted).
+// - sessions: new (first connect), recovered, fresh (recovery asked for and not granted);
+//   disconnects, and those of a control group (`control(slot)`) that no fault should touch.
 // - steady: time from the phase's start to its last connect/disconnect or late (> lateMs)
 //   delivery.
 //
@@ -48,6 +53,7 @@ function newPhaseStats(p) {
     end: p.end,
     sessions: { new: 0, recovered: 0, fresh: 0 },
     disconnects: 0,
+    controlDisconnects: 0,
     delivered: 0,
     ...Object.fromEntries(BUCKETS.map((b) => [b, 0])),
     lastChurnAt: null,
@@ -63,7 +69,7 @@ function newPhaseStats(p) {
  * with a seal (see above); `churnRoomPrefix`: rooms only checked for duplicates and order
  * (membership changes make their expected set unknown).
  */
-export async function check({ clientFiles, publisherFiles = [], phases = [], sealed = false, lateMs = 1000, churnRoomPrefix = null }) {
+export async function check({ clientFiles, publisherFiles = [], phases = [], sealed = false, lateMs = 1000, churnRoomPrefix = null, control = () => false }) {
   const stats = phases.map(newPhaseStats);
   const outside = newPhaseStats({ name: "outside", start: null, end: null });
   const phaseAt = (t) => stats.find((p) => t >= p.start && t < p.end) ?? outside;
@@ -135,6 +141,11 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
     }
     return s;
   };
+  // What each chain covered, per room: the publishers' sequence numbers (per source) and the
+  // times it received messages between. A message nobody received was owed only if a chain
+  // of its room covered it (a room without members, or whose members all came back fresh,
+  // owed it to nobody).
+  const spans = new Map(); // room -> [{seqs: Map(src -> [min, max]), from, to}]
   // Messages a chain skipped; reported as lost when the chain ends without them.
   const endChain = (s) => {
     for (const [, c] of s.chain) {
@@ -142,8 +153,21 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
         const key = order.get(c.room)[idx];
         note(offsetMs(key), "lost", `${key} (${c.room}) skipped by slot ${s.id}`);
       }
+      if (!spans.has(c.room)) spans.set(c.room, []);
+      spans.get(c.room).push({ seqs: c.seqs, from: c.from, to: c.to });
     }
     s.chain = new Map();
+  };
+  const covered = (key, m) => {
+    const [src, seqStr] = key.split(":");
+    const seq = Number(seqStr);
+    return (spans.get(m.room) ?? []).some((sp) => {
+      const r = sp.seqs.get(src);
+      // Its own publisher's sequence for emitter messages; a client's sends are timed by
+      // their ack, so the chain must have received messages well before and after it.
+      if (src.startsWith("e")) return r !== undefined && r[0] < seq && seq < r[1];
+      return m.sentAt !== null && sp.from < m.sentAt - 3000 && sp.to > m.sentAt + 3000;
+    });
   };
   for (const file of clientFiles) {
     for await (const line of lines(file)) {
@@ -163,12 +187,14 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
           p.lastChurnAt = Math.max(p.lastChurnAt ?? 0, t);
           if (kind !== "recovered") endChain(s);
           s.connected = true;
+          s.left = false;
           break;
         }
         case "D": {
           const t = Number(f[2]);
           const p = phaseAt(t);
           p.disconnects += 1;
+          if (control(slot)) p.controlDisconnects += 1;
           p.lastChurnAt = Math.max(p.lastChurnAt ?? 0, t);
           s.connected = false;
           if (f[3] === "left") s.left = true;
@@ -210,9 +236,18 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
           got[idx] = 1;
           let c = s.chain.get(room);
           if (!c) {
-            s.chain.set(room, { room, last: idx, missing: new Set() });
-            break;
+            c = { room, last: idx, missing: new Set(), seqs: new Map(), from: t, to: t };
+            s.chain.set(room, c);
           }
+          c.to = t;
+          const r = c.seqs.get(src);
+          const n = Number(seq);
+          if (!r) c.seqs.set(src, [n, n]);
+          else {
+            if (n < r[0]) r[0] = n;
+            if (n > r[1]) r[1] = n;
+          }
+          if (idx === c.last) break; // the chain's first message
           if (idx > c.last) {
             // Everything between is missing unless it arrives later (then it is reordered).
             if (!churn) for (let j = c.last + 1; j < idx; j++) c.missing.add(j);
@@ -241,15 +276,21 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
     }
     endChain(s);
   }
-  // Confirmed by the publisher, heard by someone (receivers > 0), received by no client.
+  // Confirmed by the publisher, heard by someone (receivers > 0), received by no client,
+  // although a session in its room covered it.
   let unheard = 0;
+  let unowed = 0;
   for (const [key, m] of msgs) {
     if (!m.confirmed || m.received > 0) continue;
     if (m.receivers === 0) {
       unheard += 1;
       continue;
     }
-    note(m.sentAt, "lostEverywhere", `${key} (${m.room}) confirmed, received by nobody`);
+    if (!covered(key, m)) {
+      unowed += 1;
+      continue;
+    }
+    note(m.sentAt, "lostEverywhere", `${key} (${m.room}) confirmed, received by nobody, although a session of its room covered it`);
   }
 
   const all = [...stats, outside];
@@ -258,6 +299,7 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
   total.messages = msgs.size;
   total.logged = place.size;
   total.unheard = unheard;
+  total.unowed = unowed;
   total.slots = slots.size;
   total.connectedAtEnd = [...slots.values()].filter((s) => s.connected).length;
   for (const p of all) {

@@ -84,11 +84,19 @@ test("duplicates, late arrivals and leaks are counted", async () => {
   assert.equal(leak.total.leaked, 1);
 });
 
-test("a confirmed publish nobody received is lost; one nobody was subscribed to is not", async () => {
-  const r = await run([...reference(2)], { published: [P(1), P(2), P(3), P(4, "channel:a", 0), P(5, "channel:a", 2, "err")] });
+test("a confirmed publish nobody received is lost when a session of its room covered it", async () => {
+  // Slot 1 received e0:1, e0:2 and e0:6: it was there for e0:3, e0:4 and e0:5.
+  const lines = ["R 1 channel:a", C(1, "new"), M(1, 1), M(1, 2), M(1, 6)];
+  const published = [P(1), P(2), P(3), P(4, "channel:a", 0), P(5, "channel:a", 2, "err"), P(6), P(7, "channel:z")];
+  const r = await run(lines, { published });
   assert.equal(r.total.lostEverywhere, 1, "e0:3 was confirmed with 2 receivers and never seen");
   assert.equal(r.total.unheard, 1, "e0:4 had no receiver at all");
+  assert.equal(r.total.unowed, 1, "e0:7 went to a room without members");
   assert.equal(r.ok, false);
+  // The same gap across a fresh session is owed to nobody.
+  const fresh = await run(["R 1 channel:a", C(1, "new"), M(1, 1), M(1, 2), D(1, T + 25), C(1, "fresh", T + 55), M(1, 6)], { published });
+  assert.equal(fresh.total.lostEverywhere, 0);
+  assert.equal(fresh.ok, true);
 });
 
 test("the same message at two offsets is a conflict; messages without one are only counted", async () => {

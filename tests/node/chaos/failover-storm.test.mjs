@@ -13,7 +13,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { scrape, sum } from "../lib/ops.mjs";
 import { repoRoot } from "../lib/procs.mjs";
-import { startRun, runQuiet, runFault, finishRun, stopRun, sleep } from "./run.mjs";
+import { faults } from "./faults.mjs";
+import { startRun, runQuiet, runFault, finishRun, stopRun } from "./run.mjs";
 
 const SOCKETS = Number(process.env.CHAOS_STORM_SOCKETS || 1500);
 let ctx;
@@ -44,17 +45,7 @@ test(`a gateway SIGKILLed under ${SOCKETS} recovering clients through nginx: all
   t.diagnostic(`${onVictim} of ${SOCKETS} sockets on the instance to be killed`);
   assert.ok(onVictim >= SOCKETS / 4, "nginx spread the clients over both instances");
 
-  const row = await runFault(ctx, {
-    name: "gateway SIGKILL",
-    inject: async (c) => {
-      await c.stack.gws[0].kill();
-    },
-    after: async (c) => {
-      await sleep(1000);
-      await c.stack.gws[0].start();
-    },
-    limitMs: 60000,
-  });
+  const row = await runFault(ctx, { ...faults().find((f) => f.id === "gateway-kill"), limitMs: 60000 });
   const { check } = await finishRun(ctx);
   const phase = check.phases.find((p) => p.name === "gateway SIGKILL");
   result = { row, check, phase, onVictim };

@@ -107,6 +107,8 @@ export async function startFleet({
     pids: () => list.map((w) => w.child.pid),
     /** Starts sockets [from, to) (arrivals spread over `spreadS`). */
     connect: (from, to, spreadS = 0) => all({ cmd: "chaos", from, to, spread_s: spreadS }),
+    /** Starts the sockets `slots` again (after they left): new tabs of the same users. */
+    start: (slots, spreadS = 0) => all({ cmd: "chaos", slots, spread_s: spreadS }),
     /** Resets the TCP connection of every socket (or of `slots`): they reconnect and recover. */
     drop: (slots) => all(slots ? { cmd: "drop", slots } : { cmd: "drop", all: true }),
     /** Closes `slots` like socket.close() (or all): they stop. */

@@ -35,7 +35,8 @@ export async function startRun({
 }) {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const users = ensureUsers(sockets);
+  // One user more than sockets: the last one is the abusive clients' (never a fleet socket).
+  const users = ensureUsers(sockets + 1);
   log(`stack: ${gateways} gateways${netnsGateway !== null ? ` (gw${netnsGateway} in a network namespace)` : ""}, nginx, valkey, app`);
   const stack = await startChaosStack({
     dir,
@@ -45,7 +46,8 @@ export async function startRun({
     netnsGateway,
     nginxConnections: Math.min(19000, 2 * sockets + 2000),
   });
-  const ctx = { dir, sockets, stack, phases: [], rows: [], log, fleet: null, publisher: null };
+  const lastUser = JSON.parse(fs.readFileSync(users.usersFile, "utf8").trim().split("\n").at(-1));
+  const ctx = { dir, sockets, stack, phases: [], rows: [], log, fleet: null, publisher: null, abuseVictim: lastUser };
   try {
     ctx.fleet = await startFleet({
       sockets,
@@ -168,6 +170,7 @@ export async function runFault(ctx, { name, inject, after, limitMs = 120000, set
     nginx: accessStatuses(stack.nginx, before.access).counts,
     gateways: counters,
     appInFlightMax: appInFlight?.max ?? null,
+    appOverlaps: appInFlight?.overlaps?.slice(0, 5) ?? [],
     usageBefore: before.usage,
     usageAfter: usages(stack),
     panics: stack.gws.reduce((n, g) => n + g.panics().length, 0),
@@ -190,19 +193,17 @@ export async function runQuiet(ctx, name, ms) {
 }
 
 /**
- * Ends the run: stops the clients' sends and the publisher, seals every room (one last message
- * each, which every connected client must get), waits for deliveries to stop, stops the fleet and
- * runs the checker over the records. Resolves to {check, rows}.
+ * Stops the clients' sends and the publishers, lets what is in flight arrive, publishes the
+ * seal (one last message to each of the first publisher's rooms) and waits until deliveries
+ * stop (no new checked message for 2 s, at most 5 min). Resolves to the seal's time.
  */
-export async function finishRun(ctx) {
-  const { fleet, publisher } = ctx;
+export async function seal(fleet, publishers) {
   await fleet.sending(false);
-  publisher.pause();
+  for (const p of publishers) p.pause();
   await sleep(3000);
   const sealAt = Date.now();
-  publisher.seal();
-  await publisher.settle();
-  // Deliveries stop: no new checked message for 2 s (at most 30 s).
+  publishers[0].seal();
+  await publishers[0].settle();
   let last = -1;
   for (let i = 0; i < 150; i++) {
     const n = (await fleet.stats()).chaos.checked;
@@ -210,6 +211,17 @@ export async function finishRun(ctx) {
     last = n;
     await sleep(2000);
   }
+  return sealAt;
+}
+
+/**
+ * Ends the run: stops the clients' sends and the publisher, seals every room (one last message
+ * each, which every connected client must get), waits for deliveries to stop, stops the fleet and
+ * runs the checker over the records. Resolves to {check, rows}.
+ */
+export async function finishRun(ctx, { control } = {}) {
+  const { fleet, publisher } = ctx;
+  const sealAt = await seal(fleet, [publisher]);
   ctx.phases.push({ name: "seal", start: sealAt, end: Date.now() + 1 });
   await fleet.flush();
   await fleet.stop();
@@ -222,6 +234,7 @@ export async function finishRun(ctx) {
     publisherFiles: [path.join(ctx.dir, "published-0.txt")],
     phases: ctx.phases,
     sealed: true,
+    control,
   });
   fs.writeFileSync(path.join(ctx.dir, "check.json"), JSON.stringify(result, null, 2));
   fs.writeFileSync(path.join(ctx.dir, "rows.json"), JSON.stringify(ctx.rows, null, 2));

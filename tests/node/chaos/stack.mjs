@@ -7,7 +7,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { startFixtureApp } from "../lib/app.mjs";
+import { fixtureServerPath } from "../lib/app.mjs";
 import { startNginx } from "../lib/nginx.mjs";
 import { cargoArtifact, freePort, repoRoot } from "../lib/procs.mjs";
 import { valkeyServerPath, waitPing } from "../lib/valkey.mjs";
@@ -35,13 +35,29 @@ export function ensureUsers(n) {
   return { dbFile, usersFile };
 }
 
+// What this module started and has not seen exit: killed if the process exits first (an
+// interrupted run must leave no Valkey, gateway or network namespace behind; lib/procs.mjs
+// turns SIGINT/SIGTERM into an exit).
+const alive = new Set();
+const cleanups = new Set();
+process.once("exit", () => {
+  for (const child of alive) child.kill("SIGKILL");
+  for (const fn of cleanups) fn();
+});
+
 /** A child process logging to `logFile`; resolves once a line matches `ready`. */
 function spawnLogged(cmd, args, { env = {}, logFile, ready, timeoutMs = 30000, cwd }) {
   const fd = fs.openSync(logFile, "a");
   const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
   fs.closeSync(fd);
+  alive.add(child);
   const proc = { child, pid: child.pid, exited: null, logFile };
-  proc.done = new Promise((resolve) => child.once("exit", (code, signal) => resolve((proc.exited = { code, signal }))));
+  proc.done = new Promise((resolve) =>
+    child.once("exit", (code, signal) => {
+      alive.delete(child);
+      resolve((proc.exited = { code, signal }));
+    }),
+  );
   if (!ready) return Promise.resolve(proc);
   return (async () => {
     const until = Date.now() + timeoutMs;
@@ -99,7 +115,11 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
     let appHost = "127.0.0.1";
     if (netnsGateway !== null) {
       stack.netns = createNetns();
-      started.push(async () => stack.netns.destroy());
+      cleanups.add(stack.netns.destroy);
+      started.push(async () => {
+        stack.netns.destroy();
+        cleanups.delete(stack.netns.destroy);
+      });
       valkeyHosts.push(stack.netns.valkeyHostIp);
       appHost = stack.netns.mainHostIp;
     }
@@ -155,20 +175,26 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
     const appDb = path.join(dir, "app.sqlite");
     fs.copyFileSync(users.dbFile, appDb);
     const appPort = await freePort();
-    const appEnvBase = { PORT: String(appPort), HOST: appHost, DB_FILE: appDb };
+    const appEnv = { PORT: String(appPort), HOST: appHost, DB_FILE: appDb, FIXTURE_TEST_ROUTES: "1" };
     const app = {
       port: appPort,
       url: `http://${appHost}:${appPort}`,
-      handle: null,
+      proc: null,
+      // Ready once it listens: a restart during a storm is swamped at once, and waiting for an
+      // answer of its own would only measure the storm.
       async start() {
-        this.handle = await startFixtureApp({ env: appEnvBase, timeoutMs: 60000 });
+        this.proc = await spawnLogged(process.execPath, [fixtureServerPath], {
+          env: appEnv,
+          logFile: path.join(dir, "app.log"),
+          ready: /LISTENING http/,
+          timeoutMs: 60000,
+        });
       },
-      async stop() {
-        await this.handle?.stop();
-        this.handle = null;
+      stop() {
+        return stopProc(this.proc);
       },
       get pid() {
-        return this.handle?.proc.child.pid;
+        return this.proc?.pid;
       },
     };
     await app.start();

@@ -6,7 +6,7 @@
 //   HOST                 address to listen on instead of 127.0.0.1 (deploy/compose.yaml: 0.0.0.0)
 //   DB_FILE              SQLite file (default: a fresh temp file, removed at exit)
 //   BETTER_AUTH_SECRET   secret (default: a fixed test secret)
-//   BASE_URL             better-auth baseURL (default: the server's own http://127.0.0.1:<port>)
+//   BASE_URL             better-auth baseURL (default: the server's own http://<host>:<port>)
 //   TRUSTED_ORIGINS      extra trusted origins, comma separated (own origin is always trusted)
 //   COOKIE_CACHE=1       enable better-auth's session cookie cache (COOKIE_CACHE_MAX_AGE seconds, default 300)
 //   FIXTURE_TEST_ROUTES=1  enable /test/* routes
@@ -16,7 +16,8 @@
 // the gateway on its own origin through a reverse proxy (scripts/stack.sh, tests/node/e2e/);
 // /vendor/socket.io.min.js is socket.io-client's browser bundle from node_modules.
 //
-// Prints exactly one line `LISTENING http://127.0.0.1:<port>` on stdout when ready.
+// Prints exactly one line `LISTENING http://<host>:<port>` on stdout when ready (127.0.0.1 unless
+// HOST names one address).
 import crypto from "node:crypto";
 import http from "node:http";
 import fs from "node:fs";
@@ -62,18 +63,32 @@ const hung = new Set();
 // session per user, one user), and the most ever seen at once for one caller: the gateway
 // promises at most one session and one memberships call in flight per session and user.
 const CALLER_IN_FLIGHT_PATHS = ["session", "memberships"];
-const callerInFlight = new Map();
+const callerCalls = new Map(); // key -> [{from, since}]
 let maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
+// All callers together: calls of each endpoint in flight now, and the most at once.
+const totalInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
+let maxTotalInFlight = { ...totalInFlight };
+// The first overlaps seen: which connections and when (no cookie, only a short digest).
+let overlaps = [];
 function trackCallerInFlight(ep, req, res) {
   if (!CALLER_IN_FLIGHT_PATHS.includes(ep)) return;
-  const key = `${ep}:${crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url")}`;
-  const n = (callerInFlight.get(key) ?? 0) + 1;
-  callerInFlight.set(key, n);
-  if (n > maxCallerInFlight[ep]) maxCallerInFlight[ep] = n;
+  const digest = crypto.createHash("sha256").update(req.headers.cookie ?? "").digest("base64url");
+  const key = `${ep}:${digest}`;
+  const call = { from: `${req.socket.remoteAddress}:${req.socket.remotePort}`, since: Date.now() };
+  const calls = callerCalls.get(key) ?? [];
+  calls.push(call);
+  callerCalls.set(key, calls);
+  if (calls.length > maxCallerInFlight[ep]) maxCallerInFlight[ep] = calls.length;
+  totalInFlight[ep] += 1;
+  if (totalInFlight[ep] > maxTotalInFlight[ep]) maxTotalInFlight[ep] = totalInFlight[ep];
+  if (calls.length > 1 && overlaps.length < 20) {
+    overlaps.push({ ep, caller: digest.slice(0, 8), at: call.since, calls: calls.map((c) => ({ from: c.from, ageMs: call.since - c.since })) });
+  }
   res.once("close", () => {
-    const left = (callerInFlight.get(key) ?? 1) - 1;
-    if (left > 0) callerInFlight.set(key, left);
-    else callerInFlight.delete(key);
+    totalInFlight[ep] -= 1;
+    const left = (callerCalls.get(key) ?? []).filter((c) => c !== call);
+    if (left.length) callerCalls.set(key, left);
+    else callerCalls.delete(key);
   });
 }
 
@@ -98,8 +113,10 @@ const ctl = {
     counters = Object.fromEntries(FAULT_PATHS.map((p) => [p, 0]));
     maxInFlight = { ...inFlight };
     maxCallerInFlight = Object.fromEntries(CALLER_IN_FLIGHT_PATHS.map((p) => [p, 0]));
+    overlaps = [];
+    maxTotalInFlight = { ...totalInFlight };
   },
-  inFlight: () => ({ max: { ...maxCallerInFlight }, now: callerInFlight.size }),
+  inFlight: () => ({ max: { ...maxCallerInFlight }, maxTotal: { ...maxTotalInFlight }, now: callerCalls.size, overlaps }),
 };
 
 /** Which contract endpoint a path is (for stats and faults), or null. */
@@ -145,7 +162,9 @@ await new Promise((resolve, reject) => {
   server.once("error", reject);
   server.listen(Number(env.PORT || 0), env.HOST || "127.0.0.1", resolve);
 });
-const ownURL = `http://127.0.0.1:${server.address().port}`;
+// Its own URL: on the address it listens on, or on loopback when that is every interface.
+const ownHost = env.HOST && !["0.0.0.0", "::"].includes(env.HOST) ? env.HOST : "127.0.0.1";
+const ownURL = `http://${ownHost}:${server.address().port}`;
 const baseURL = env.BASE_URL || ownURL;
 const trustedOrigins = [
   ...new Set([

@@ -22,7 +22,7 @@ export async function startFixtureApp({ env = {}, timeoutMs = 20000 } = {}) {
   }
   const proc = await startProcess(process.execPath, [fixtureServerPath], {
     env: { PORT: "0", FIXTURE_TEST_ROUTES: "1", ...env, DB_FILE: dbFile },
-    ready: /LISTENING (http:\/\/127\.0\.0\.1:\d+)/,
+    ready: /LISTENING (http:\/\/[0-9.]+:\d+)/,
     timeoutMs,
     name: "fixture-app",
   });
@@ -176,7 +176,11 @@ export function maxInFlight(appUrl) {
   return getJson(appUrl, "/test/max-in-flight");
 }
 
-/** GET /test/inflight → {max: {session, memberships}, now}: the most calls one caller (cookie) had in flight at once since the last reset. */
+/**
+ * GET /test/inflight → {max: {session, memberships}, maxTotal, now, overlaps}: the most calls one
+ * caller (cookie) had in flight at once since the last reset, the most of all callers together,
+ * and the first overlaps (connections, ages).
+ */
 export function inFlight(appUrl) {
   return getJson(appUrl, "/test/inflight");
 }

@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import { io as ioClient } from "socket.io-client";
 import assert from "node:assert/strict";
-import { startFixtureApp, signIn, listMessages } from "../lib/app.mjs";
+import { startFixtureApp, signIn, listMessages, fault, inFlight, resetStats } from "../lib/app.mjs";
 import { startGateway, connect, connectError, closeAllClients, waitFor, waitDisconnect, expectNothing, emitAck, sleep, assertAlive } from "../lib/gateway.mjs";
 import { openRawWs, rawSocketIo } from "../lib/rawws.mjs";
 import { pollingHandshake, pollingPost, scrape, value, eventually } from "../lib/ops.mjs";
@@ -172,6 +172,31 @@ test("socket.io-client retries a 429 with its backoff and gets in", async (t) =>
       for (const s of sockets) s.close();
     }
   });
+});
+
+test("app.max_auth_calls_in_flight: a connect storm waits in line for the app, none refused", async (t) => {
+  // Three users connect at once while the app answers in 300 ms; one call at a time.
+  await fault(app.url, { mode: "slow", delayMs: 300, paths: ["session", "memberships"] });
+  await resetStats(app.url);
+  try {
+    await withGateway({ GATEWAY_APP__MAX_AUTH_CALLS_IN_FLIGHT: "1" }, t, async (gw) => {
+      const sockets = await Promise.all(["alice", "bob", "carol"].map((n) => connect(gw.url, cookies[n], { transports: ["websocket"], timeout: 10000 })));
+      assert.ok(sockets.every((s) => s.connected));
+      const f = await inFlight(app.url);
+      assert.deepEqual(f.maxTotal, { session: 1, memberships: 1 }, JSON.stringify(f));
+      const m = await scrape(gw.url);
+      assert.equal(value(m, "socket_gateway_app_calls_waiting", { call: "session" }), 0);
+    });
+    // Without a queue a call that finds no free slot fails at once: Auth unavailable, retryable.
+    await withGateway({ GATEWAY_APP__MAX_AUTH_CALLS_IN_FLIGHT: "1", GATEWAY_APP__AUTH_QUEUE_MS: "0" }, t, async (gw) => {
+      const results = await Promise.allSettled(["alice", "bob", "carol"].map((n) => connect(gw.url, cookies[n], { transports: ["websocket"], timeout: 10000 })));
+      const refused = results.filter((r) => r.status === "rejected");
+      assert.ok(refused.length >= 1, "a connect found no slot");
+      assert.ok(refused.every((r) => r.reason.message === "Auth unavailable" && r.reason.data?.retryable === true), JSON.stringify(refused.map((r) => r.reason.message)));
+    });
+  } finally {
+    await fault(app.url, { mode: "ok" });
+  }
 });
 
 test("limits.events_per_s / events_burst: events over the bucket are dropped with RATE_LIMITED, the socket stays", async (t) => {

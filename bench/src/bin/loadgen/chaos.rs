@@ -2,10 +2,13 @@
 //! 4.8 with connection state recovery, and write down everything a checker needs to prove that
 //! no recoverable message was lost or delivered twice.
 //!
-//! Each slot is one browser tab: it connects over WebSocket with its user's cookie, answers
+//! Each slot is one browser tab: it connects over WebSocket with its user's cookies (the
+//! session's, and nginx's `sio_affinity` as a browser that polled first has it), answers
 //! heartbeats, and when its connection ends it reconnects with socket.io-client's backoff
 //! (1 s doubling to 5 s, ±50 %, never giving up), sending `{pid, offset}` in its CONNECT so the
-//! server can restore it. `recovered` means the CONNECT reply carried the pid it asked for.
+//! server can restore it; refused with `Auth unavailable`, it tries again after 2-5 s as the
+//! deploy kit's client snippet does (over a new connection, where the snippet reuses its
+//! Engine.IO connection). `recovered` means the CONNECT reply carried the pid it asked for.
 //! Some slots also send `message:send` with an acknowledgement.
 //!
 //! Checked traffic is `message:new` whose content is `ck <src> <seq> <room> <sent_ms>`: `src`
@@ -140,6 +143,16 @@ impl Chaos {
     pub fn spawn(self: &Arc<Self>, ids: impl Iterator<Item = usize>, spread: Duration) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget slots whose task ended (they left): a slot may start again.
+        let mut k = 0;
+        while k < tasks.len() {
+            if tasks[k].is_finished() {
+                tasks.swap_remove(k);
+                slots.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
         for i in ids {
             let ctl = Arc::new(SlotCtl::default());
             slots.push((i, ctl.clone()));
@@ -279,20 +292,36 @@ struct Conn {
     ping_limit: Duration,
 }
 
+/// Longest wait for the CONNECT reply. socket.io-client sets none (its `timeout` covers the
+/// Engine.IO connection); the server closes a session without a namespace after its own
+/// connect timeout (45 s by default), so this only ends a wait the server forgot.
+const CONNECT_REPLY_LIMIT: Duration = Duration::from_secs(60);
+
+/// The Engine.IO connection (within `connect_timeout`, as socket.io-client's `timeout`), then
+/// the Socket.IO CONNECT and its reply.
 async fn open(sh: &Shared, i: usize, st: &SlotState) -> Result<Conn, Fail> {
+    let (ws, ping_limit) = tokio::time::timeout(sh.connect_timeout, open_engine(sh, i, st))
+        .await
+        .map_err(|_| Fail::Timeout)??;
+    tokio::time::timeout(CONNECT_REPLY_LIMIT, connect(ws, ping_limit, st))
+        .await
+        .map_err(|_| Fail::Timeout)?
+}
+
+/// TCP, the WebSocket upgrade and the Engine.IO open packet; returns the connection and
+/// pingInterval + pingTimeout.
+async fn open_engine(sh: &Shared, i: usize, st: &SlotState) -> Result<(WsClient, Duration), Fail> {
     let user = sh.user(i);
     let target = &sh.targets[st.target % sh.targets.len()];
     let src = sh.sources[i % sh.sources.len()];
     let stream = ws::connect_tcp(Some(src), target.addr)
         .await
         .map_err(Fail::Tcp)?;
-    let mut ws = WsClient::handshake(
-        stream,
-        &target.host,
-        &sh.sio_path,
-        &[("Cookie", user.cookie.as_str())],
-    )
-    .await?;
+    // A browser also sends the affinity cookie nginx gave it (deploy/nginx.conf): one per user,
+    // so its reconnects go to the same instance while it lives.
+    let cookie = format!("{}; sio_affinity=u{}", user.cookie, i / sh.per_user);
+    let mut ws =
+        WsClient::handshake(stream, &target.host, &sh.sio_path, &[("Cookie", &cookie)]).await?;
     let ping_limit = loop {
         let (k, p) = ws.next().await?;
         match k {
@@ -308,12 +337,16 @@ async fn open(sh: &Shared, i: usize, st: &SlotState) -> Result<Conn, Fail> {
             _ => {}
         }
     };
-    let connect = match &st.pid {
-        Some(pid) => format!(
-            "40{}",
-            json!({"pid": pid, "offset": st.offset.as_deref().unwrap_or("")})
-        ),
-        None => "40".to_owned(),
+    Ok((ws, ping_limit))
+}
+
+/// The CONNECT (with `{pid, offset}` once the slot has a pid: socket.io-client leaves the
+/// offset out while it has none) and its reply.
+async fn connect(mut ws: WsClient, ping_limit: Duration, st: &SlotState) -> Result<Conn, Fail> {
+    let connect = match (&st.pid, &st.offset) {
+        (Some(pid), Some(offset)) => format!("40{}", json!({"pid": pid, "offset": offset})),
+        (Some(pid), None) => format!("40{}", json!({ "pid": pid })),
+        (None, _) => "40".to_owned(),
     };
     ws.send_text(connect.as_bytes()).await?;
     let mut early = Vec::new();
@@ -399,10 +432,10 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
         let Ok(permit) = sh.sem.acquire().await else {
             return;
         };
-        let r = tokio::time::timeout(sh.connect_timeout, open(&sh, i, &st)).await;
+        let r = open(&sh, i, &st).await;
         drop(permit);
         let fail = match r {
-            Ok(Ok(conn)) => {
+            Ok(conn) => {
                 drop(connecting);
                 let kind = match (&st.pid, &conn.pid) {
                     (None, _) => {
@@ -443,8 +476,7 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
                 attempt = 1;
                 continue;
             }
-            Ok(Err(f)) => f,
-            Err(_) => Fail::Timeout,
+            Err(f) => f,
         };
         sh.fail(&fail.kind());
         if matches!(fail, Fail::InvalidSession) {
@@ -453,7 +485,13 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
         }
         sh.retries.fetch_add(1, Ordering::Relaxed);
         st.target += 1;
-        let delay = backoff(attempt, &mut rng);
+        let delay = if matches!(fail, Fail::AuthUnavailable) {
+            // socket.io-client does not retry a server's refusal; the deploy kit's client
+            // snippet (deploy/README.md) connects again after 2-5 s.
+            Duration::from_millis(2000 + (rng.unit() * 3000.0) as u64)
+        } else {
+            backoff(attempt, &mut rng)
+        };
         attempt += 1;
         if wait(&ctl, delay).await {
             return;

@@ -72,7 +72,8 @@ worker (driven by a coordinator over stdin/stdout, one JSON line per command and
   --record FILE           chaos mode: what every socket gets (see chaos.rs)
   --send-every-s S        chaos mode: sockets that send do so about every S seconds (0: never)
   --senders-one-in N      chaos mode: sockets i with i mod N = 0 send (default 10)
-  commands: {cmd: connect|chaos, from, to, spread_s}, {cmd: drop|leave, all | slots: [i...]},
+  commands: {cmd: connect, from, to, spread_s}, {cmd: chaos, from, to | slots: [i...], spread_s},
+            {cmd: drop|leave, all | slots: [i...]},
             {cmd: sending, on}, {cmd: stats, full}, {cmd: flush}, {cmd: close}, {cmd: exit}
 ";
 
@@ -148,10 +149,20 @@ async fn worker(args: &Args) -> Result<()> {
                 json!({"ok": true})
             }
             Some("chaos") => {
-                let from = cmd["from"].as_u64().unwrap_or(0) as usize;
-                let to = cmd["to"].as_u64().unwrap_or(0) as usize;
                 let spread = Duration::from_secs_f64(cmd["spread_s"].as_f64().unwrap_or(0.0));
-                chaos.spawn((from..to).filter(|i| i % w == k), spread);
+                let slots: Vec<usize> = match cmd["slots"].as_array() {
+                    // Given slots (e.g. sockets that left, starting again as new tabs).
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|v| v.as_u64().map(|x| x as usize))
+                        .collect(),
+                    None => {
+                        let from = cmd["from"].as_u64().unwrap_or(0) as usize;
+                        let to = cmd["to"].as_u64().unwrap_or(0) as usize;
+                        (from..to).collect()
+                    }
+                };
+                chaos.spawn(slots.into_iter().filter(|i| i % w == k), spread);
                 json!({"ok": true})
             }
             Some("drop" | "leave") => chaos.control(&cmd),
