@@ -2,8 +2,9 @@
 //! answer for a while. 200 sockets reconnecting with one cookie make one app call.
 //!
 //! A remembered answer can be forgotten at once (a revocation signal); an answer that was in
-//! flight when something was forgotten is not remembered, so a call racing a revocation cannot
-//! put a stale positive answer back.
+//! flight when something was forgotten is neither remembered nor handed to later lookups, so a
+//! call racing a revocation cannot put a stale positive answer back. A lookup after the forget
+//! starts its own call once the old one has ended: the app never has two calls for one key.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,12 +16,19 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 type Flight<V, E> = Shared<BoxFuture<'static, Result<V, E>>>;
 
+/// A call in flight, and the forget generation it started in (a later lookup joins it only if
+/// nothing was forgotten since).
+struct InFlight<V, E> {
+    generation: u64,
+    flight: Flight<V, E>,
+}
+
 /// Most answers remembered at once: a storm of this many distinct keys is fully cached; past
 /// it new answers are not remembered until entries expire (memory stays bounded).
 pub const MAX_ENTRIES: usize = 50_000;
 
 pub struct SingleFlight<K, V, E> {
-    inflight: Mutex<HashMap<K, Flight<V, E>>>,
+    inflight: Mutex<HashMap<K, InFlight<V, E>>>,
     cache: Mutex<Cache<K, V>>,
     ttl: Duration,
     max_entries: usize,
@@ -72,7 +80,7 @@ where
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<K, Flight<V, E>>> {
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<K, InFlight<V, E>>> {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -106,11 +114,28 @@ where
         let (flight, source) = {
             let mut inflight = self.inflight();
             match inflight.get(&key) {
-                Some(f) => (f.clone(), Source::Coalesced),
-                None => {
-                    let f = call().boxed().shared();
-                    inflight.insert(key.clone(), f.clone());
-                    (f, Source::Call)
+                // Joined only while running (a finished one whose caller went away would hand
+                // out its answer forever) and only if nothing was forgotten since it started.
+                Some(f) if f.generation == generation && f.flight.peek().is_none() => {
+                    (f.flight.clone(), Source::Coalesced)
+                }
+                previous => {
+                    let previous = previous.map(|f| f.flight.clone());
+                    let call = call();
+                    let flight = async move {
+                        if let Some(previous) = previous {
+                            let _ = previous.await;
+                        }
+                        call.await
+                    }
+                    .boxed()
+                    .shared();
+                    let entry = InFlight {
+                        generation,
+                        flight: flight.clone(),
+                    };
+                    inflight.insert(key.clone(), entry);
+                    (flight, Source::Call)
                 }
             }
         };
@@ -119,7 +144,7 @@ where
             {
                 // Only our own flight: a forget may have let a newer one in under this key.
                 let mut inflight = self.inflight();
-                if inflight.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
+                if inflight.get(&key).is_some_and(|f| f.flight.ptr_eq(&flight)) {
                     inflight.remove(&key);
                 }
             }
@@ -154,26 +179,22 @@ where
         cache.entries.insert(key, (Instant::now(), v));
     }
 
-    /// Forgets a cached answer and lets the next lookup start a fresh call (the session was
-    /// found gone, or the app signalled a change).
+    /// Forgets a cached answer; the next lookup makes a fresh call (the session was found
+    /// gone, or the app signalled a change).
     pub fn forget(&self, key: &K) {
-        {
-            let mut cache = self.cache();
-            cache.generation += 1;
-            cache.entries.remove(key);
-        }
-        self.inflight().remove(key);
+        self.forget_where(|k, _| k == key);
     }
 
-    /// Forgets every cached answer `pred` picks, and every call in flight (their answers may
-    /// predate the signal, and their keys say nothing of their answers).
+    /// Forgets every cached answer `pred` picks. Calls in flight are not joined any more (their
+    /// answers may predate the signal, and their keys say nothing of their answers); finished
+    /// ones whose callers went away are dropped.
     pub fn forget_where(&self, pred: impl Fn(&K, &V) -> bool) {
         {
             let mut cache = self.cache();
             cache.generation += 1;
             cache.entries.retain(|k, (_, v)| !pred(k, v));
         }
-        self.inflight().clear();
+        self.inflight().retain(|_, f| f.flight.peek().is_none());
     }
 
     /// Forgets everything.
@@ -311,5 +332,72 @@ mod tests {
         assert_eq!(sf.len(), 2);
         let (_, s) = sf.get(0, true, || async { Ok(9) }, |_| true).await;
         assert_eq!(s, Source::Cache);
+    }
+    #[tokio::test]
+    async fn a_call_after_a_forget_waits_for_the_one_in_flight() {
+        let sf: Arc<SingleFlight<u8, u32, ()>> =
+            Arc::new(SingleFlight::new(Duration::from_secs(60)));
+        let (active, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let lookup = |answer: u32| {
+            let (sf, active, most) = (sf.clone(), active.clone(), most.clone());
+            tokio::spawn(async move {
+                sf.get(
+                    1,
+                    true,
+                    move || async move {
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        Ok(answer)
+                    },
+                    |_| true,
+                )
+                .await
+            })
+        };
+        let stale = lookup(1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        sf.forget_where(|_, _| true);
+        let fresh = lookup(2);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let joined = lookup(3);
+        assert_eq!(stale.await.unwrap(), (Ok(1), Source::Call));
+        assert_eq!(
+            fresh.await.unwrap(),
+            (Ok(2), Source::Call),
+            "not the old answer"
+        );
+        assert_eq!(joined.await.unwrap(), (Ok(2), Source::Coalesced));
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "one call in flight per key at a time"
+        );
+        let (r, s) = sf.get(1, true, || async { Ok(9) }, |_| true).await;
+        assert_eq!(
+            (r, s),
+            (Ok(2), Source::Cache),
+            "the fresh answer is remembered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_call_is_never_joined() {
+        let sf: SingleFlight<u8, u32, ()> = SingleFlight::new(Duration::ZERO);
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok(1)
+        };
+        // The caller that started the call gives up (its client went away)...
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(5), sf.get(1, true, slow, |_| true)).await;
+        assert!(abandoned.is_err());
+        // ...another lookup joins it and sees it finish...
+        let (r, s) = sf.get(1, true, || async { Ok(2) }, |_| true).await;
+        assert_eq!((r, s), (Ok(1), Source::Coalesced));
+        // ...and its answer is not handed out again later.
+        let (r, s) = sf.get(1, true, || async { Ok(3) }, |_| true).await;
+        assert_eq!((r, s), (Ok(3), Source::Call));
     }
 }

@@ -103,8 +103,14 @@ pub struct Relay {
 /// the exit up).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Longest wait for Valkey while restoring a session; past it the client gets a fresh one.
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for Valkey while restoring a session; past it the client gets a fresh one. A
+/// failover's storm queues restores behind each other: a few seconds' wait is still cheaper
+/// for the client than a fresh session (its app refetches everything).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Command connections (publisher, recorder scripts, restores, presence); each carries one
+/// command at a time.
+const POOL_SIZE: usize = 16;
 
 impl Relay {
     /// Wires the relay into every namespace of `io` and starts its tasks. It does not wait
@@ -123,14 +129,18 @@ impl Relay {
         // declared down (an unanswered PING: interval + timeout), plus a margin, so a stall
         // shorter than that delays messages and loses none.
         let timing = &config.timing;
-        let connection = redis::AsyncConnectionConfig::new().set_response_timeout(Some(
-            timing.ping_interval + timing.ping_timeout + Duration::from_secs(2),
-        ));
+        let command_timeout = timing.ping_interval + timing.ping_timeout + Duration::from_secs(2);
+        let connection =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(command_timeout));
         let manager = Manager::new_with_config(info, connection).map_err(RelayError::Url)?;
+        // A pooled connection carries one command at a time. A failover's recovery storm asks
+        // three per client (offset, claim, missed packets): with 4 connections and a 1 s wait,
+        // restores gave up and recoverable clients got fresh sessions. Waiting for a connection
+        // is bounded like a command: a restore that waits is still a restore.
         let pool = Pool::builder(manager)
-            .max_size(4)
+            .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(1)))
+            .wait_timeout(Some(command_timeout))
             .create_timeout(Some(config.timing.connect_timeout))
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
