@@ -153,7 +153,7 @@ impl Config {
 
         for (i, origin) in self.security.allowed_origins.iter().enumerate() {
             if let Err(why) = check_origin(origin) {
-                let mut v = bad("security.allowed_origins", origin, why);
+                let mut v = bad("security.allowed_origins", redact(origin), why);
                 v.index = Some(i);
                 out.push(v);
             }
@@ -434,6 +434,23 @@ mod tests {
                 Config::default().limits.connect_queue(),
                 Duration::from_millis(5000)
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn credentials_in_a_refused_origin_are_not_shown() {
+        jail(|j| {
+            j.set_env(
+                "NEXT_PUBLIC_APP_URL",
+                "https://admin:secret@chat.example.com/",
+            );
+            let err = load_err(None);
+            assert_has(
+                &err,
+                &["security.allowed_origins[0]: invalid value \"https://***@chat.example.com/\""],
+            );
+            assert!(!err.contains("secret"), "credentials leaked:\n{err}");
             Ok(())
         });
     }
