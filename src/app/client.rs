@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::limit::{AdaptiveLimit, Outcome};
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
-use crate::config::AppConfig;
+use crate::config::AppSettings;
 use crate::metrics::{self, AppCall, AppCallOutcome, AppCallTimer, AppCallWaiting};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -72,7 +72,7 @@ fn parse(url: String) -> Result<Url, AppClientError> {
 }
 
 impl AppClient {
-    pub fn new(cfg: &AppConfig) -> Result<Self, AppClientError> {
+    pub fn new(cfg: &AppSettings) -> Result<Self, AppClientError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout())
             .connect_timeout(cfg.timeout().min(Duration::from_secs(2)))

@@ -39,8 +39,9 @@ pub use cli::{parse_cli, usage, Cli, CliAction};
 pub use error::{ConfigError, Problem};
 pub use load::{figment_for, load, load_from, ConfigSource};
 pub use schema::{
-    AppConfig, EngineConfig, LimitsConfig, LogConfig, LogFormat, MetricsConfig, PresenceConfig,
-    RecoveryConfig, RedisConfig, SecurityConfig, ServerConfig, SocketIoConfig, Transport,
+    AppSettings, EngineSettings, LimitsSettings, LogFormat, LogSettings, MetricsSettings,
+    PresenceSettings, RecoverySettings, RedisSettings, SecuritySettings, ServerSettings,
+    SocketIoSettings, Transport,
 };
 
 /// The file read from the current directory when `--config` is not given.
@@ -54,15 +55,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub engine: EngineConfig,
-    pub socketio: SocketIoConfig,
-    pub security: SecurityConfig,
-    pub app: AppConfig,
-    pub redis: RedisConfig,
-    pub recovery: RecoveryConfig,
-    pub presence: PresenceConfig,
-    pub limits: LimitsConfig,
-    pub metrics: MetricsConfig,
-    pub log: LogConfig,
+    pub server: ServerSettings,
+    pub engine: EngineSettings,
+    pub socketio: SocketIoSettings,
+    pub security: SecuritySettings,
+    pub app: AppSettings,
+    pub redis: RedisSettings,
+    pub recovery: RecoverySettings,
+    pub presence: PresenceSettings,
+    pub limits: LimitsSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
 }

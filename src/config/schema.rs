@@ -1,7 +1,8 @@
 //! The settings: one struct per section of `gateway.toml`, with its defaults.
 //!
 //! These are what the file says (milliseconds, names, lists of strings), documented per key in
-//! `gateway.toml`.
+//! `gateway.toml`. They are named `*Settings`, apart from the runtime types the lower crates take
+//! (`engineio::EngineConfig`, `socketio::SocketIoConfig`, `relay::RelayConfig`).
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use super::lenient::{lenient_string, list_or_csv};
 /// The HTTP listener and graceful shutdown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
+pub struct ServerSettings {
     #[serde(deserialize_with = "lenient_string")]
     pub host: String,
     /// 0 asks the OS for any free port (useful in tests).
@@ -26,7 +27,7 @@ pub struct ServerConfig {
     pub drain_window_ms: u64,
 }
 
-impl Default for ServerConfig {
+impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             host: "0.0.0.0".into(),
@@ -39,7 +40,7 @@ impl Default for ServerConfig {
     }
 }
 
-impl ServerConfig {
+impl ServerSettings {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
@@ -75,7 +76,7 @@ impl fmt::Display for Transport {
 /// Engine.IO transport settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EngineConfig {
+pub struct EngineSettings {
     pub ping_interval_ms: u64,
     pub ping_timeout_ms: u64,
     pub upgrade_timeout_ms: u64,
@@ -92,7 +93,7 @@ pub struct EngineConfig {
     pub outbound_queue: usize,
 }
 
-impl Default for EngineConfig {
+impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             ping_interval_ms: 25_000,
@@ -107,7 +108,7 @@ impl Default for EngineConfig {
     }
 }
 
-impl EngineConfig {
+impl EngineSettings {
     pub fn ping_interval(&self) -> Duration {
         Duration::from_millis(self.ping_interval_ms)
     }
@@ -125,13 +126,13 @@ impl EngineConfig {
 /// Socket.IO protocol settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SocketIoConfig {
+pub struct SocketIoSettings {
     pub connect_timeout_ms: u64,
     pub ack_timeout_ms: u64,
     pub max_attachments: usize,
 }
 
-impl Default for SocketIoConfig {
+impl Default for SocketIoSettings {
     fn default() -> Self {
         Self {
             connect_timeout_ms: 45_000,
@@ -141,7 +142,7 @@ impl Default for SocketIoConfig {
     }
 }
 
-impl SocketIoConfig {
+impl SocketIoSettings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -153,7 +154,7 @@ impl SocketIoConfig {
 /// Browser-facing checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SecurityConfig {
+pub struct SecuritySettings {
     /// Origins (`scheme://host[:port]`) allowed to connect. After loading they
     /// are lower-case, without a default port, and deduplicated, so they can
     /// be compared with the `Origin` header as plain strings.
@@ -166,7 +167,7 @@ pub struct SecurityConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-impl Default for SecurityConfig {
+impl Default for SecuritySettings {
     fn default() -> Self {
         Self {
             allowed_origins: Vec::new(),
@@ -179,7 +180,7 @@ impl Default for SecurityConfig {
 /// The Next.js app the gateway asks about sessions and rooms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AppConfig {
+pub struct AppSettings {
     #[serde(deserialize_with = "lenient_string")]
     pub url: String,
     #[serde(deserialize_with = "lenient_string")]
@@ -204,7 +205,7 @@ pub struct AppConfig {
     pub auth_queue_ms: u64,
 }
 
-impl Default for AppConfig {
+impl Default for AppSettings {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:3000".into(),
@@ -223,7 +224,7 @@ impl Default for AppConfig {
     }
 }
 
-impl AppConfig {
+impl AppSettings {
     /// `url` joined with one of the `*_path` keys, tolerating a trailing `/` on `url`.
     pub fn url_for(&self, path: &str) -> String {
         format!("{}{}", self.url.trim_end_matches('/'), path)
@@ -245,7 +246,7 @@ impl AppConfig {
 /// Valkey/Redis used to relay between gateway instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RedisConfig {
+pub struct RedisSettings {
     #[serde(deserialize_with = "lenient_string")]
     pub url: String,
     /// Channel prefix; `socket.io` matches `@socket.io/redis-adapter`.
@@ -254,7 +255,7 @@ pub struct RedisConfig {
     pub enabled: bool,
 }
 
-impl Default for RedisConfig {
+impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
@@ -267,14 +268,14 @@ impl Default for RedisConfig {
 /// Socket.IO connection state recovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RecoveryConfig {
+pub struct RecoverySettings {
     pub enabled: bool,
     pub max_disconnection_ms: u64,
     /// Ask the app again (no cache) whether the session is valid before restoring it.
     pub recheck_session: bool,
 }
 
-impl Default for RecoveryConfig {
+impl Default for RecoverySettings {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -284,7 +285,7 @@ impl Default for RecoveryConfig {
     }
 }
 
-impl RecoveryConfig {
+impl RecoverySettings {
     pub fn max_disconnection(&self) -> Duration {
         Duration::from_millis(self.max_disconnection_ms)
     }
@@ -293,7 +294,7 @@ impl RecoveryConfig {
 /// Presence (online / away / offline per user, over all instances).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PresenceConfig {
+pub struct PresenceSettings {
     /// How long a disconnected socket still counts, so a page reload does not flap.
     pub grace_ms: u64,
     /// How often each instance tells Valkey it is alive.
@@ -304,7 +305,7 @@ pub struct PresenceConfig {
     pub batch_ms: u64,
 }
 
-impl Default for PresenceConfig {
+impl Default for PresenceSettings {
     fn default() -> Self {
         Self {
             grace_ms: 4_000,
@@ -315,7 +316,7 @@ impl Default for PresenceConfig {
     }
 }
 
-impl PresenceConfig {
+impl PresenceSettings {
     pub fn grace(&self) -> Duration {
         Duration::from_millis(self.grace_ms)
     }
@@ -333,14 +334,14 @@ impl PresenceConfig {
 /// Rate limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
+pub struct LimitsSettings {
     pub connect_rate_per_s: u32,
     pub connect_queue_ms: u64,
     pub events_per_s: u32,
     pub events_burst: u32,
 }
 
-impl Default for LimitsConfig {
+impl Default for LimitsSettings {
     fn default() -> Self {
         Self {
             connect_rate_per_s: 1000,
@@ -351,7 +352,7 @@ impl Default for LimitsConfig {
     }
 }
 
-impl LimitsConfig {
+impl LimitsSettings {
     pub fn connect_queue(&self) -> Duration {
         Duration::from_millis(self.connect_queue_ms)
     }
@@ -360,14 +361,14 @@ impl LimitsConfig {
 /// Prometheus metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
+pub struct MetricsSettings {
     pub enabled: bool,
     /// Empty: serve `/metrics` on the main listener; else `host:port` of an admin listener.
     #[serde(deserialize_with = "lenient_string")]
     pub listen: String,
 }
 
-impl Default for MetricsConfig {
+impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -387,14 +388,14 @@ pub enum LogFormat {
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
+pub struct LogSettings {
     /// A `tracing_subscriber::EnvFilter` directive string, e.g. `info,socket_gateway=debug`.
     #[serde(deserialize_with = "lenient_string")]
     pub level: String,
     pub format: LogFormat,
 }
 
-impl Default for LogConfig {
+impl Default for LogSettings {
     fn default() -> Self {
         Self {
             level: "info".into(),

@@ -241,7 +241,7 @@ impl AuthFailure {
 mod tests {
     use super::*;
     use crate::app::UserInfo;
-    use crate::config::{AppConfig, LimitsConfig};
+    use crate::config::{AppSettings, LimitsSettings};
 
     fn session(user: &str) -> Option<SessionInfo> {
         Some(SessionInfo {
@@ -290,8 +290,8 @@ mod tests {
     #[tokio::test]
     async fn signals_forget_what_they_aim_at() {
         let gw = Gateway::new(
-            &AppConfig::default(),
-            &LimitsConfig::default(),
+            &AppSettings::default(),
+            &LimitsSettings::default(),
             true,
             Default::default(),
         )

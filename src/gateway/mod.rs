@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::app::single_flight::SingleFlight;
 use crate::app::{AppClient, AppClientError, AppError, Memberships, SessionInfo};
-use crate::config::{AppConfig, LimitsConfig};
+use crate::config::{AppSettings, LimitsSettings};
 use crate::metrics::{self, ConnectResult};
 use socketio::packet::Packet;
 use socketio::{
@@ -49,8 +49,8 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(
-        cfg: &AppConfig,
-        limits: &LimitsConfig,
+        cfg: &AppSettings,
+        limits: &LimitsSettings,
         recheck_on_recovery: bool,
         trusted_proxies: client_ip::TrustedProxies,
     ) -> Result<Arc<Self>, AppClientError> {

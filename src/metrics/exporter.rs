@@ -16,7 +16,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
 use super::{buckets, names};
-use crate::config::MetricsConfig;
+use crate::config::MetricsSettings;
 use engineio::Engine;
 use socketio::SocketIo;
 
@@ -113,7 +113,7 @@ pub fn route(handle: PrometheusHandle, sources: Sources) -> BoxedFilter<(warp::r
 /// life of the process: scrapes keep working while the main listener drains) and returns
 /// `None`. Disabled metrics install nothing and serve nothing.
 pub async fn start(
-    cfg: &MetricsConfig,
+    cfg: &MetricsSettings,
     version: &'static str,
     sources: Sources,
 ) -> Result<Option<BoxedFilter<(warp::reply::Response,)>>, MetricsError> {

@@ -79,7 +79,7 @@ use tokio::sync::oneshot;
 use super::rooms::is_valid_room;
 use super::state::SocketState;
 use super::Gateway;
-use crate::config::PresenceConfig;
+use crate::config::PresenceSettings;
 use queue::{Change, ChangeQueue};
 use relay::Relay;
 use socketio::{AckSender, Namespace, Socket};
@@ -99,7 +99,7 @@ impl Presence {
     /// Starts presence for namespace `ns`: in Valkey through the relay's pool when `relay` is
     /// given (keys under `{redis_prefix}-presence`), else from this instance's memory.
     pub fn start(
-        cfg: &PresenceConfig,
+        cfg: &PresenceSettings,
         ns: &Arc<Namespace>,
         relay: Option<&Arc<Relay>>,
         redis_prefix: &str,

@@ -16,7 +16,7 @@ use super::queue::{ChangeQueue, SocketChanges};
 use super::store::{Store, StoreError, WorkspaceWrites};
 use super::window::{Update, Window};
 use super::workspaces_of;
-use crate::config::PresenceConfig;
+use crate::config::PresenceSettings;
 use crate::metrics::names::PRESENCE_UPDATES;
 use engineio::Sid;
 use relay::Relay;
@@ -83,7 +83,7 @@ fn targets(o: &Outcome) -> BTreeSet<String> {
 
 impl Worker {
     pub fn new(
-        cfg: &PresenceConfig,
+        cfg: &PresenceSettings,
         ns: Weak<Namespace>,
         queue: Arc<ChangeQueue>,
         store: Option<Store>,
