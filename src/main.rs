@@ -4,10 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use engineio::server::{self, Drain};
-use engineio::{Engine, EngineConfig, HandshakeRate, OriginPolicy};
-use relay::subscriber::Timing;
+use engineio::{Engine, EngineConfig};
 use relay::{Relay, RelayConfig};
-use socket_gateway::config::{self, CliAction, Config, LogFormat, Transport};
+use socket_gateway::config::{self, CliAction, Config, LogFormat};
 use socket_gateway::gateway::presence::Presence;
 use socket_gateway::gateway::{self, Gateway};
 use socket_gateway::health::{self, Readiness};
@@ -79,39 +78,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn engine_config(cfg: &Config) -> EngineConfig {
-    EngineConfig {
-        path: cfg.server.path.clone(),
-        ping_interval: cfg.engine.ping_interval(),
-        ping_timeout: cfg.engine.ping_timeout(),
-        upgrade_timeout: cfg.engine.upgrade_timeout(),
-        max_payload: cfg.engine.max_payload,
-        allow_polling: cfg.engine.allows(Transport::Polling),
-        allow_websocket: cfg.engine.allows(Transport::Websocket),
-        origins: OriginPolicy::List(cfg.security.allowed_origins.clone()),
-        cors_max_age_s: cfg.security.cors_max_age_s,
-        ws_read_buffer: cfg.engine.ws_read_buffer,
-        ws_write_buffer: cfg.engine.ws_write_buffer,
-        max_queued_frames: cfg.engine.outbound_queue,
-        max_sessions: cfg.server.max_connections,
-        handshake_rate: Some(HandshakeRate {
-            per_s: cfg.limits.connect_rate_per_s,
-            queue: cfg.limits.connect_queue(),
-        }),
-    }
-}
-
 async fn run(cfg: Config) -> Result<(), String> {
     // Validated with the configuration.
     let trusted = gateway::client_ip::TrustedProxies::parse(&cfg.security.trusted_proxies)?;
     let gateway = Gateway::new(&cfg.app, &cfg.limits, cfg.recovery.recheck_session, trusted)
         .map_err(|e| format!("cannot build the app client: {e}"))?;
-    let io = SocketIo::builder(SocketIoConfig {
-        connect_timeout: cfg.socketio.connect_timeout(),
-        max_attachments: cfg.socketio.max_attachments,
-    })
-    .namespace("/", gateway.handler())
-    .build();
+    let io = SocketIo::builder(SocketIoConfig::from(&cfg.socketio))
+        .namespace("/", gateway.handler())
+        .build();
     if let Some(ns) = io.namespace("/") {
         tokio::spawn(gateway::revalidate::run(
             Arc::downgrade(&gateway),
@@ -128,7 +102,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         );
     }
     let engine = Engine::observed(
-        engine_config(&cfg),
+        EngineConfig::from(&cfg),
         io.clone(),
         Arc::new(metrics::EngineFigures),
     );
@@ -141,16 +115,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let relay = if cfg.redis.enabled {
-        let config = RelayConfig {
-            url: cfg.redis.url.clone(),
-            prefix: cfg.redis.prefix.clone(),
-            ack_timeout: cfg.socketio.ack_timeout(),
-            timing: Timing::default(),
-            recovery: cfg
-                .recovery
-                .enabled
-                .then(|| cfg.recovery.max_disconnection()),
-        };
+        let config = RelayConfig::from(&cfg);
         relay::metrics::init_series(config.recovery.is_some());
         let relay = Relay::start(config, &io).map_err(|e| e.to_string())?;
         readiness.watch_relay(relay.link_state());
@@ -185,17 +150,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         Some(m) => health::routes(readiness).or(m).unify().boxed(),
         None => health::routes(readiness),
     };
-    server::serve(
-        listener,
-        engine,
-        routes,
-        stop,
-        Drain {
-            window: cfg.server.drain_window(),
-            timeout: cfg.server.shutdown_timeout(),
-        },
-    )
-    .await;
+    server::serve(listener, engine, routes, stop, Drain::from(&cfg.server)).await;
     if let Some(presence) = presence {
         presence.stop().await;
     }

@@ -3,8 +3,9 @@
 
 use std::fmt;
 
+use engineio::Transport;
 use serde::de::{self, IntoDeserializer};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
 /// Accepts integers and booleans as strings: figment turns
 /// `GATEWAY_REDIS__PREFIX=123` into a number, which would otherwise be
@@ -66,4 +67,46 @@ where
         }
     }
     deserializer.deserialize_any(V(std::marker::PhantomData))
+}
+
+/// `engine.transports` as [`engineio::Transport`] itself, read and written by the wire names
+/// (`polling`, `websocket`), so the settings need no transport type of their own.
+pub(super) mod transport_names {
+    use super::*;
+
+    const NAMES: &[&str] = &["polling", "websocket"];
+
+    pub fn serialize<S: Serializer>(list: &[Transport], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(list.iter().map(|t| t.as_str()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Transport>, D::Error> {
+        let names: Vec<Name> = list_or_csv(deserializer)?;
+        Ok(names.into_iter().map(|Name(t)| t).collect())
+    }
+
+    /// One transport, by its wire name.
+    struct Name(Transport);
+
+    impl<'de> Deserialize<'de> for Name {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct V;
+            impl de::Visitor<'_> for V {
+                type Value = Name;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("`polling` or `websocket`")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                    match v {
+                        "polling" => Ok(Name(Transport::Polling)),
+                        "websocket" => Ok(Name(Transport::Websocket)),
+                        other => Err(E::unknown_variant(other, NAMES)),
+                    }
+                }
+            }
+            deserializer.deserialize_str(V)
+        }
+    }
 }

@@ -172,7 +172,9 @@ mod tests {
     use std::path::Path;
 
     use super::super::test_support::{assert_has, jail, load_err, ok, toml_path};
-    use super::super::{LogFormat, Transport, DEFAULT_FILE};
+    use engineio::Transport;
+
+    use super::super::{LogFormat, DEFAULT_FILE};
     use super::*;
 
     #[test]

@@ -19,6 +19,8 @@
 //! - `load.rs`: the layers; `provenance.rs`: which layer supplied a key;
 //! - `validate.rs`: the checks types alone cannot make; `urls.rs`: the address and URL keys;
 //! - `error.rs`: how problems are reported;
+//! - `runtime.rs`: the lower crates' runtime types built from the settings
+//!   (`engineio::EngineConfig::from(&config)`, ...);
 //! - `cli.rs`: the command line.
 
 mod cli;
@@ -26,6 +28,7 @@ mod error;
 mod lenient;
 mod load;
 mod provenance;
+mod runtime;
 mod schema;
 mod urls;
 mod validate;
@@ -41,7 +44,7 @@ pub use load::{figment_for, load, load_from, ConfigSource};
 pub use schema::{
     AppSettings, EngineSettings, LimitsSettings, LogFormat, LogSettings, MetricsSettings,
     PresenceSettings, RecoverySettings, RedisSettings, SecuritySettings, ServerSettings,
-    SocketIoSettings, Transport,
+    SocketIoSettings,
 };
 
 /// The file read from the current directory when `--config` is not given.

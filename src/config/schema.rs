@@ -4,12 +4,13 @@
 //! `gateway.toml`. They are named `*Settings`, apart from the runtime types the lower crates take
 //! (`engineio::EngineConfig`, `socketio::SocketIoConfig`, `relay::RelayConfig`).
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::lenient::{lenient_string, list_or_csv};
+use engineio::Transport;
+
+use super::lenient::{lenient_string, list_or_csv, transport_names};
 
 /// The HTTP listener and graceful shutdown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,30 +50,6 @@ impl ServerSettings {
     }
 }
 
-/// An Engine.IO transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Polling,
-    Websocket,
-}
-
-impl Transport {
-    /// The name used on the wire (`transport=` query parameter).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Polling => "polling",
-            Transport::Websocket => "websocket",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Engine.IO transport settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,8 +59,9 @@ pub struct EngineSettings {
     pub upgrade_timeout_ms: u64,
     /// Largest accepted packet or HTTP body in bytes (Engine.IO `maxHttpBufferSize`).
     pub max_payload: usize,
-    /// Accepts a list or, from env, a comma-separated string.
-    #[serde(deserialize_with = "list_or_csv")]
+    /// Engine.IO's own transports, by their wire names; a list or, from env, a comma-separated
+    /// string.
+    #[serde(with = "transport_names")]
     pub transports: Vec<Transport>,
     /// Bytes asked of each WebSocket read (the buffer lives only while a read is parsed).
     pub ws_read_buffer: usize,
@@ -412,6 +390,8 @@ mod tests {
 
     use figment::providers::{Format, Serialized, Toml};
     use figment::{Figment, Profile, Provider};
+
+    use engineio::Transport;
 
     use super::super::test_support::{jail, ok};
     use super::super::{load, load_from, Config, DEFAULT_FILE};
