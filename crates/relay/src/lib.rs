@@ -108,9 +108,18 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// for the client than a fresh session (its app refetches everything).
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Command connections (publisher, recorder scripts, restores, presence); each carries one
-/// command at a time.
+/// Command connections (publisher, recorder scripts, restores, presence).
 const POOL_SIZE: usize = 16;
+
+/// A handle on a pooled connection for independent commands, the pool's slot released at once.
+/// The connections are multiplexed: holding the slot for each command only made commands wait
+/// for each other, and a failover's restores (three commands per client) queued until they
+/// gave up. Through the handle, concurrent commands are pipelined on one connection.
+pub async fn shared_connection(
+    pool: &Pool,
+) -> Result<redis::aio::MultiplexedConnection, deadpool_redis::PoolError> {
+    Ok((*pool.get().await?).clone())
+}
 
 impl Relay {
     /// Wires the relay into every namespace of `io` and starts its tasks. It does not wait
@@ -133,10 +142,8 @@ impl Relay {
         let connection =
             redis::AsyncConnectionConfig::new().set_response_timeout(Some(command_timeout));
         let manager = Manager::new_with_config(info, connection).map_err(RelayError::Url)?;
-        // A pooled connection carries one command at a time. A failover's recovery storm asks
-        // three per client (offset, claim, missed packets): with 4 connections and a 1 s wait,
-        // restores gave up and recoverable clients got fresh sessions. Waiting for a connection
-        // is bounded like a command: a restore that waits is still a restore.
+        // Waiting for a connection is bounded like a command: a restore that waits is still a
+        // restore (with 4 connections and a 1 s wait, a failover's restores gave up).
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)

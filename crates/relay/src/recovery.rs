@@ -123,14 +123,14 @@ impl Recovery {
 
     /// Whether `offset` is still in the log of `nsp` (what came after it is then known).
     pub async fn in_log(&self, pool: &Pool, nsp: &str, offset: Offset) -> Option<bool> {
-        let mut c = pool.get().await.ok()?;
+        let mut c = crate::shared_connection(pool).await.ok()?;
         let id = offset.to_string();
         type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
         let found: Entries = redis::cmd("XRANGE")
             .arg(self.log_key(nsp))
             .arg(&id)
             .arg(&id)
-            .query_async(&mut *c)
+            .query_async(&mut c)
             .await
             .ok()?;
         Some(!found.is_empty())
@@ -144,7 +144,7 @@ impl Recovery {
         rooms: &[String],
         offset: Offset,
     ) -> Option<Vec<(Offset, Packet)>> {
-        let mut c = pool.get().await.ok()?;
+        let mut c = crate::shared_connection(pool).await.ok()?;
         let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         let mut after = offset;
@@ -156,7 +156,7 @@ impl Recovery {
                 .arg("+")
                 .arg("COUNT")
                 .arg(PAGE)
-                .query_async(&mut *c)
+                .query_async(&mut c)
                 .await
                 .ok()?;
             let n = page.len();

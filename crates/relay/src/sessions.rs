@@ -248,7 +248,7 @@ impl Sessions {
         if Sid::parse(&claim.pid).is_none() {
             return Ok(None);
         }
-        let mut conn = pool.get().await?;
+        let mut conn = crate::shared_connection(pool).await?;
         let call = CLAIM.call(
             vec![self.session_key(&claim.owner, &claim.pid)],
             vec![
@@ -259,7 +259,7 @@ impl Sessions {
                 ms(self.live_ttl()).into_bytes(),
             ],
         );
-        let found: Option<(String, String, String, String)> = call.invoke(&mut *conn).await?;
+        let found: Option<(String, String, String, String)> = call.invoke(&mut conn).await?;
         let Some((sid, rooms, previous_holder, previous_host)) = found else {
             return Ok(None);
         };
