@@ -12,7 +12,7 @@ import { cargoArtifact } from "../lib/procs.mjs";
 export const PER_WORKER = 15000;
 
 export function loadgenPath() {
-  const bin = process.env.CHAOS_LOADGEN || cargoArtifact("bench-loadgen");
+  const bin = process.env.CHAOS_LOADGEN || cargoArtifact("bench-loadgen", { profile: process.env.CHAOS_CARGO_PROFILE });
   if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build -p socket-gateway-bench\` first`);
   return bin;
 }

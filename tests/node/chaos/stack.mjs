@@ -99,8 +99,8 @@ export function procUsage(pid) {
 
 /**
  * Starts the stack. `gateways` instances; `netnsGateway`: index of the gateway to run in its own
- * network namespace (null: none). `gatewayEnv` applies to every gateway. `release`: the release
- * binaries (target/release) instead of $CARGO_PROFILE's.
+ * network namespace (null: none). `gatewayEnv` applies to every gateway. The binaries are
+ * $CHAOS_CARGO_PROFILE's (scripts/test.sh: release), else $CARGO_PROFILE's.
  */
 export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {}, netnsGateway = null, nginxWorkers = 1, nginxConnections = 12000 }) {
   fs.mkdirSync(dir, { recursive: true });
@@ -202,7 +202,7 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
     stack.app = app;
 
     // ---- gateways
-    const bin = process.env.CHAOS_GATEWAY || cargoArtifact("socket-gateway");
+    const bin = process.env.CHAOS_GATEWAY || cargoArtifact("socket-gateway", { profile: process.env.CHAOS_CARGO_PROFILE });
     if (!fs.existsSync(bin)) throw new Error(`${bin} not found: build it first`);
     for (let i = 0; i < gateways; i++) {
       const inNs = i === netnsGateway;

@@ -100,9 +100,11 @@ process.once("exit", () => {
   for (const p of running) p.child.kill("SIGKILL");
 });
 
-/** Path of a cargo-built binary or example (debug profile unless CARGO_PROFILE says otherwise). */
-export function cargoArtifact(name, { example = false } = {}) {
-  const profile = process.env.CARGO_PROFILE || "debug";
+/**
+ * Path of a cargo-built binary or example: `profile`'s, else CARGO_PROFILE's, else debug.
+ */
+export function cargoArtifact(name, { example = false, profile = null } = {}) {
+  profile = profile || process.env.CARGO_PROFILE || "debug";
   const dir = process.env.CARGO_TARGET_DIR || path.join(repoRoot, "target");
   return path.join(dir, profile, example ? "examples" : "", name);
 }
