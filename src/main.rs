@@ -87,10 +87,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         .namespace("/", gateway.handler())
         .build();
     if let Some(ns) = io.namespace("/") {
-        tokio::spawn(gateway::revalidate::run(
-            Arc::downgrade(&gateway),
-            ns.clone(),
-        ));
+        tokio::spawn(gateway.revalidation(ns.clone()));
     }
     if cfg.security.allowed_origins.is_empty() {
         tracing::warn!("security.allowed_origins is empty: every browser Origin is refused (set NEXT_PUBLIC_APP_URL)");

@@ -11,7 +11,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use socket_gateway::app::AppError;
 use socket_gateway::fuzzing::app_answers;
-use socket_gateway::gateway::rooms::{rooms_from_memberships, user_room};
+use socket_gateway::gateway::room_names::{rooms_from_memberships, user_room};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

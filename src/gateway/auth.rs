@@ -6,17 +6,16 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::rooms::rooms_from_memberships;
-use super::state::SocketState;
-use super::Gateway;
-use crate::app::single_flight::Source;
-use crate::app::{AppError, Credentials, Memberships, SessionInfo};
+use super::credentials::CredentialSource;
+use super::room_names::user_ids;
+use crate::app::single_flight::{SingleFlight, Source};
+use crate::app::{AppClient, AppError, Credentials, Memberships, SessionInfo, UserInfo};
+use crate::config::AppSettings;
 use crate::metrics::{self, ConnectResult};
-use engineio::token_bucket::TokenBucket;
 use engineio::Session;
-use socketio::{BroadcastTarget, ConnectError, Room};
+use socketio::{BroadcastTarget, ConnectError};
 
 pub fn invalid_session() -> ConnectError {
     ConnectError::new(
@@ -32,22 +31,58 @@ pub fn auth_unavailable() -> ConnectError {
     )
 }
 
-impl Gateway {
-    /// The cookie and client address of a handshake, as forwarded to the app (the address as
-    /// [`super::client_ip`] resolves it).
-    pub(crate) fn credentials(&self, session: &Session) -> Option<Credentials> {
-        let hs = &session.handshake;
-        let cookie = hs
-            .header("cookie")
-            .filter(|c| !c.trim().is_empty())?
-            .to_owned();
-        let client = self
-            .trusted_proxies
-            .client_ip(hs.remote_addr.map(|a| a.ip()), hs.header("x-forwarded-for"));
-        Some(Credentials {
-            cookie,
-            forwarded_for: client.map(|ip| ip.to_string()),
-        })
+/// Who a CONNECT is: the app's answers for its cookie.
+pub struct Identity {
+    pub user: UserInfo,
+    pub memberships: Memberships,
+}
+
+/// Cookie to user, user to memberships, and what is remembered of both.
+pub struct Authenticator {
+    app: Arc<AppClient>,
+    credentials: Arc<CredentialSource>,
+    /// Positive session answers by cookie digest; forgotten on every revocation signal.
+    sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
+    /// Memberships by user id (the same for every session of a user); forgotten on every
+    /// membership-change signal.
+    memberships: SingleFlight<String, Memberships, AppError>,
+    /// Whether a CONNECT asking for its session back asks the app again, past the cache.
+    recheck_on_recovery: bool,
+}
+
+impl Authenticator {
+    pub fn new(
+        app: Arc<AppClient>,
+        credentials: Arc<CredentialSource>,
+        cfg: &AppSettings,
+        recheck_on_recovery: bool,
+    ) -> Self {
+        Authenticator {
+            app,
+            credentials,
+            sessions: SingleFlight::new(cfg.session_cache_ttl()),
+            // Memberships share the session cache's TTL: a reconnect storm reuses one answer per
+            // user; the emitter's socketsJoin/socketsLeave (how the app changes memberships)
+            // forget it, see `forget_targets`.
+            memberships: SingleFlight::new(cfg.session_cache_ttl()),
+            recheck_on_recovery,
+        }
+    }
+
+    /// The cookie and client address of a handshake, as forwarded to the app.
+    pub fn credentials(&self, session: &Session) -> Option<Credentials> {
+        self.credentials.of(session)
+    }
+
+    /// Which cached answers a CONNECT with this `auth` payload may use. A client asking for a
+    /// kept session back: a session revoked or a membership lost during the gap must not come
+    /// back through a cached answer.
+    pub fn cached_for(&self, auth: &Value) -> Cached {
+        let recovering = auth.get("pid").is_some() && auth.get("offset").is_some();
+        Cached {
+            session: !(recovering && self.recheck_on_recovery),
+            memberships: !recovering,
+        }
     }
 
     /// The session behind these credentials: cached when positive, coalesced always.
@@ -78,7 +113,7 @@ impl Gateway {
     /// The memberships of `user_id` (whose session `creds` are): cached (unless `use_cache` is
     /// false) and coalesced per user, so a user's tabs and devices share one answer. The answer
     /// must name `user_id`.
-    pub(super) async fn lookup_memberships(
+    pub async fn lookup_memberships(
         &self,
         creds: &Credentials,
         user_id: &str,
@@ -111,8 +146,20 @@ impl Gateway {
 
     /// The app said these credentials are no longer valid (or revoked their sockets): the
     /// next connect with them asks the app again.
-    pub(crate) fn forget_session(&self, creds: &Credentials) {
+    pub fn forget_session(&self, creds: &Credentials) {
         self.sessions.forget(&creds.key());
+    }
+
+    /// [`Self::forget_session`] for the credentials of a socket's handshake.
+    pub fn forget_socket(&self, session: &Session) {
+        if let Some(creds) = self.credentials(session) {
+            self.forget_session(&creds);
+        }
+    }
+
+    /// The next lookup of `user_id`'s memberships asks the app.
+    pub fn forget_memberships(&self, user_id: &str) {
+        self.memberships.forget(&user_id.to_owned());
     }
 
     /// A revocation (`disconnect`) or membership-change signal aimed at `target`, from the app
@@ -120,16 +167,16 @@ impl Gateway {
     /// users' cached sessions (on revocation) and memberships; aimed at anything else, which
     /// may reach any user, it forgets every cached answer of that kind. These signals are rare,
     /// and a forgotten answer only costs one more app call.
-    pub(crate) fn forget_targets(&self, target: &BroadcastTarget, revoked: bool) {
+    pub fn forget_targets(&self, target: &BroadcastTarget, revoked: bool) {
         let users = if target.rooms.is_empty() {
             None
         } else {
-            super::rooms::user_ids(&target.rooms)
+            user_ids(&target.rooms)
         };
         match users {
             Some(users) => {
                 for user in &users {
-                    self.memberships.forget(&(*user).to_owned());
+                    self.forget_memberships(user);
                 }
                 if revoked {
                     self.sessions.forget_where(|_, v| {
@@ -147,14 +194,14 @@ impl Gateway {
         }
     }
 
-    /// [`Self::authenticate_session`], counted in `connects_total` when refused (a success is
-    /// counted once the socket is connected).
-    pub(super) async fn authenticate(
-        self: Arc<Self>,
-        session: Arc<Session>,
+    /// [`Self::identify`], counted in `connects_total` when refused (a success is counted once
+    /// the socket is connected).
+    pub async fn authenticate(
+        &self,
+        session: &Session,
         cached: Cached,
-    ) -> Result<Arc<SocketState>, ConnectError> {
-        let result = self.authenticate_session(session, cached).await;
+    ) -> Result<Identity, ConnectError> {
+        let result = self.identify(session, cached).await;
         if let Err(e) = &result {
             metrics::connect(match e {
                 AuthFailure::InvalidSession => ConnectResult::InvalidSession,
@@ -164,12 +211,8 @@ impl Gateway {
         result.map_err(AuthFailure::into_connect_error)
     }
 
-    async fn authenticate_session(
-        self: Arc<Self>,
-        session: Arc<Session>,
-        cached: Cached,
-    ) -> Result<Arc<SocketState>, AuthFailure> {
-        let Some(creds) = self.credentials(&session) else {
+    async fn identify(&self, session: &Session, cached: Cached) -> Result<Identity, AuthFailure> {
+        let Some(creds) = self.credentials(session) else {
             return Err(AuthFailure::InvalidSession);
         };
         let info = match self.lookup_session(&creds, cached.session).await {
@@ -194,19 +237,10 @@ impl Gateway {
                 return Err(AuthFailure::Unavailable);
             }
         };
-        Ok(Arc::new(SocketState {
-            membership_rooms: std::sync::Mutex::new(
-                rooms_from_memberships(&memberships)
-                    .into_iter()
-                    .map(Room::from)
-                    .collect(),
-            ),
+        Ok(Identity {
             user: info.user,
-            typing: Default::default(),
-            queue: Default::default(),
-            events: TokenBucket::new(self.events_per_s, self.events_burst),
-            in_presence: Default::default(),
-        }))
+            memberships,
+        })
     }
 }
 
@@ -240,8 +274,6 @@ impl AuthFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::UserInfo;
-    use crate::config::{AppSettings, LimitsSettings};
 
     fn session(user: &str) -> Option<SessionInfo> {
         Some(SessionInfo {
@@ -262,9 +294,9 @@ mod tests {
     }
 
     /// Caches a session for `key` and memberships for `user`, without the app.
-    async fn cache(gw: &Gateway, key: u8, user: &str) {
+    async fn cache(auth: &Authenticator, key: u8, user: &str) {
         let s = session(user);
-        gw.sessions
+        auth.sessions
             .get(
                 [key; 32],
                 true,
@@ -275,7 +307,7 @@ mod tests {
             .0
             .ok();
         let m = memberships(user);
-        gw.memberships
+        auth.memberships
             .get(
                 user.to_owned(),
                 true,
@@ -289,32 +321,28 @@ mod tests {
 
     #[tokio::test]
     async fn signals_forget_what_they_aim_at() {
-        let gw = Gateway::new(
-            &AppSettings::default(),
-            &LimitsSettings::default(),
-            true,
-            Default::default(),
-        )
-        .expect("a client for the default config");
-        cache(&gw, 1, "u1").await;
-        cache(&gw, 2, "u1").await;
-        cache(&gw, 3, "u2").await;
-        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 2));
+        let cfg = AppSettings::default();
+        let app = AppClient::new(&cfg).expect("a client for the default config");
+        let auth = Authenticator::new(Arc::new(app), Default::default(), &cfg, true);
+        cache(&auth, 1, "u1").await;
+        cache(&auth, 2, "u1").await;
+        cache(&auth, 3, "u2").await;
+        assert_eq!((auth.sessions.len(), auth.memberships.len()), (3, 2));
 
         // socketsLeave aimed at user:u1: u1's memberships only; sessions stay.
-        gw.forget_targets(&BroadcastTarget::room("user:u1"), false);
-        assert_eq!((gw.sessions.len(), gw.memberships.len()), (3, 1));
+        auth.forget_targets(&BroadcastTarget::room("user:u1"), false);
+        assert_eq!((auth.sessions.len(), auth.memberships.len()), (3, 1));
 
         // disconnectSockets aimed at user:u1: both of u1's sessions go, u2's stays.
-        cache(&gw, 1, "u1").await;
-        gw.forget_targets(&BroadcastTarget::room("user:u1"), true);
-        assert_eq!((gw.sessions.len(), gw.memberships.len()), (1, 1));
+        cache(&auth, 1, "u1").await;
+        auth.forget_targets(&BroadcastTarget::room("user:u1"), true);
+        assert_eq!((auth.sessions.len(), auth.memberships.len()), (1, 1));
 
         // Aimed at anything else (it may reach any user): everything of that kind.
-        cache(&gw, 1, "u1").await;
-        gw.forget_targets(&BroadcastTarget::room("channel:c1"), false);
-        assert_eq!((gw.sessions.len(), gw.memberships.len()), (2, 0));
-        gw.forget_targets(&BroadcastTarget::default(), true);
-        assert_eq!((gw.sessions.len(), gw.memberships.len()), (0, 0));
+        cache(&auth, 1, "u1").await;
+        auth.forget_targets(&BroadcastTarget::room("channel:c1"), false);
+        assert_eq!((auth.sessions.len(), auth.memberships.len()), (2, 0));
+        auth.forget_targets(&BroadcastTarget::default(), true);
+        assert_eq!((auth.sessions.len(), auth.memberships.len()), (0, 0));
     }
 }

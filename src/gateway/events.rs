@@ -1,23 +1,39 @@
 //! Chat events that go through the app (`message:send`, `message:delete`): forwarded with the
 //! socket's cookie, the app's `ack` returned to the client and its `emit` list broadcast.
-//! A socket's forwarded events are processed one at a time, in the order they arrived.
+//! A socket's forwarded events are processed one at a time, in the order they arrived. Every
+//! event a socket sends, forwarded or not, first takes a token of the bucket made here
+//! (`limits.events_per_s`, `limits.events_burst`; the handler takes it before routing).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::credentials::CredentialSource;
 use super::errors::ClientError;
 use super::state::SocketState;
-use super::Gateway;
 use crate::app::client::EventForward;
-use crate::app::AppError;
+use crate::app::{AppClient, AppError};
+use crate::config::LimitsSettings;
+use engineio::token_bucket::TokenBucket;
 use socketio::{AckSender, BroadcastTarget, Socket};
+
+/// At most this many forwarded events wait for the app per socket.
+const MAX_QUEUED: usize = 64;
 
 /// A client event waiting for the app.
 pub struct QueuedEvent {
     pub name: &'static str,
     pub args: Vec<Value>,
     pub ack: Option<AckSender>,
+}
+
+/// A socket's client events waiting for the app, processed one at a time in arrival order.
+#[derive(Default)]
+pub struct EventQueue {
+    jobs: VecDeque<QueuedEvent>,
+    /// A worker is draining `jobs`.
+    running: bool,
 }
 
 /// Events forwarded to the app, and the check each payload passes first.
@@ -62,9 +78,36 @@ fn validate(name: &str, args: &[Value]) -> Result<(), ClientError> {
     Ok(())
 }
 
-impl Gateway {
+/// Forwards a socket's chat events to the app, in order, and its answers to the rooms.
+pub struct EventForwarder {
+    app: Arc<AppClient>,
+    credentials: Arc<CredentialSource>,
+    /// Each socket's event bucket: sustained rate and burst.
+    events_per_s: u32,
+    events_burst: u32,
+}
+
+impl EventForwarder {
+    pub fn new(
+        app: Arc<AppClient>,
+        credentials: Arc<CredentialSource>,
+        limits: &LimitsSettings,
+    ) -> Self {
+        EventForwarder {
+            app,
+            credentials,
+            events_per_s: limits.events_per_s,
+            events_burst: limits.events_burst,
+        }
+    }
+
+    /// A new socket's event rate.
+    pub fn bucket(&self) -> TokenBucket {
+        TokenBucket::new(self.events_per_s, self.events_burst)
+    }
+
     /// Queues a forwarded event; starts the socket's worker when it is idle.
-    pub(super) fn enqueue(
+    pub fn enqueue(
         self: &Arc<Self>,
         socket: &Arc<Socket>,
         state: &Arc<SocketState>,
@@ -75,7 +118,7 @@ impl Gateway {
         }
         let start = {
             let mut q = state.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.jobs.len() >= 64 {
+            if q.jobs.len() >= MAX_QUEUED {
                 drop(q);
                 return refuse(
                     socket,
@@ -87,7 +130,7 @@ impl Gateway {
             !std::mem::replace(&mut q.running, true)
         };
         if start {
-            let (gw, socket, state) = (self.clone(), socket.clone(), state.clone());
+            let (forwarder, socket, state) = (self.clone(), socket.clone(), state.clone());
             tokio::spawn(async move {
                 loop {
                     let job = {
@@ -100,7 +143,7 @@ impl Gateway {
                             }
                         }
                     };
-                    gw.forward(&socket, &state, job).await;
+                    forwarder.forward(&socket, &state, job).await;
                 }
             });
         }
@@ -114,7 +157,7 @@ impl Gateway {
             user_id: &state.user.id,
         };
         // Read from the handshake per call: the socket keeps its cookie in one place.
-        let result = match self.credentials(socket.session()) {
+        let result = match self.credentials.of(socket.session()) {
             Some(creds) => self.app.forward_event(&creds, job.name, &body).await,
             None => Err(AppError::Unauthenticated { call: "event" }),
         };
@@ -151,7 +194,7 @@ impl Gateway {
 }
 
 /// Tells the client: an error ack when it asked for one, and always an `error` event.
-pub(super) fn refuse(socket: &Arc<Socket>, ack: Option<AckSender>, e: ClientError) {
+pub fn refuse(socket: &Arc<Socket>, ack: Option<AckSender>, e: ClientError) {
     if let Some(ack) = ack {
         ack.send(vec![e.ack_value()]);
     }

@@ -15,16 +15,27 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::json;
 
-use super::rooms::join_shared;
+use super::auth::Authenticator;
+use super::errors::ClientError;
+use super::room_names::rooms_from_memberships;
 use super::state::SocketState;
-use super::Gateway;
 use crate::app::Credentials;
-use socketio::{Namespace, Room, Socket};
+use crate::config::AppSettings;
+use socketio::{Namespace, Socket};
 
-pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
-    let Some(interval) = gateway.upgrade().map(|g| g.revalidate_interval) else {
+/// Asks the app again about every session with a socket here, once an interval.
+pub struct Revalidator {
+    auth: Arc<Authenticator>,
+    /// Zero: never.
+    interval: Duration,
+    /// Sessions re-validated at once.
+    concurrency: usize,
+}
+
+/// Re-validates `ns`'s sockets every interval while `revalidator` lives.
+pub async fn run(revalidator: Weak<Revalidator>, ns: Arc<Namespace>) {
+    let Some(interval) = revalidator.upgrade().map(|r| r.interval) else {
         return;
     };
     if interval.is_zero() {
@@ -35,23 +46,33 @@ pub async fn run(gateway: Weak<Gateway>, ns: Arc<Namespace>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some(gw) = gateway.upgrade() else { return };
-        gw.revalidate(&ns, interval / 2).await;
+        let Some(revalidator) = revalidator.upgrade() else {
+            return;
+        };
+        revalidator.revalidate(&ns, interval / 2).await;
     }
 }
 
 /// A session's credentials and its sockets here.
 type SessionSockets = (Credentials, Vec<Arc<Socket>>);
 
-impl Gateway {
+impl Revalidator {
+    pub fn new(auth: Arc<Authenticator>, cfg: &AppSettings) -> Self {
+        Revalidator {
+            auth,
+            interval: cfg.revalidate_interval(),
+            concurrency: cfg.revalidate_concurrency.max(1),
+        }
+    }
+
     /// Re-validates every session with a socket here, their starts spread over `spread`.
-    async fn revalidate(self: &Arc<Self>, ns: &Namespace, spread: Duration) {
-        let mut by_session: HashMap<[u8; 32], (Credentials, Vec<Arc<Socket>>)> = HashMap::new();
+    async fn revalidate(&self, ns: &Namespace, spread: Duration) {
+        let mut by_session: HashMap<[u8; 32], SessionSockets> = HashMap::new();
         for socket in ns.sockets() {
             if socket.extension::<Arc<SocketState>>().is_none() {
                 continue;
             }
-            let Some(creds) = self.credentials(socket.session()) else {
+            let Some(creds) = self.auth.credentials(socket.session()) else {
                 continue;
             };
             by_session
@@ -61,18 +82,18 @@ impl Gateway {
                 .push(socket);
         }
         let gap = spread / u32::try_from(by_session.len().max(1)).unwrap_or(u32::MAX);
-        futures_util::stream::iter(by_session)
+        futures_util::stream::iter(by_session.into_values())
             .then(|session| async move {
                 tokio::time::sleep(gap).await;
                 session
             })
-            .map(|(key, session)| self.revalidate_session(key, session))
-            .buffer_unordered(self.revalidate_concurrency)
+            .map(|session| self.revalidate_session(session))
+            .buffer_unordered(self.concurrency)
             .for_each(|()| async {})
             .await;
     }
 
-    async fn revalidate_session(&self, key: [u8; 32], (creds, sockets): SessionSockets) {
+    async fn revalidate_session(&self, (creds, sockets): SessionSockets) {
         let Some(state) = sockets
             .first()
             .and_then(|s| s.extension::<Arc<SocketState>>())
@@ -80,13 +101,19 @@ impl Gateway {
         else {
             return;
         };
-        match self.lookup_session(&creds, false).await {
+        match self.auth.lookup_session(&creds, false).await {
             Ok(Some(info)) if info.user.id == state.user.id => {
-                match self.lookup_memberships(&creds, &state.user.id, false).await {
+                match self
+                    .auth
+                    .lookup_memberships(&creds, &state.user.id, false)
+                    .await
+                {
                     Ok(m) if m.user_id == state.user.id => {
-                        let rooms = super::rooms::rooms_from_memberships(&m);
+                        let rooms = rooms_from_memberships(&m);
                         for socket in &sockets {
-                            refresh_rooms(socket, &rooms);
+                            if let Some(state) = socket.extension::<Arc<SocketState>>() {
+                                state.membership_rooms.replace(socket, &rooms);
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -94,44 +121,16 @@ impl Gateway {
                 }
             }
             Ok(_) => {
-                self.sessions.forget(&key);
-                self.memberships.forget(&state.user.id);
+                self.auth.forget_session(&creds);
+                self.auth.forget_memberships(&state.user.id);
                 tracing::info!(sockets = sockets.len(), "session expired: disconnecting");
+                let expired = ClientError::new("SESSION_EXPIRED", "your session has ended");
                 for socket in sockets {
-                    let sent = socket.emit(
-                        "error",
-                        vec![json!({ "code": "SESSION_EXPIRED", "message": "your session has ended" })],
-                    );
-                    if sent.is_ok() {
-                        crate::metrics::events_out("error", 1);
-                    }
+                    expired.emit_to(&socket);
                     socket.disconnect();
                 }
             }
             Err(e) => tracing::debug!(error = %e, "revalidation skipped: app unavailable"),
         }
     }
-}
-
-/// Moves one socket from its previous membership rooms to `rooms`.
-fn refresh_rooms(socket: &Arc<Socket>, rooms: &[String]) {
-    let Some(state) = socket.extension::<Arc<SocketState>>() else {
-        return;
-    };
-    let mut current = state
-        .membership_rooms
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let same = current.len() == rooms.len() && current.iter().zip(rooms).all(|(c, r)| **c == **r);
-    if same {
-        return;
-    }
-    for lost in current
-        .iter()
-        .filter(|c| !rooms.iter().any(|r| c.as_ref() == r.as_str()))
-    {
-        socket.leave(lost);
-    }
-    let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
-    *current = join_shared(socket, &rooms);
 }

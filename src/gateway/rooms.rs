@@ -1,64 +1,62 @@
-//! Room names of the contract, the rooms a socket gets from its memberships, and the
-//! `room:join` / `room:leave` events (a join only after the app's `authorize` allows it).
+//! Who may be in which room: the membership rooms a socket joins at connect (and the
+//! bookkeeping re-validation needs to move it between them), `room:join` / `room:leave` (a join
+//! only after the app's `authorize` allows it), and the re-authorization of a restored
+//! socket's kept rooms.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use super::auth::Authenticator;
 use super::errors::ClientError;
-use super::Gateway;
-use futures_util::StreamExt;
-
-use crate::app::{AppError, Authorization, Memberships};
-use socketio::{AckSender, BroadcastTarget, Room, Socket};
-
-const PREFIXES: [&str; 4] = ["user:", "workspace:", "channel:", "dm:"];
-const MAX_ROOM_LEN: usize = 256;
-
-/// A room name of the contract: a known prefix, a non-empty id, no control characters.
-pub fn is_valid_room(room: &str) -> bool {
-    room.len() <= MAX_ROOM_LEN
-        && !room.chars().any(char::is_control)
-        && PREFIXES
-            .iter()
-            .any(|p| room.strip_prefix(p).is_some_and(|id| !id.is_empty()))
-}
-
-pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
-}
-
-/// The user ids of `rooms` when every one of them is a `user:<id>` room.
-pub fn user_ids(rooms: &[String]) -> Option<Vec<&str>> {
-    rooms
-        .iter()
-        .map(|r| r.strip_prefix("user:").filter(|id| !id.is_empty()))
-        .collect()
-}
-
-/// The users all of whose sockets `target` reaches: it names only `user:<id>` rooms and
-/// excludes none.
-pub fn users_of(target: &BroadcastTarget) -> Option<Vec<String>> {
-    if target.rooms.is_empty() || !target.except.is_empty() {
-        return None;
-    }
-    user_ids(&target.rooms).map(|ids| ids.into_iter().map(str::to_owned).collect())
-}
+use super::room_names::{is_valid_room, rooms_from_memberships};
+use crate::app::{AppClient, AppError, Authorization, Memberships};
+use socketio::{AckSender, Room, Socket};
 
 /// At most this many `authorize` calls at once while a restored socket's rooms are checked.
 const REAUTHORIZE_CONCURRENCY: usize = 8;
 
-pub fn rooms_from_memberships(m: &Memberships) -> Vec<String> {
-    let mut rooms = vec![user_room(&m.user_id)];
-    rooms.extend(m.workspaces.iter().map(|w| format!("workspace:{w}")));
-    rooms.extend(m.channels.iter().map(|c| format!("channel:{}", c.id)));
-    rooms.extend(m.conversations.iter().map(|d| format!("dm:{}", d.id)));
-    rooms
+/// The rooms a socket has from its memberships call, joined before the CONNECT reply; kept
+/// because re-validation replaces them with the app's current answer (leaving and joining the
+/// difference) and must not touch rooms joined otherwise. Once joined, the names are the room
+/// index's own (one allocation per room, not per socket and room).
+pub struct MembershipRooms(Mutex<Vec<Room>>);
+
+impl MembershipRooms {
+    pub fn of(memberships: &Memberships) -> Self {
+        let rooms = rooms_from_memberships(memberships);
+        MembershipRooms(Mutex::new(rooms.into_iter().map(Room::from).collect()))
+    }
+
+    /// Joins them all.
+    pub fn join(&self, socket: &Socket) {
+        let mut rooms = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *rooms = join_shared(socket, &rooms);
+    }
+
+    /// Moves the socket from its previous membership rooms to `rooms`.
+    pub fn replace(&self, socket: &Socket, rooms: &[String]) {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let same =
+            current.len() == rooms.len() && current.iter().zip(rooms).all(|(c, r)| **c == **r);
+        if same {
+            return;
+        }
+        for lost in current
+            .iter()
+            .filter(|c| !rooms.iter().any(|r| c.as_ref() == r.as_str()))
+        {
+            socket.leave(lost);
+        }
+        let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
+        *current = join_shared(socket, &rooms);
+    }
 }
 
 /// Joins `rooms` and returns their names as the room index keeps them, so the socket's own
 /// list shares them instead of holding copies.
-pub fn join_shared(socket: &Socket, rooms: &[Room]) -> Vec<Room> {
+fn join_shared(socket: &Socket, rooms: &[Room]) -> Vec<Room> {
     socket.join(rooms);
     let joined = socket.rooms();
     rooms
@@ -80,13 +78,20 @@ pub fn room_arg(args: &[Value]) -> Result<String, ClientError> {
     Ok(room.to_owned())
 }
 
-impl Gateway {
-    pub(super) async fn join_room(
-        self: Arc<Self>,
-        socket: Arc<Socket>,
-        args: Vec<Value>,
-        ack: Option<AckSender>,
-    ) {
+/// Joins and leaves on a client's request, each join asked of the app.
+pub struct RoomPolicy {
+    app: Arc<AppClient>,
+    /// The socket's credentials for `authorize`, and forgetting its session on a 401.
+    auth: Arc<Authenticator>,
+}
+
+impl RoomPolicy {
+    pub fn new(app: Arc<AppClient>, auth: Arc<Authenticator>) -> Self {
+        RoomPolicy { app, auth }
+    }
+
+    /// `room:join {room}`.
+    pub async fn join(&self, socket: Arc<Socket>, args: Vec<Value>, ack: Option<AckSender>) {
         let result = match room_arg(&args) {
             Err(e) => Err(e),
             Ok(room) => match self.authorize(&socket, &room).await {
@@ -99,9 +104,7 @@ impl Gateway {
                     a.reason.unwrap_or_else(|| "not_allowed".into()),
                 )),
                 Err(AppError::Unauthenticated { .. }) => {
-                    if let Some(creds) = self.credentials(socket.session()) {
-                        self.forget_session(&creds);
-                    }
+                    self.auth.forget_socket(socket.session());
                     Err(ClientError::new("UNAUTHENTICATED", "session gone"))
                 }
                 Err(AppError::Refused { error, .. }) => Err(ClientError::bad_payload(error)),
@@ -114,12 +117,18 @@ impl Gateway {
         reply(&socket, ack, result);
     }
 
+    /// `room:leave {room}`: no one needs asking.
+    pub fn leave(&self, socket: &Arc<Socket>, args: &[Value], ack: Option<AckSender>) {
+        let result = room_arg(args).map(|room| socket.leave(&room));
+        reply(socket, ack, result);
+    }
+
     /// Which of a restored socket's `kept` rooms (those not among its current memberships) it
     /// may still be in: each one the app's `authorize` allows now. Joins them and returns
     /// them; `Err` when the app could not answer for one (the session is then not recovered,
     /// rather than recovered without a room's missed packets).
-    pub(super) async fn reauthorize(
-        self: Arc<Self>,
+    pub async fn reauthorize(
+        &self,
         socket: Arc<Socket>,
         kept: Vec<String>,
     ) -> Result<Vec<String>, ()> {
@@ -127,9 +136,9 @@ impl Gateway {
             .into_iter()
             .filter(|room| is_valid_room(room))
             .map(|room| {
-                let (gw, socket) = (self.clone(), socket.clone());
+                let socket = &socket;
                 async move {
-                    let verdict = gw.authorize(&socket, &room).await;
+                    let verdict = self.authorize(socket, &room).await;
                     (room, verdict)
                 }
             });
@@ -155,15 +164,10 @@ impl Gateway {
 
     /// The app's `authorize` call with the socket's handshake credentials.
     async fn authorize(&self, socket: &Socket, room: &str) -> Result<Authorization, AppError> {
-        match self.credentials(socket.session()) {
+        match self.auth.credentials(socket.session()) {
             Some(creds) => self.app.authorize(&creds, room).await,
             None => Err(AppError::Unauthenticated { call: "authorize" }),
         }
-    }
-
-    pub(super) fn leave_room(&self, socket: &Arc<Socket>, args: &[Value], ack: Option<AckSender>) {
-        let result = room_arg(args).map(|room| socket.leave(&room));
-        reply(socket, ack, result);
     }
 }
 
@@ -174,27 +178,5 @@ fn reply(socket: &Arc<Socket>, ack: Option<AckSender>, result: Result<(), Client
         (Ok(()), None) => {}
         (Err(e), Some(ack)) => ack.send(vec![e.ack_value()]),
         (Err(e), None) => e.emit_to(socket),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_names() {
-        for ok in ["user:1", "workspace:w1", "channel:c1", "dm:d1"] {
-            assert!(is_valid_room(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "channel:",
-            "room:x",
-            "conversation:d1",
-            "channel:\n",
-            &format!("dm:{}", "x".repeat(300)),
-        ] {
-            assert!(!is_valid_room(bad), "{bad}");
-        }
     }
 }

@@ -1,26 +1,23 @@
-//! What the gateway keeps on each socket.
+//! What the gateway keeps on each socket: one part per service that needs one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::Value;
 
-use super::events::QueuedEvent;
+use super::events::EventQueue;
+use super::rooms::MembershipRooms;
 use crate::app::UserInfo;
 use engineio::token_bucket::TokenBucket;
-use socketio::Room;
 
-/// Attached to a socket at connect (as its Socket.IO extension).
+/// Attached to a socket at connect (as its Socket.IO extension). The cookie is not kept here:
+/// app calls read it from the handshake ([`super::credentials`]), its one copy.
 pub struct SocketState {
     pub user: UserInfo,
-    /// Rooms from the memberships call, joined before the CONNECT reply; kept because
-    /// re-validation replaces them with the app's current answer (leaving and joining the
-    /// difference) and must not touch rooms joined otherwise. The cookie is not kept here:
-    /// app calls read it from the handshake ([`super::auth::credentials`]), its one copy.
-    /// Once joined, the names are the room index's own (one allocation per room, not per
-    /// socket and room).
-    pub membership_rooms: Mutex<Vec<Room>>,
+    /// Rooms from the memberships call (see [`MembershipRooms`]).
+    pub membership_rooms: MembershipRooms,
     /// Per-room typing: when the current "typing" expires.
     pub typing: Mutex<HashMap<String, Instant>>,
     /// Client events waiting for the app, processed one at a time in arrival order.
@@ -28,13 +25,7 @@ pub struct SocketState {
     /// The socket's event rate (`limits.events_per_s`, `limits.events_burst`).
     pub events: TokenBucket,
     /// Presence knows the socket (its connect was sent): its room changes are sent too.
-    pub in_presence: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Default)]
-pub struct EventQueue {
-    pub jobs: VecDeque<QueuedEvent>,
-    pub running: bool,
+    pub in_presence: AtomicBool,
 }
 
 impl SocketState {

@@ -30,7 +30,7 @@ fn typing_room(args: &[Value]) -> Result<String, ClientError> {
             ))
         }
     };
-    if !super::rooms::is_valid_room(&room) {
+    if !super::room_names::is_valid_room(&room) {
         return Err(ClientError::bad_payload("invalid id"));
     }
     Ok(room)

@@ -63,26 +63,24 @@
 //! member's entries (sockets gone meanwhile go offline). After Valkey restarts empty, the
 //! copied parts count as changes: users' status is sent again.
 
+mod hooks;
 mod local;
 mod queue;
 mod store;
 mod window;
 mod worker;
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::rooms::is_valid_room;
-use super::state::SocketState;
-use super::Gateway;
+use super::room_names::is_valid_room;
 use crate::config::PresenceSettings;
-use queue::{Change, ChangeQueue};
+pub use hooks::PresenceHooks;
+use queue::ChangeQueue;
 use relay::Relay;
-use socketio::{AckSender, Namespace, Socket};
+use socketio::{Namespace, Socket};
 use store::Store;
 use worker::Worker;
 
@@ -142,57 +140,4 @@ pub(crate) fn workspaces_of(socket: &Socket) -> Vec<String> {
     out.sort();
     out.dedup();
     out
-}
-
-impl Gateway {
-    /// Wires presence in (once, at start, after the relay): until then the hooks do nothing.
-    pub fn attach_presence(&self, presence: Arc<Presence>) -> bool {
-        self.presence.set(presence).is_ok()
-    }
-
-    pub(super) fn presence_connect(&self, socket: &Arc<Socket>, state: &SocketState) {
-        if let Some(p) = self.presence.get() {
-            state.in_presence.store(true, Ordering::Release);
-            let socket_ref = Arc::downgrade(socket);
-            let user = state.user.id.clone();
-            p.queue.push(
-                socket.id,
-                Change::Connected {
-                    socket: socket_ref,
-                    user,
-                },
-            );
-        }
-    }
-
-    /// `presence:setAway` (`away`) / `presence:setActive`. Any payload is ignored.
-    pub(super) fn presence_set(&self, socket: &Arc<Socket>, away: bool, ack: Option<AckSender>) {
-        if let Some(p) = self.presence.get() {
-            p.queue.push(socket.id, Change::Away(away));
-        }
-        if let Some(ack) = ack {
-            ack.send(vec![json!({ "ok": true })]);
-        }
-    }
-
-    /// A socket's rooms changed: its workspaces, where its user's updates go, follow (a live
-    /// membership change through the app's emitter, or re-validation).
-    pub(super) fn presence_rooms(&self, socket: &Socket, state: &SocketState) {
-        if let Some(p) = self.presence.get() {
-            if state.in_presence.load(Ordering::Acquire) {
-                p.queue
-                    .push(socket.id, Change::Rooms(workspaces_of(socket)));
-            }
-        }
-    }
-
-    pub(super) fn presence_disconnect(&self, socket: &Arc<Socket>) {
-        if let Some(p) = self.presence.get() {
-            let since_epoch = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let at = Change::Disconnected(Instant::now(), since_epoch.as_millis() as u64);
-            p.queue.push(socket.id, at);
-        }
-    }
 }
