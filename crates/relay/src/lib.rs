@@ -17,6 +17,7 @@
 
 pub mod channels;
 mod link;
+pub mod log_cache;
 pub mod metrics;
 pub mod msgpack;
 mod publisher;

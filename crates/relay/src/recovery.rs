@@ -15,18 +15,22 @@
 //!   order: what a socket received is exactly the log up to its last offset, in its rooms.
 //! - Sessions are kept in Valkey too ([`super::sessions`]), bound to their owner and holder.
 //! - Restoring claims the session, follows its rooms, then reads the log after the client's
-//!   offset, keeping the packets for the rooms the socket may still be in.
+//!   offset, keeping the packets for the rooms the socket may still be in. Restores share what
+//!   they read of the log ([`super::log_cache`]): a storm reads each entry once per instance.
 //!
 //! Bounds: the log is trimmed to the window (MINID) on every append and capped in length;
 //! dedupe keys expire with the window.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::{redis, Pool};
 use serde_json::Value;
 
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::log_cache::{Entry, LogReader, Stretch};
 use super::script::{Lua, ScriptCall};
 use super::wire;
 use engineio::Sid;
@@ -52,9 +56,6 @@ return id
 "#,
 );
 
-/// Most log entries read to restore one session; past it the client gets a fresh one.
-const MAX_SCAN: usize = 20_000;
-const PAGE: usize = 500;
 /// Most entries kept in a log, whatever the window (a bound on memory under a burst).
 pub const MAX_LOG: usize = 200_000;
 
@@ -63,6 +64,8 @@ pub struct Recovery {
     pub window: Duration,
     /// Sockets whose rooms changed since the last write of their sessions.
     dirty: Mutex<HashSet<(String, Sid)>>,
+    /// What restores read of each namespace's log, shared by them.
+    log: Mutex<HashMap<String, Arc<AsyncMutex<Stretch>>>>,
 }
 
 impl Recovery {
@@ -71,6 +74,7 @@ impl Recovery {
             prefix: prefix.to_owned(),
             window,
             dirty: Mutex::default(),
+            log: Mutex::default(),
         }
     }
 
@@ -137,6 +141,8 @@ impl Recovery {
     }
 
     /// The log after `offset` as a socket in `rooms` received it, each packet with its offset.
+    /// `None` when it cannot all be given back (the log unreadable, an entry in the gap
+    /// unreadable, the gap too long).
     pub async fn missed(
         &self,
         pool: &Pool,
@@ -144,45 +150,71 @@ impl Recovery {
         rooms: &[String],
         offset: Offset,
     ) -> Option<Vec<(Offset, Packet)>> {
-        let mut c = crate::shared_connection(pool).await.ok()?;
+        let mut reader = ValkeyLog {
+            conn: crate::shared_connection(pool).await.ok()?,
+            key: self.log_key(nsp),
+        };
         let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
-        let mut out = Vec::new();
-        let mut after = offset;
-        let mut scanned = 0;
-        loop {
-            let page: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
-                .arg(self.log_key(nsp))
-                .arg(format!("({after}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE)
-                .query_async(&mut c)
-                .await
-                .ok()?;
-            let n = page.len();
-            for (id, fields) in page {
-                let at: Offset = id.parse().ok()?;
-                after = at;
+        let stretch = self.stretch(nsp);
+        let picked = {
+            let mut stretch = stretch.lock().await;
+            let mut picked = Vec::new();
+            for (at, b) in stretch.gap(&mut reader, offset).await? {
                 // An entry that cannot be read may have been for this socket: the missed
                 // packets cannot all be given back, so the client is told it was not recovered.
-                let b = fields
-                    .get("m")
-                    .and_then(|m| wire::decode_broadcast(m).ok())?;
+                let b = b.as_ref()?;
                 let reaches = b.target.rooms.is_empty()
                     || b.target.rooms.iter().any(|r| rooms.contains(r.as_str()));
                 let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
                 if b.nsp == nsp && reaches && !excluded {
-                    out.push((at, with_offset(b.packet, at)));
+                    picked.push((*at, b.clone()));
                 }
             }
-            scanned += n;
-            if n < PAGE {
-                return Some(out);
-            }
-            if scanned >= MAX_SCAN {
-                return None;
-            }
-        }
+            picked
+        };
+        Some(
+            picked
+                .into_iter()
+                .map(|(at, b)| (at, with_offset(b.packet.clone(), at)))
+                .collect(),
+        )
+    }
+
+    fn stretch(&self, nsp: &str) -> Arc<AsyncMutex<Stretch>> {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.entry(nsp.to_owned()).or_default().clone()
+    }
+}
+
+/// The log in Valkey, read for [`Stretch::gap`].
+struct ValkeyLog {
+    conn: redis::aio::MultiplexedConnection,
+    key: String,
+}
+
+impl LogReader for ValkeyLog {
+    async fn read(
+        &mut self,
+        after: Offset,
+        until: Option<Offset>,
+        count: usize,
+    ) -> Option<Vec<Entry>> {
+        let page: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(&self.key)
+            .arg(format!("({after}"))
+            .arg(until.map_or_else(|| "+".to_owned(), |u| u.to_string()))
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn)
+            .await
+            .ok()?;
+        page.into_iter()
+            .map(|(id, fields)| {
+                let at: Offset = id.parse().ok()?;
+                let b = fields.get("m").and_then(|m| wire::decode_broadcast(m).ok());
+                Some((at, b.map(Arc::new)))
+            })
+            .collect()
     }
 }
 
