@@ -77,6 +77,9 @@ struct RelayedNamespace {
     name: String,
     ns: Weak<Namespace>,
     channels: Channels,
+    /// The last log offset delivered here from the recovery channels (they carry the log in
+    /// order): after a lost subscriber connection, what came after it is made up for.
+    delivered: Mutex<Option<Offset>>,
 }
 
 pub struct Relay {
@@ -167,6 +170,7 @@ impl Relay {
                     name: ns.name.clone(),
                     ns: Arc::downgrade(ns),
                     channels: Channels::new(&config.prefix, &ns.name),
+                    delivered: Mutex::new(None),
                 })
                 .collect(),
             probe_channel: format!("{}-gateway-probe#{uid}#", config.prefix),
@@ -297,6 +301,9 @@ impl Relay {
             Ok(b) if (b.uid == self.uid && !recording) || b.nsp != ns.name => {}
             Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
                 Some(offset) if recording => {
+                    if !space.advance(offset) {
+                        return; // made up for after a lost connection already
+                    }
                     let packet = recovery::with_offset(b.packet, offset);
                     ns.deliver_in(&b.target, &[packet], Some(offset), batch);
                 }
@@ -516,7 +523,77 @@ impl SessionStore for Relay {
     }
 }
 
+impl RelayedNamespace {
+    /// Records `offset` as delivered; false when it was already (not newer than the last).
+    fn advance(&self, offset: Offset) -> bool {
+        let mut last = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|l| offset <= l) {
+            return false;
+        }
+        *last = Some(offset);
+        true
+    }
+
+    fn last_delivered(&self) -> Option<Offset> {
+        *self.delivered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Relay {
+    /// Makes up for what the recovery channels carried while the subscriber was disconnected
+    /// (a Valkey stall, restart or partition: Pub/Sub keeps nothing for a lost connection).
+    /// The log after the last offset delivered here goes to this instance's sockets in order,
+    /// before the new connection's first message. When that cannot be done (the log is gone,
+    /// too much was missed), the sockets that may have missed something are closed so their
+    /// clients reconnect and recover what the log still holds, or are told they did not.
+    async fn catch_up(&self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        for space in &self.spaces {
+            let (Some(ns), Some(after)) = (space.ns.upgrade(), space.last_delivered()) else {
+                continue;
+            };
+            let entries = match recovery.in_log(&self.pool, &space.name, after).await {
+                Some(true) => recovery.since(&self.pool, &space.name, after).await,
+                _ => None,
+            };
+            let Some(entries) = entries else {
+                let sockets: Vec<_> = ns
+                    .sockets()
+                    .into_iter()
+                    .filter(|s| s.session_record().is_some())
+                    .collect();
+                tracing::warn!(sockets = sockets.len(), "relay: the log since the lost connection cannot be read; closing recoverable sockets so their clients recover");
+                for socket in sockets {
+                    socket.close_connection();
+                }
+                continue;
+            };
+            let mut delivered = 0;
+            for (offset, b) in entries {
+                if b.nsp != ns.name || !space.advance(offset) {
+                    continue;
+                }
+                let packet = recovery::with_offset(b.packet.clone(), offset);
+                ns.deliver(&b.target, &[packet], Some(offset));
+                delivered += 1;
+            }
+            if delivered > 0 {
+                tracing::info!(
+                    packets = delivered,
+                    "relay: made up for what was published while the subscriber was disconnected"
+                );
+            }
+        }
+    }
+}
+
 impl PubSubHandler for Relay {
+    fn resubscribed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.catch_up())
+    }
+
     fn desired(&self) -> Vec<String> {
         let mut out = vec![self.probe_channel.clone()];
         for space in &self.spaces {

@@ -180,6 +180,24 @@ impl Recovery {
         )
     }
 
+    /// Every readable entry of the log after `offset` (`None` as [`Self::missed`]: the log
+    /// unreadable, an entry unreadable, too many).
+    pub async fn since(
+        &self,
+        pool: &Pool,
+        nsp: &str,
+        offset: Offset,
+    ) -> Option<Vec<(Offset, Arc<wire::RemoteBroadcast>)>> {
+        let mut reader = ValkeyLog {
+            conn: crate::shared_connection(pool).await.ok()?,
+            key: self.log_key(nsp),
+        };
+        let stretch = self.stretch(nsp);
+        let mut stretch = stretch.lock().await;
+        let gap = stretch.gap(&mut reader, offset).await?;
+        gap.iter().map(|(at, b)| Some((*at, b.clone()?))).collect()
+    }
+
     fn stretch(&self, nsp: &str) -> Arc<AsyncMutex<Stretch>> {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.entry(nsp.to_owned()).or_default().clone()

@@ -27,6 +27,9 @@ pub trait PubSubHandler: Send + Sync + 'static {
     fn wanted(&self, channel: &str) -> bool;
     /// A message; deliveries it makes to sockets join `batch` (one write per socket per burst).
     fn on_message(&self, channel: &str, payload: &[u8], batch: &mut WriteBatch);
+    /// Subscribed again after a lost connection, before any message of the new connection is
+    /// read: what was published meanwhile can be made up for first, in order.
+    fn resubscribed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// Channels whose wanted state may have changed since the last flush. Joins and leaves only
@@ -199,6 +202,7 @@ async fn session(
     interest.applied(generation);
     crate::metrics::valkey_subscriptions(subscribed.len());
     link.set_up(subscribed.len());
+    inbox.resubscribed().await;
 
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
