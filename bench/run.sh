@@ -26,6 +26,7 @@
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
 # BENCH_SOURCES (8 source addresses),
+# GATEWAY_BIN (the gateway binary measured, default target/release/socket-gateway),
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
 # default target/bench/<time>), BENCH_NO_BUILD=1 (use the existing release binaries),
 # BENCH_PROFILE=1 (perf record -e cpu-clock on the gateway during S2's fixed phase and S3's
@@ -142,7 +143,8 @@ if [[ -z ${BENCH_NO_BUILD:-} ]]; then
   log "building release binaries (socket-gateway, bench-loadgen, bench-raw-server)"
   cargo build --release --locked -p socket-gateway -p socket-gateway-bench --bins >&2
 fi
-GATEWAY_BIN=$ROOT/target/release/socket-gateway
+# GATEWAY_BIN: another build of the gateway to measure (e.g. an earlier commit's, side by side).
+GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/socket-gateway}
 LOADGEN=$ROOT/target/release/bench-loadgen
 RAW_BIN=$ROOT/target/release/bench-raw-server
 for b in "$GATEWAY_BIN" "$LOADGEN" "$RAW_BIN"; do [[ -x $b ]] || die "$b missing (build first)"; done
