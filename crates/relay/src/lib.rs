@@ -541,11 +541,13 @@ impl RelayedNamespace {
 
 impl Relay {
     /// Makes up for what the recovery channels carried while the subscriber was disconnected
-    /// (a Valkey stall, restart or partition: Pub/Sub keeps nothing for a lost connection).
-    /// The log after the last offset delivered here goes to this instance's sockets in order,
-    /// before the new connection's first message. When that cannot be done (the log is gone,
-    /// too much was missed), the sockets that may have missed something are closed so their
-    /// clients reconnect and recover what the log still holds, or are told they did not.
+    /// (a Valkey stall or a partition: Pub/Sub keeps nothing for a lost connection). The log
+    /// after the last offset delivered here goes to this instance's sockets in order, before
+    /// the new connection's first message. When the log holds that offset but the rest cannot
+    /// be given (too much missed, an unreadable entry), the sockets that are recoverable are
+    /// closed: their clients reconnect and get what recovery can give, or `recovered: false`.
+    /// When the offset is gone (Valkey lost its data, or the outage outlasted the window),
+    /// nothing tells what was missed; the sockets stay and their next recovery says so.
     async fn catch_up(&self) {
         let Some(recovery) = &self.recovery else {
             return;
@@ -554,17 +556,20 @@ impl Relay {
             let (Some(ns), Some(after)) = (space.ns.upgrade(), space.last_delivered()) else {
                 continue;
             };
-            let entries = match recovery.in_log(&self.pool, &space.name, after).await {
-                Some(true) => recovery.since(&self.pool, &space.name, after).await,
-                _ => None,
-            };
-            let Some(entries) = entries else {
+            if recovery.in_log(&self.pool, &space.name, after).await != Some(true) {
+                tracing::warn!("relay: the log no longer holds what was delivered here last; what was published while the subscriber was disconnected cannot be made up for");
+                continue;
+            }
+            let Some(entries) = recovery.since(&self.pool, &space.name, after).await else {
                 let sockets: Vec<_> = ns
                     .sockets()
                     .into_iter()
                     .filter(|s| s.session_record().is_some())
                     .collect();
-                tracing::warn!(sockets = sockets.len(), "relay: the log since the lost connection cannot be read; closing recoverable sockets so their clients recover");
+                tracing::warn!(
+                    sockets = sockets.len(),
+                    "relay: too much was published while the subscriber was disconnected; closing recoverable sockets so their clients recover"
+                );
                 for socket in sockets {
                     socket.close_connection();
                 }
