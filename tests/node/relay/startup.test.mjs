@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, expectNothing, startGateway, assertAlive, sleep } from "../lib/gateway.mjs";
 import { freePort } from "../lib/procs.mjs";
-import { startValkey, redisClient, closeAllRedis, clientList } from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, clientList, pubsubNumsub, until } from "../lib/valkey.mjs";
 import { startRelayStack, startNodePeer, peerClient, readyz, waitRelay, recorder, assertExactlyOnce } from "./helpers.mjs";
 
 let port, valkey, s, A, B, P;
@@ -73,6 +73,12 @@ test("Valkey starts: both gateways go 'up' within the backoff (≤ ~2 s + connec
 
 test("sockets connected before Valkey came up are visible to a Node peer (fetchSockets) and reachable", async () => {
   P = await startNodePeer(valkey.url);
+  // The Node adapter counts the servers that must answer by NUMSUB of the request channel when
+  // it asks: wait until the peer's own subscription is counted too (both gateways + the peer),
+  // or it expects one answer too few and resolves without one of the gateways' sockets.
+  const admin = redisClient(valkey.url);
+  const ch = "socket.io-request#/#";
+  await until(async () => (await pubsubNumsub(admin, [ch]))[ch] >= 3, { ms: 5000, what: `NUMSUB ${ch} >= 3` });
   const sockets = await P.io.in("channel:c1").fetchSockets();
   assert.deepEqual(sockets.map((x) => x.id).sort(), [aliceA.id, bobA.id, bobB.id].sort());
   const pc = await peerClient(P, ["channel:c1"]);
