@@ -150,38 +150,26 @@ impl Recovery {
         rooms: &[String],
         offset: Offset,
     ) -> Option<Vec<(Offset, Packet)>> {
-        let mut reader = ValkeyLog {
-            conn: crate::shared_connection(pool).await.ok()?,
-            key: self.log_key(nsp),
-        };
         let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
-        let stretch = self.stretch(nsp);
-        let picked = {
-            let mut stretch = stretch.lock().await;
-            let mut picked = Vec::new();
-            for (at, b) in stretch.gap(&mut reader, offset).await? {
-                // An entry that cannot be read may have been for this socket: the missed
-                // packets cannot all be given back, so the client is told it was not recovered.
-                let b = b.as_ref()?;
-                let reaches = b.target.rooms.is_empty()
-                    || b.target.rooms.iter().any(|r| rooms.contains(r.as_str()));
-                let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
-                if b.nsp == nsp && reaches && !excluded {
-                    picked.push((*at, b.clone()));
-                }
-            }
-            picked
+        let reaches = |b: &wire::RemoteBroadcast| {
+            let to_room = b.target.rooms.is_empty()
+                || b.target.rooms.iter().any(|r| rooms.contains(r.as_str()));
+            let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
+            b.nsp == nsp && to_room && !excluded
         };
+        let entries = self.since(pool, nsp, offset).await?;
         Some(
-            picked
+            entries
                 .into_iter()
+                .filter(|(_, b)| reaches(b))
                 .map(|(at, b)| (at, with_offset(b.packet.clone(), at)))
                 .collect(),
         )
     }
 
-    /// Every readable entry of the log after `offset` (`None` as [`Self::missed`]: the log
-    /// unreadable, an entry unreadable, too many).
+    /// Every entry of the log after `offset`, read through the shared stretch. `None` when
+    /// they cannot all be given: the log unreadable, the gap too long, or an entry unreadable
+    /// (it may have been for the socket asking, so a restore is then refused).
     pub async fn since(
         &self,
         pool: &Pool,
