@@ -547,7 +547,8 @@ impl Relay {
     /// be given (too much missed, an unreadable entry), the sockets that are recoverable are
     /// closed: their clients reconnect and get what recovery can give, or `recovered: false`.
     /// When the offset is gone (Valkey lost its data, or the outage outlasted the window),
-    /// nothing tells what was missed; the sockets stay and their next recovery says so.
+    /// nothing tells what was missed: the sockets stay connected, and what was in flight when
+    /// Valkey lost its data may not reach them (Pub/Sub's own guarantee; RELIABILITY.md).
     async fn catch_up(&self) {
         let Some(recovery) = &self.recovery else {
             return;
