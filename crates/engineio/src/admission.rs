@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::config::HandshakeRate;
 use crate::handler::{EngineObserver, Refused};
 use crate::token_bucket::TokenBucket;
 
@@ -87,14 +88,6 @@ impl Refusal {
             .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after_s()));
         res
     }
-}
-
-/// The handshake rate: a bucket holding one second's worth, and how long a handshake may wait
-/// for a token before it is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HandshakeRate {
-    pub per_s: u32,
-    pub queue: Duration,
 }
 
 /// The admission state of one engine.

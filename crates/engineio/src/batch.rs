@@ -1,7 +1,7 @@
 //! Write batches: a burst of deliveries made together goes out as one write per socket.
 //!
 //! The rule, where deliveries are made: a delivery writes to an idle WebSocket at once
-//! ([`Session::send_all`]), unless it is given a [`WriteBatch`] ([`Session::send_all_in`]):
+//! ([`Session::send_all`]), unless it goes through a [`WriteBatch`] ([`WriteBatch::send_all`]):
 //! then its frames wait in the socket's queue, and the batch writes each socket it touched
 //! once, when it is flushed or dropped. A batch marked [`WriteBatch::busy`] (made under load)
 //! wakes the sockets' connection tasks instead of writing from the caller's thread: those run
@@ -13,7 +13,8 @@
 
 use std::sync::Arc;
 
-use super::session::Session;
+use crate::packet::Frame;
+use crate::session::{Session, SessionClosed};
 
 /// The sockets with deferred frames in one burst of deliveries.
 #[derive(Default)]
@@ -32,9 +33,17 @@ impl WriteBatch {
         self.busy = true;
     }
 
-    /// Registers a session whose frames wait for this batch.
-    pub(crate) fn defer(&mut self, session: &Arc<Session>) {
-        self.sessions.push(session.clone());
+    /// [`Session::send_all`] as part of this batch: frames for an idle WebSocket wait for the
+    /// batch's flush instead of being written now.
+    pub fn send_all(
+        &mut self,
+        session: &Arc<Session>,
+        frames: impl IntoIterator<Item = Frame>,
+    ) -> Result<(), SessionClosed> {
+        if session.send_all_deferred(frames)? {
+            self.sessions.push(session.clone());
+        }
+        Ok(())
     }
 
     /// Writes what the batch deferred (also done when it is dropped).

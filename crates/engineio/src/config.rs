@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-pub use super::admission::HandshakeRate;
-
 /// Which browser origins may open a session.
 #[derive(Clone, Debug)]
 pub enum OriginPolicy {
@@ -21,6 +19,14 @@ impl OriginPolicy {
             OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
         }
     }
+}
+
+/// The handshake rate: a bucket holding one second's worth, and how long a handshake may wait
+/// for a token before it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeRate {
+    pub per_s: u32,
+    pub queue: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@
 //! the producer, under the session's lock: one non-blocking `write(2)` instead of a queue push,
 //! a task wake-up (often on the other worker thread) and the write from there. Only what the
 //! socket does not take at once is left for the connection task, so frames keep their order.
-//! Inside a write batch ([`WriteBatch`]) those frames wait for the batch's end and go out together.
+//! Inside a write batch ([`crate::WriteBatch`]) those frames wait for the batch's end and go out together.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -24,7 +24,6 @@ use tokio::net::TcpStream;
 use super::headers::HandshakeHeaders;
 use tokio::sync::Notify;
 
-use super::batch::WriteBatch;
 use super::packet::Frame;
 use super::sid::Sid;
 use super::wsproto;
@@ -145,7 +144,7 @@ pub(crate) struct State {
     pub unsent: BytesMut,
     /// The connection task took frames and is writing them: producers must queue.
     pub writing: bool,
-    /// Frames wait in `outbox` for the end of a write batch (see [`WriteBatch`]).
+    /// Frames wait in `outbox` for the end of a write batch (see [`crate::WriteBatch`]).
     pub deferred: bool,
     pub poll_pending: bool,
     pub post_pending: bool,
@@ -251,38 +250,41 @@ impl Session {
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
     ) -> Result<(), SessionClosed> {
-        self.send(frames, None)
+        self.send(frames, false).map(|_| ())
     }
 
-    /// [`Session::send_all`] as part of `batch`: frames for an idle WebSocket wait for the
-    /// batch's flush instead of being written now (see [`WriteBatch`]).
-    pub fn send_all_in(
+    /// [`Session::send_all`] for a write batch: frames for an idle WebSocket wait in the queue
+    /// instead of being written now. `true` when this call started the wait: the caller then
+    /// owes a [`Session::flush_deferred`] (see [`crate::WriteBatch`]).
+    pub(crate) fn send_all_deferred(
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
-        batch: &mut WriteBatch,
-    ) -> Result<(), SessionClosed> {
-        self.send(frames, Some(batch))
+    ) -> Result<bool, SessionClosed> {
+        self.send(frames, true)
     }
 
+    /// `defer`: leave frames for an idle WebSocket in the queue (returning `true` when this call
+    /// made the session wait for a flush) instead of writing them now.
     fn send(
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
-        batch: Option<&mut WriteBatch>,
-    ) -> Result<(), SessionClosed> {
+        defer: bool,
+    ) -> Result<bool, SessionClosed> {
         let mut st = self.lock();
         if st.closed.is_some() {
             return Err(SessionClosed);
         }
+        let mut started_deferral = false;
         let idle = st.outbox.is_empty() && st.unsent.is_empty() && !st.writing;
         if idle && !st.deferred {
             if let Some(stream) = st.direct.clone() {
-                match batch {
-                    Some(batch) => {
-                        batch.defer(self);
-                        st.deferred = true;
-                    }
-                    None => return self.write_direct(st, &stream, wsproto::encode_frames(frames)),
+                if !defer {
+                    return self
+                        .write_direct(st, &stream, wsproto::encode_frames(frames))
+                        .map(|()| false);
                 }
+                st.deferred = true;
+                started_deferral = true;
             }
         }
         let was_empty = st.outbox.is_empty();
@@ -298,10 +300,10 @@ impl Session {
         if wake {
             self.wake.notify_waiters();
         }
-        Ok(())
+        Ok(started_deferral)
     }
 
-    /// Sends the frames deferred by a batch (see [`WriteBatch`]): directly if `direct` and the
+    /// Sends the frames deferred by a batch (see [`crate::WriteBatch`]): directly if `direct` and the
     /// socket is still idle, else by waking the connection task.
     pub(crate) fn flush_deferred(self: &Arc<Self>, direct: bool) {
         let mut st = self.lock();

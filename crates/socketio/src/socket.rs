@@ -1,6 +1,7 @@
 //! A client's connection to one namespace: emitting, acknowledgements in both directions,
 //! rooms and disconnection.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,13 +11,16 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::adapter::{Offset, SessionRecord};
+use super::disconnect::DisconnectReason;
 use super::encode::encode;
-use super::handler::{DisconnectReason, Extension};
 use super::namespace::Namespace;
 use super::packet::Packet;
+use super::recovery::{Offset, SessionRecord};
 use super::rooms::Room;
 use engineio::{CloseReason, Frame, Session, SessionClosed, Sid, WriteBatch};
+
+/// Application state attached to a socket when it connects (the authenticated user...).
+pub type Extension = Arc<dyn Any + Send + Sync>;
 
 /// A client's answer to an acknowledged emit.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +48,7 @@ pub struct Socket {
     /// secret: other servers see this in `fetchSockets()`).
     pub auth: Value,
     extension: Option<Extension>,
-    /// Whose socket it is ([`super::Accepted::owner`]); only an owned socket is recoverable.
+    /// Whose socket it is ([`crate::Accepted::owner`]); only an owned socket is recoverable.
     owner: Option<String>,
     /// This socket's token as the holder of its kept session ([`SessionRecord::holder`]).
     holder: u64,
@@ -69,7 +73,8 @@ impl Socket {
         ns: Arc<Namespace>,
         session: Arc<Session>,
         mut auth: Value,
-        accepted: super::Accepted,
+        extension: Option<Extension>,
+        owner: Option<String>,
         holder: u64,
     ) -> Self {
         if let Some(fields) = auth.as_object_mut() {
@@ -81,8 +86,8 @@ impl Socket {
             ns,
             session,
             auth,
-            extension: accepted.extension,
-            owner: accepted.owner,
+            extension,
+            owner,
             holder,
             acks: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(0),
@@ -158,7 +163,7 @@ impl Socket {
             }
         }
         match batch {
-            Some(batch) => self.session.send_all_in(frames.iter().cloned(), batch),
+            Some(batch) => batch.send_all(&self.session, frames.iter().cloned()),
             None => self.session.send_all(frames.iter().cloned()),
         }
     }
