@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relay::wire::{decode_broadcast, encode_broadcast};
-use socketio::adapter::Offset;
+use socketio::recovery::Offset;
 use socketio::packet::PacketType;
 use socket_gateway_fuzz::placeholders_name_each_attachment_once;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::wire::RemoteBroadcast;
-use socketio::adapter::Offset;
+use socketio::recovery::Offset;
 
 /// One log entry: its id and the broadcast, `None` when it cannot be read (a restore whose gap
 /// holds one is refused: it may have been for that socket).
@@ -125,8 +125,8 @@ async fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socketio::namespace::BroadcastTarget;
     use socketio::packet::Packet;
+    use socketio::BroadcastTarget;
 
     /// A log in memory, counting what was read from it.
     struct Model {

@@ -34,8 +34,8 @@ use super::log_cache::{Entry, LogReader, Stretch};
 use super::script::{Lua, ScriptCall};
 use super::wire;
 use engineio::Sid;
-use socketio::adapter::Offset;
 use socketio::packet::Packet;
+use socketio::recovery::Offset;
 
 /// Appends a message to the log and publishes it. KEYS: log[, dedupe key]. ARGV: the message
 /// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),

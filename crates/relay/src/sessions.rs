@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::script::{Lua, ScriptCall};
 use engineio::Sid;
-use socketio::adapter::{Claim, SessionRecord};
+use socketio::recovery::{Claim, SessionRecord};
 
 /// Writes a session if its key is absent or its holder is the writer. KEYS: session, owner
 /// set. ARGV: holder, owner, nsp, sid, host, rooms, ttl ms, pid.

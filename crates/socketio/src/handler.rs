@@ -1,22 +1,16 @@
 //! What an application plugs into a namespace: authentication at connect, and callbacks for
 //! connection, events and disconnection.
 
-use std::any::Any;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::namespace::BroadcastTarget;
-use super::socket::Socket;
+use super::disconnect::DisconnectReason;
+use super::socket::{Extension, Socket};
+use super::target::BroadcastTarget;
+use super::BoxFuture;
 use engineio::Session;
-
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Application state attached to a socket when it connects (the authenticated user...).
-pub type Extension = Arc<dyn Any + Send + Sync>;
 
 /// A CONNECT to authorise.
 pub struct ConnectRequest {
@@ -79,87 +73,6 @@ impl AckSender {
     }
 }
 
-/// Why a socket left its namespace. The strings are the reference's disconnect reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    ClientNamespaceDisconnect,
-    ServerNamespaceDisconnect,
-    TransportClose,
-    TransportError,
-    PingTimeout,
-    ParseError,
-    ForcedServerClose,
-    ForcedClose,
-    ServerShuttingDown,
-    SlowConsumer,
-    /// Another connection of the same client recovered this socket's session (its old
-    /// connection went silent): one live socket per session.
-    Replaced,
-}
-
-impl DisconnectReason {
-    /// Every reason, for the metrics to start one series per reason at zero (a new variant
-    /// must be added here too; the exhaustive match in this file's test is the reminder).
-    pub const ALL: [DisconnectReason; 11] = [
-        DisconnectReason::ClientNamespaceDisconnect,
-        DisconnectReason::ServerNamespaceDisconnect,
-        DisconnectReason::TransportClose,
-        DisconnectReason::TransportError,
-        DisconnectReason::PingTimeout,
-        DisconnectReason::ParseError,
-        DisconnectReason::ForcedServerClose,
-        DisconnectReason::ForcedClose,
-        DisconnectReason::ServerShuttingDown,
-        DisconnectReason::SlowConsumer,
-        DisconnectReason::Replaced,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
-            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
-            DisconnectReason::TransportClose => "transport close",
-            DisconnectReason::TransportError => "transport error",
-            DisconnectReason::PingTimeout => "ping timeout",
-            DisconnectReason::ParseError => "parse error",
-            DisconnectReason::ForcedServerClose => "forced server close",
-            DisconnectReason::ForcedClose => "forced close",
-            DisconnectReason::ServerShuttingDown => "server shutting down",
-            DisconnectReason::SlowConsumer => "slow consumer",
-            DisconnectReason::Replaced => "replaced",
-        }
-    }
-
-    /// Whether the client may come back and expect its state (connection state recovery).
-    pub fn is_recoverable(self) -> bool {
-        !matches!(
-            self,
-            DisconnectReason::ClientNamespaceDisconnect
-                | DisconnectReason::ServerNamespaceDisconnect
-                | DisconnectReason::ParseError
-                | DisconnectReason::Replaced
-        )
-    }
-}
-
-impl From<engineio::CloseReason> for DisconnectReason {
-    fn from(r: engineio::CloseReason) -> Self {
-        use engineio::CloseReason as C;
-        match r {
-            C::TransportClose => DisconnectReason::TransportClose,
-            C::TransportError | C::MultiplePolling | C::PayloadTooLarge => {
-                DisconnectReason::TransportError
-            }
-            C::PingTimeout => DisconnectReason::PingTimeout,
-            C::ParseError => DisconnectReason::ParseError,
-            C::ForcedServerClose => DisconnectReason::ForcedServerClose,
-            C::ForcedClose => DisconnectReason::ForcedClose,
-            C::SlowConsumer => DisconnectReason::SlowConsumer,
-            C::ShuttingDown => DisconnectReason::ServerShuttingDown,
-        }
-    }
-}
-
 /// The callbacks of one namespace. All have defaults, so a handler implements what it needs.
 /// Callbacks run on the transport's task: do slow work in a spawned task.
 pub trait NamespaceHandler: Send + Sync + 'static {
@@ -210,33 +123,5 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     /// credentials. `{}` by default, as Node's `socket.data`.
     fn socket_data(&self, _socket: &Socket) -> Value {
         Value::Object(serde_json::Map::new())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DisconnectReason;
-
-    #[test]
-    fn all_lists_every_disconnect_reason_once() {
-        for r in DisconnectReason::ALL {
-            // Exhaustive on purpose: a new variant stops this from compiling; list it in ALL.
-            match r {
-                DisconnectReason::ClientNamespaceDisconnect
-                | DisconnectReason::ServerNamespaceDisconnect
-                | DisconnectReason::TransportClose
-                | DisconnectReason::TransportError
-                | DisconnectReason::PingTimeout
-                | DisconnectReason::ParseError
-                | DisconnectReason::ForcedServerClose
-                | DisconnectReason::ForcedClose
-                | DisconnectReason::ServerShuttingDown
-                | DisconnectReason::SlowConsumer
-                | DisconnectReason::Replaced => {}
-            }
-        }
-        let names: std::collections::HashSet<_> =
-            DisconnectReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), DisconnectReason::ALL.len());
     }
 }

@@ -3,20 +3,30 @@
 
 pub mod adapter;
 mod client;
+pub mod disconnect;
 pub mod encode;
 pub mod handler;
 pub mod namespace;
 pub mod packet;
+pub mod recovery;
 pub mod rooms;
 pub mod server;
 pub mod socket;
+pub mod target;
 
-pub use adapter::{Adapter, LocalAdapter, SessionStore};
-pub use handler::{
-    Accepted, AckSender, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event,
-    Extension, NamespaceHandler,
-};
-pub use namespace::{BroadcastTarget, Namespace};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, the return type of the async callbacks of [`NamespaceHandler`],
+/// [`Adapter`] and [`SessionStore`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub use adapter::{Adapter, LocalAdapter};
+pub use disconnect::DisconnectReason;
+pub use handler::{Accepted, AckSender, ConnectError, ConnectRequest, Event, NamespaceHandler};
+pub use namespace::Namespace;
+pub use recovery::{Offset, SessionRecord, SessionStore};
 pub use rooms::Room;
 pub use server::{SocketIo, SocketIoConfig};
-pub use socket::{AckError, AckResponse, Socket};
+pub use socket::{AckError, AckResponse, Extension, Socket};
+pub use target::BroadcastTarget;

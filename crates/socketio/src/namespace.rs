@@ -6,33 +6,15 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::adapter::{Adapter, LocalAdapter, Offset, SessionRecord, SessionStore};
+use super::adapter::{Adapter, LocalAdapter};
 use super::encode::encode;
 use super::handler::NamespaceHandler;
 use super::packet::Packet;
+use super::recovery::{Offset, SessionRecord, SessionStore};
 use super::rooms::{RoomChanges, RoomIndex};
 use super::socket::Socket;
+use super::target::BroadcastTarget;
 use engineio::{Frame, Sid, WriteBatch};
-
-/// Who a broadcast goes to: sockets in any of `rooms` (all when empty) and in none of `except`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BroadcastTarget {
-    pub rooms: Vec<String>,
-    pub except: Vec<String>,
-}
-
-impl BroadcastTarget {
-    pub fn room(room: impl Into<String>) -> Self {
-        BroadcastTarget {
-            rooms: vec![room.into()],
-            except: Vec::new(),
-        }
-    }
-    pub fn except(mut self, room: impl Into<String>) -> Self {
-        self.except.push(room.into());
-        self
-    }
-}
 
 pub struct Namespace {
     pub name: String,

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::adapter::{Claim, Offset, Restored, SessionStore};
 use super::client::Client;
+use super::disconnect::DisconnectReason;
 use super::encode::encode;
-use super::handler::{AckSender, ConnectRequest, DisconnectReason, Event, NamespaceHandler};
+use super::handler::{AckSender, ConnectRequest, Event, NamespaceHandler};
 use super::namespace::Namespace;
 use super::packet::{event_parts, Packet, PacketType};
+use super::recovery::{Claim, Offset, Restored, SessionStore};
 use super::socket::Socket;
 use engineio::{CloseReason, EngineHandler, Session, Sid};
 
@@ -214,7 +215,8 @@ impl SocketIo {
             ns.clone(),
             session.clone(),
             auth,
-            accepted,
+            accepted.extension,
+            accepted.owner,
             holder,
         ));
         if restored.is_some() {
