@@ -1,40 +1,23 @@
 //! Chat events that go through the app (`message:send`, `message:delete`): forwarded with the
 //! socket's cookie, the app's `ack` returned to the client and its `emit` list broadcast.
-//! A socket's forwarded events are processed one at a time, in the order they arrived. Every
-//! event a socket sends, forwarded or not, first takes a token of the bucket made here
-//! (`limits.events_per_s`, `limits.events_burst`; the handler takes it before routing).
+//! A socket's forwarded events are processed one at a time, in the order they arrived
+//! ([`super::event_queue`]). Every event a socket sends, forwarded or not, first takes a token
+//! of the bucket made here (`limits.events_per_s`, `limits.events_burst`; the handler takes it
+//! before routing).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::credentials::CredentialSource;
 use super::errors::ClientError;
+use super::event_queue::{Queued, QueuedEvent};
 use super::state::SocketState;
 use crate::app::client::EventForward;
 use crate::app::{AppClient, AppError};
 use crate::config::LimitsSettings;
 use engineio::token_bucket::TokenBucket;
 use socketio::{AckSender, BroadcastTarget, Socket};
-
-/// At most this many forwarded events wait for the app per socket.
-const MAX_QUEUED: usize = 64;
-
-/// A client event waiting for the app.
-pub struct QueuedEvent {
-    pub name: &'static str,
-    pub args: Vec<Value>,
-    pub ack: Option<AckSender>,
-}
-
-/// A socket's client events waiting for the app, processed one at a time in arrival order.
-#[derive(Default)]
-pub struct EventQueue {
-    jobs: VecDeque<QueuedEvent>,
-    /// A worker is draining `jobs`.
-    running: bool,
-}
 
 /// Events forwarded to the app, and the check each payload passes first.
 pub fn forwarded(name: &str) -> Option<&'static str> {
@@ -116,36 +99,32 @@ impl EventForwarder {
         if let Err(e) = validate(job.name, &job.args) {
             return refuse(socket, job.ack, e);
         }
-        let start = {
-            let mut q = state.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.jobs.len() >= MAX_QUEUED {
-                drop(q);
-                return refuse(
-                    socket,
-                    job.ack,
-                    ClientError::new("RATE_LIMITED", "too many pending events"),
-                );
+        let queued = state
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+        match queued {
+            Queued::Behind => {}
+            Queued::Full(job) => refuse(
+                socket,
+                job.ack,
+                ClientError::new("RATE_LIMITED", "too many pending events"),
+            ),
+            Queued::StartWorker => {
+                let (forwarder, socket, state) = (self.clone(), socket.clone(), state.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let next = state
+                            .queue
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .take_next();
+                        let Some(job) = next else { return };
+                        forwarder.forward(&socket, &state, job).await;
+                    }
+                });
             }
-            q.jobs.push_back(job);
-            !std::mem::replace(&mut q.running, true)
-        };
-        if start {
-            let (forwarder, socket, state) = (self.clone(), socket.clone(), state.clone());
-            tokio::spawn(async move {
-                loop {
-                    let job = {
-                        let mut q = state.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        match q.jobs.pop_front() {
-                            Some(j) => j,
-                            None => {
-                                q.running = false;
-                                return;
-                            }
-                        }
-                    };
-                    forwarder.forward(&socket, &state, job).await;
-                }
-            });
         }
     }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod credentials;
 pub mod errors;
+pub mod event_queue;
 pub mod events;
 mod handler;
 pub mod presence;

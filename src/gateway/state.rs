@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::events::EventQueue;
+use super::event_queue::EventQueue;
 use super::rooms::MembershipRooms;
 use crate::app::UserInfo;
 use engineio::token_bucket::TokenBucket;
