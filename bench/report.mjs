@@ -13,7 +13,7 @@ const rows = fs
   .split("\n")
   .filter((l) => l.trim())
   .map((l) => JSON.parse(l));
-const SERVERS = ["node", "gateway", "raw"];
+const SERVERS = ["node", "baseline", "gateway", "raw"];
 const present = SERVERS.filter((s) => rows.some((r) => r.server === s));
 
 const fmt = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v) ? "–" : typeof v === "number" ? v.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: 0 }) : String(v));
@@ -25,6 +25,9 @@ function table(title, metrics) {
   const hasRaw = present.includes("raw");
   if (present.includes("gateway") && hasNode) head.push("gateway/node");
   if (present.includes("gateway") && hasRaw) head.push("gateway/raw");
+  // "baseline": an earlier gateway build run side by side (BASELINE_BIN).
+  const hasBaseline = present.includes("baseline") && present.includes("gateway");
+  if (hasBaseline) head.push("gateway/baseline");
   const out = [`### ${title}`, "", `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const [name, get, digits = 1, opts = {}] of metrics) {
     const vals = Object.fromEntries(present.map((s) => [s, get(s)]));
@@ -33,6 +36,7 @@ function table(title, metrics) {
     if (present.includes("gateway") && hasNode) cells.push(ratio(vals.gateway, vals.node));
     // The raw server makes no app calls: no ratio for the app's figures.
     if (present.includes("gateway") && hasRaw) cells.push(opts.noRaw ? "–" : ratio(vals.gateway, vals.raw));
+    if (hasBaseline) cells.push(ratio(vals.gateway, vals.baseline));
     out.push(`| ${cells.join(" | ")} |`);
   }
   return out.join("\n");

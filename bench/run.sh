@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh                      # everything with the default sizes (< 15 min on 2 cores)
 #   BENCH_SCENARIOS=S2 BENCH_SERVERS="gateway raw" bash bench/run.sh
+#   BASELINE_BIN=../before/target/release/socket-gateway BENCH_SERVERS="baseline gateway" bash bench/run.sh
 #   BENCH_SMALL=1 bash bench/run.sh        # a quick smoke run with small sizes
 #
 # Servers (each against the same Valkey and the same fixture app):
@@ -26,7 +27,8 @@
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
 # BENCH_SOURCES (8 source addresses),
-# GATEWAY_BIN (the gateway binary measured, default target/release/socket-gateway),
+# GATEWAY_BIN (the gateway binary measured, default target/release/socket-gateway), BASELINE_BIN
+# (an earlier gateway build, measured side by side as BENCH_SERVERS kind "baseline"),
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
 # default target/bench/<time>), BENCH_NO_BUILD=1 (use the existing release binaries),
 # BENCH_PROFILE=1 (perf record -e cpu-clock on the gateway during S2's fixed phase and S3's
@@ -143,8 +145,13 @@ if [[ -z ${BENCH_NO_BUILD:-} ]]; then
   log "building release binaries (socket-gateway, bench-loadgen, bench-raw-server)"
   cargo build --release --locked -p socket-gateway -p socket-gateway-bench --bins >&2
 fi
-# GATEWAY_BIN: another build of the gateway to measure (e.g. an earlier commit's, side by side).
+# GATEWAY_BIN: another build of the gateway to measure. BASELINE_BIN: an earlier build measured
+# side by side in the same run as server kind "baseline" (BENCH_SERVERS="baseline gateway").
 GATEWAY_BIN=${GATEWAY_BIN:-$ROOT/target/release/socket-gateway}
+BASELINE_BIN=${BASELINE_BIN:-}
+if [[ " $BENCH_SERVERS " == *" baseline "* ]]; then
+  [[ -x $BASELINE_BIN ]] || die "BENCH_SERVERS names baseline: set BASELINE_BIN to an executable gateway build"
+fi
 LOADGEN=$ROOT/target/release/bench-loadgen
 RAW_BIN=$ROOT/target/release/bench-raw-server
 for b in "$GATEWAY_BIN" "$LOADGEN" "$RAW_BIN"; do [[ -x $b ]] || die "$b missing (build first)"; done
@@ -210,7 +217,9 @@ start_server() {
       start_bg "$name" env HOST=127.0.0.1 PORT=0 APP_URL="$APP_URL" REDIS_URL="$REDIS_URL" \
         NEXT_PUBLIC_APP_URL=http://127.0.0.1 node --expose-gc bench/baseline-node/server.mjs
       ;;
-    gateway)
+    gateway | baseline)
+      local bin=$GATEWAY_BIN
+      [[ $kind == baseline ]] && bin=$BASELINE_BIN
       # Limits high (a benchmark is one client), no periodic re-validation (the seed has none),
       # a deeper outbound queue so saturation is measured rather than slow-consumer closes.
       start_bg "$name" env -C "$BENCH_OUT/run" PORT=0 APP_URL="$APP_URL" REDIS_URL="$REDIS_URL" \
@@ -219,7 +228,7 @@ start_server() {
         GATEWAY_SERVER__MAX_CONNECTIONS=200000 GATEWAY_LIMITS__CONNECT_RATE_PER_S=100000 \
         GATEWAY_LIMITS__EVENTS_PER_S=100000 GATEWAY_LIMITS__EVENTS_BURST=100000 \
         GATEWAY_ENGINE__OUTBOUND_QUEUE=4096 GATEWAY_APP__REVALIDATE_INTERVAL_MS=0 \
-        ${GATEWAY_WRAPPER:-} "$GATEWAY_BIN"
+        ${GATEWAY_WRAPPER:-} "$bin"
       ;;
     raw)
       start_bg "$name" "$RAW_BIN" --host 127.0.0.1 --port 0 --redis "127.0.0.1:$VPORT"
