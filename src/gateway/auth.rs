@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::credentials::CredentialSource;
 use super::room_names::user_ids;
+use super::warn_throttle::{WarnThrottle, WARN_EVERY};
 use crate::app::single_flight::{SingleFlight, Source};
 use crate::app::{AppClient, AppError, Credentials, Memberships, SessionInfo, UserInfo};
 use crate::config::AppSettings;
@@ -219,7 +220,8 @@ impl Authenticator {
             Ok(Some(info)) => info,
             Ok(None) => return Err(AuthFailure::InvalidSession),
             Err(e) => {
-                tracing::warn!(error = %e, "session lookup failed");
+                static THROTTLE: WarnThrottle = WarnThrottle::new(WARN_EVERY);
+                crate::throttled_warn!(THROTTLE, error = %e, "session lookup failed");
                 return Err(AuthFailure::Unavailable);
             }
         };
@@ -233,7 +235,8 @@ impl Authenticator {
                 return Err(AuthFailure::InvalidSession);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "memberships lookup failed");
+                static THROTTLE: WarnThrottle = WarnThrottle::new(WARN_EVERY);
+                crate::throttled_warn!(THROTTLE, error = %e, "memberships lookup failed");
                 return Err(AuthFailure::Unavailable);
             }
         };

@@ -13,6 +13,7 @@ use super::credentials::CredentialSource;
 use super::errors::ClientError;
 use super::event_queue::{Queued, QueuedEvent};
 use super::state::SocketState;
+use super::warn_throttle::{WarnThrottle, WARN_EVERY};
 use crate::app::client::EventForward;
 use crate::app::{AppClient, AppError};
 use crate::config::LimitsSettings;
@@ -165,7 +166,8 @@ impl EventForwarder {
                 socket.disconnect();
             }
             Err(e @ AppError::Unavailable { .. }) => {
-                tracing::warn!(error = %e, event = job.name, "event forward failed");
+                static THROTTLE: WarnThrottle = WarnThrottle::new(WARN_EVERY);
+                crate::throttled_warn!(THROTTLE, error = %e, event = job.name, "event forward failed");
                 refuse(socket, job.ack, ClientError::unavailable());
             }
         }

@@ -16,5 +16,6 @@ pub mod room_names;
 pub mod rooms;
 pub mod state;
 pub mod typing;
+pub mod warn_throttle;
 
 pub use handler::Gateway;

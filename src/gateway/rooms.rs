@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::auth::Authenticator;
 use super::errors::ClientError;
 use super::room_names::{is_valid_room, rooms_from_memberships};
+use super::warn_throttle::{WarnThrottle, WARN_EVERY};
 use crate::app::{AppClient, AppError, Authorization, Memberships};
 use socketio::{AckSender, Room, Socket};
 
@@ -109,7 +110,8 @@ impl RoomPolicy {
                 }
                 Err(AppError::Refused { error, .. }) => Err(ClientError::bad_payload(error)),
                 Err(e @ AppError::Unavailable { .. }) => {
-                    tracing::warn!(error = %e, "authorize failed");
+                    static THROTTLE: WarnThrottle = WarnThrottle::new(WARN_EVERY);
+                    crate::throttled_warn!(THROTTLE, error = %e, "authorize failed");
                     Err(ClientError::unavailable())
                 }
             },
@@ -151,7 +153,8 @@ impl RoomPolicy {
             match verdict {
                 Ok(a) if a.allowed => allowed.push(room),
                 Err(e @ AppError::Unavailable { .. }) => {
-                    tracing::warn!(error = %e, "authorize failed while restoring a session");
+                    static THROTTLE: WarnThrottle = WarnThrottle::new(WARN_EVERY);
+                    crate::throttled_warn!(THROTTLE, error = %e, "authorize failed while restoring a session");
                     return Err(());
                 }
                 // Not allowed any more, or refused: the room stays behind.
