@@ -23,6 +23,7 @@
 //!
 //! `tests/node/chaos/check.mjs` reads these files with the publishers' own records.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -98,6 +99,9 @@ pub struct Chaos {
     sending: AtomicBool,
     slots: Mutex<Vec<(usize, Arc<SlotCtl>)>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Each slot's last send sequence, kept when its task ends: a slot that starts again (a
+    /// new tab) goes on from there, so its messages' ids `c<slot>:<seq>` stay unique.
+    last_seq: Mutex<HashMap<usize, u64>>,
     connecting: AtomicUsize,
     sessions_new: AtomicU64,
     sessions_recovered: AtomicU64,
@@ -124,6 +128,7 @@ impl Chaos {
             sending: AtomicBool::new(true),
             slots: Mutex::default(),
             tasks: Mutex::default(),
+            last_seq: Mutex::default(),
             connecting: AtomicUsize::new(0),
             sessions_new: AtomicU64::new(0),
             sessions_recovered: AtomicU64::new(0),
@@ -419,7 +424,13 @@ async fn slot_task(ch: Arc<Chaos>, i: usize, ctl: Arc<SlotCtl>, spread: Duration
         pid: None,
         offset: None,
         target: i / 100,
-        seq: 0,
+        seq: ch
+            .last_seq
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&i)
+            .copied()
+            .unwrap_or(0),
         send_room: rooms.first().map(|r| (*r).to_owned()),
     };
     if !spread.is_zero() {
@@ -568,6 +579,10 @@ async fn serve(ch: &Chaos, i: usize, st: &mut SlotState, conn: Conn, ctl: &SlotC
                 if ch.sending.load(Ordering::Acquire) {
                     if let Some(room) = st.send_room.clone() {
                         st.seq += 1;
+                        ch.last_seq
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(i, st.seq);
                         let ack = st.seq;
                         let content = format!("ck c{i} {} {room} {}", st.seq, now_ms());
                         let channel = room.strip_prefix("channel:").unwrap_or(&room);
