@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::limit::{AdaptiveLimit, Outcome};
+use super::strict_json;
 use super::types::{Authorization, EventReply, Memberships, SessionBody, SessionInfo};
 use super::Credentials;
 use crate::config::AppSettings;
@@ -279,7 +280,7 @@ impl Reply {
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
-        serde_json::from_slice(&self.body).map_err(|_| AppError::Unavailable {
+        strict_json::from_slice(&self.body).map_err(|_| AppError::Unavailable {
             call: self.call,
             detail: "unexpected body".into(),
         })
@@ -323,4 +324,61 @@ pub struct EventForward<'a> {
     pub socket_id: &'a str,
     #[serde(rename = "userId")]
     pub user_id: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(call: &'static str, body: &str) -> Reply {
+        Reply {
+            call,
+            status: StatusCode::OK,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    fn unexpected<T: std::fmt::Debug>(r: Result<T, AppError>) -> bool {
+        matches!(r, Err(AppError::Unavailable { ref detail, .. }) if detail == "unexpected body")
+    }
+
+    #[test]
+    fn answers_in_the_contracts_shape_are_read() {
+        let s = reply(
+            "session",
+            r#"{"user":{"id":"u1","name":"A"},"session":{"token":"t"}}"#,
+        )
+        .session();
+        assert_eq!(s.ok().flatten().map(|s| s.user.id), Some("u1".to_owned()));
+        let m = reply(
+            "memberships",
+            r#"{"userId":"u1","workspaces":["w"],"channels":[{"id":"c","workspaceId":"w"}]}"#,
+        )
+        .memberships();
+        assert_eq!(m.map(|m| m.channels.len()).ok(), Some(1));
+        let e = reply(
+            "event",
+            r#"{"ack":{"ok":true},"emit":[{"room":"r","event":"e"}]}"#,
+        )
+        .event_reply();
+        assert_eq!(e.map(|e| e.emit.len()).ok(), Some(1));
+    }
+
+    /// serde's derived structs also read a JSON array of their fields in order; the fuzzer
+    /// found a 200 `[["er"]]` read as a session of user "er". No app answers that way.
+    #[test]
+    fn a_struct_is_read_only_from_an_object() {
+        assert!(unexpected(reply("session", r#"[["er"]]"#).session()));
+        assert!(unexpected(reply("session", r#"{"user":["er"]}"#).session()));
+        assert!(unexpected(
+            reply("memberships", r#"["u1",["w"]]"#).memberships()
+        ));
+        assert!(unexpected(
+            reply("memberships", r#"{"userId":"u1","channels":[["c","w"]]}"#).memberships()
+        ));
+        assert!(unexpected(reply("authorize", "[true]").authorization()));
+        assert!(unexpected(
+            reply("event", r#"{"emit":[["r","e",1]]}"#).event_reply()
+        ));
+    }
 }

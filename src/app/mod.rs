@@ -5,6 +5,7 @@
 pub mod client;
 pub mod limit;
 pub mod single_flight;
+pub mod strict_json;
 pub mod types;
 
 pub use client::{AppClient, AppClientError, AppError};
