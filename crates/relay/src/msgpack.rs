@@ -10,8 +10,18 @@ use serde_json::{Map, Number, Value};
 
 use socketio::packet::placeholder;
 
-/// Deepest nesting accepted from a peer (a bound on recursion, not a product limit).
-pub const MAX_DEPTH: usize = 64;
+/// Deepest nesting of a packet's data accepted from a peer: as deep as serde_json reads JSON
+/// (128), so whatever a client or the app can send through one gateway can be relayed to the
+/// others. Checked by [`to_json`], level by level.
+pub const MAX_DEPTH: usize = 128;
+
+/// The decoder's own guard against deep input, before [`to_json`] checks the real nesting.
+/// rmpv's limit is not a nesting depth: it spends two units per array or map and up to three
+/// at a string leaf, so two encodings of the same structure could fall on either side of it
+/// (the fuzzer found a broadcast that passed it and, re-encoded with an extension turned
+/// nil, did not). Set above anything [`to_json`] accepts (the data, the packet map and the
+/// message array around it), it only bounds recursion.
+const DECODER_DEPTH: usize = 2 * (MAX_DEPTH + 3) + 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MsgpackError {
@@ -23,10 +33,13 @@ pub enum MsgpackError {
     BadPlaceholder(u64),
 }
 
-/// Decodes one msgpack value, refusing trailing bytes' worth of nesting beyond [`MAX_DEPTH`].
+/// Decodes one msgpack value (its nesting is checked by [`to_json`]).
 pub fn decode(bytes: &[u8]) -> Result<Mp, MsgpackError> {
     let mut rd = bytes;
-    Ok(rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)?)
+    Ok(rmpv::decode::read_value_with_max_depth(
+        &mut rd,
+        DECODER_DEPTH,
+    )?)
 }
 
 pub fn encode(value: &Mp) -> Vec<u8> {

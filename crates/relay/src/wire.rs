@@ -440,6 +440,53 @@ mod tests {
             .collect()
     }
 
+    /// A broadcast nested `levels` deep in its data, with a string at the bottom.
+    fn nested_broadcast(levels: usize) -> Vec<u8> {
+        let mut data = Mp::from("deepest");
+        for _ in 0..levels {
+            data = Mp::Array(vec![data, Mp::from(-1)]);
+        }
+        let packet = Mp::Map(vec![
+            (Mp::from("type"), Mp::from(2)),
+            (Mp::from("data"), Mp::Array(vec![Mp::from("e"), data])),
+            (Mp::from("nsp"), Mp::from("/")),
+        ]);
+        let opts = Mp::Map(vec![(Mp::from("rooms"), Mp::Array(vec![]))]);
+        msgpack::encode(&Mp::Array(vec![Mp::from("uid"), packet, opts]))
+    }
+
+    /// The fuzzer's find: rmpv's depth limit counts two per level and more for a string at
+    /// the bottom, so a broadcast it let through could re-encode (the same structure, an
+    /// extension turned nil) into one it refused. Accepted must mean re-publishable.
+    #[test]
+    fn what_is_accepted_at_any_depth_decodes_again_once_re_encoded() {
+        let fuzzed = hex(
+            "93a7656d697474657283a47479706502a46461746192a19595959595959595959595d59595959595\
+            9595959595959d9595959595959595f0a12f82ffffffffffffffffffffffffffffffffffffffffff\
+            ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+            ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa5726f6f6d\
+            73a67b9165787074917f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7fa178",
+        );
+        let mut inputs = vec![fuzzed];
+        inputs.extend((0..=140).map(nested_broadcast));
+        for bytes in inputs {
+            let Ok(b) = decode_broadcast(&bytes) else {
+                continue;
+            };
+            let again = encode_broadcast(&b.uid, &b.target, &b.packet, false).unwrap();
+            let back = decode_broadcast(&again).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(back.packet, b.packet);
+        }
+    }
+
+    /// As deep as serde_json reads JSON (128 levels), so what a client or the app can send
+    /// can be relayed; deeper is refused.
+    #[test]
+    fn nesting_is_bounded_by_jsons_own_limit() {
+        assert!(decode_broadcast(&nested_broadcast(126)).is_ok());
+        assert!(decode_broadcast(&nested_broadcast(200)).is_err());
+    }
+
     #[test]
     fn decodes_a_node_broadcast_and_encodes_it_back_byte_for_byte() {
         let bytes = hex(NODE_BROADCAST);

@@ -325,10 +325,11 @@ async fn open_engine(sh: &Shared, i: usize, st: &SlotState) -> Result<(WsClient,
     // A browser also sends the affinity cookie nginx gave it (deploy/nginx.conf): one per user,
     // so its reconnects go to the same instance while it lives.
     let cookie = format!("{}; sio_affinity=u{}", user.cookie, i / sh.per_user);
-    let mut ws =
-        WsClient::handshake(stream, &target.host, &sh.sio_path, &[("Cookie", &cookie)]).await?;
+    let mut ws = WsClient::handshake(stream, &target.host, &sh.sio_path, &[("Cookie", &cookie)])
+        .await
+        .map_err(Fail::at("the upgrade answer"))?;
     let ping_limit = loop {
-        let (k, p) = ws.next().await?;
+        let (k, p) = ws.next().await.map_err(Fail::at("the open packet"))?;
         match k {
             Kind::Text if ws.payload(&p).first() == Some(&b'0') => {
                 let open: Value =
@@ -338,7 +339,7 @@ async fn open_engine(sh: &Shared, i: usize, st: &SlotState) -> Result<(WsClient,
                     ms("pingInterval", 25_000) + ms("pingTimeout", 20_000),
                 );
             }
-            Kind::Close => return Err(WsError::Closed.into()),
+            Kind::Close => return Err(Fail::ClosedBefore("the open packet")),
             _ => {}
         }
     };
@@ -356,9 +357,12 @@ async fn connect(mut ws: WsClient, ping_limit: Duration, st: &SlotState) -> Resu
     ws.send_text(connect.as_bytes()).await?;
     let mut early = Vec::new();
     loop {
-        let (k, p) = ws.next().await?;
+        // Pongs answered below go out before each wait: a CONNECT answered slowly (the app
+        // slow in a storm) must not cost the connection its heartbeat.
+        ws.flush().await.map_err(Fail::at("the CONNECT reply"))?;
+        let (k, p) = ws.next().await.map_err(Fail::at("the CONNECT reply"))?;
         if k == Kind::Close {
-            return Err(WsError::Closed.into());
+            return Err(Fail::ClosedBefore("the CONNECT reply"));
         }
         if k != Kind::Text {
             continue;
@@ -384,7 +388,7 @@ async fn connect(mut ws: WsClient, ping_limit: Duration, st: &SlotState) -> Resu
         } else if b == b"2" {
             ws.queue_text(b"3");
         } else if b == b"1" {
-            return Err(WsError::Closed.into());
+            return Err(Fail::ClosedBefore("the CONNECT reply"));
         }
     }
 }

@@ -249,6 +249,8 @@ impl Drop for ConnectedGuard {
 pub enum Fail {
     Tcp(std::io::Error),
     Ws(WsError),
+    /// The server (or a proxy) closed the connection at this stage of the handshake.
+    ClosedBefore(&'static str),
     InvalidSession,
     AuthUnavailable,
     ConnectError,
@@ -263,6 +265,7 @@ impl Fail {
             Fail::Ws(WsError::Io(e)) => format!("io: {}", e.kind()),
             Fail::Ws(WsError::Protocol(m)) => format!("protocol: {m}"),
             Fail::Ws(WsError::Closed) => "closed during handshake".into(),
+            Fail::ClosedBefore(stage) => format!("closed before {stage}"),
             Fail::InvalidSession => "connect_error: Invalid session".into(),
             Fail::AuthUnavailable => "connect_error: Auth unavailable".into(),
             Fail::ConnectError => "connect_error: other".into(),
@@ -281,6 +284,16 @@ impl Fail {
             Fail::AuthUnavailable
         } else {
             Fail::ConnectError
+        }
+    }
+}
+
+impl Fail {
+    /// `e`, with a close told apart by the handshake's `stage` it interrupted.
+    pub fn at(stage: &'static str) -> impl Fn(WsError) -> Fail {
+        move |e| match e {
+            WsError::Closed => Fail::ClosedBefore(stage),
+            e => Fail::Ws(e),
         }
     }
 }
