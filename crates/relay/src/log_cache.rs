@@ -52,6 +52,17 @@ pub struct Stretch {
 }
 
 impl Stretch {
+    /// Drops from memory the entries older than `oldest` (those of no use to a restore: the
+    /// recovery window is past them). Only memory: a later gap that starts before them reads
+    /// them again from the log, like any entry before the stretch.
+    pub fn forget_before(&mut self, oldest: Offset) {
+        while self.entries.front().is_some_and(|e| e.0 < oldest) {
+            if let Some((id, _)) = self.entries.pop_front() {
+                self.from = Some(id);
+            }
+        }
+    }
+
     fn to(&self, from: Offset) -> Offset {
         self.entries.back().map_or(from, |e| e.0)
     }
@@ -253,6 +264,29 @@ mod tests {
         assert_eq!(log.read, 60_010, "still kept");
         let gap = s.gap(&mut log, Offset(5, 0)).await;
         assert!(gap.is_none(), "a gap over the limit");
+    }
+
+    #[tokio::test]
+    async fn entries_past_the_window_leave_memory_and_are_read_again_if_asked_for() {
+        let (mut log, mut s) = (model(1000), Stretch::default());
+        assert_eq!(
+            s.gap(&mut log, Offset(0, 0)).await.map(|g| g.len()),
+            Some(1000)
+        );
+        s.forget_before(Offset(901, 0));
+        assert_eq!(
+            s.entries.len(),
+            100,
+            "only the entries from 901 on are kept"
+        );
+        let read = log.read;
+        let gap = s.gap(&mut log, Offset(950, 0)).await.map(ids);
+        assert_eq!(gap, Some((951..=1000).collect()));
+        assert_eq!(log.read, read, "nothing read again");
+        // An older offset (the Valkey log may still hold it) reads the dropped part again.
+        let gap = s.gap(&mut log, Offset(10, 0)).await.map(|g| g.len());
+        assert_eq!(gap, Some(990));
+        assert_eq!(log.read, read + 890, "only the dropped part is read again");
     }
 
     #[tokio::test]

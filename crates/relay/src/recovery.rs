@@ -59,6 +59,15 @@ return id
 /// Most entries kept in a log, whatever the window (a bound on memory under a burst).
 pub const MAX_LOG: usize = 200_000;
 
+/// How long past the window the shared stretch keeps entries in memory (a clock skew between
+/// Valkey, whose clock makes the ids, and this instance).
+const KEEP_MARGIN: Duration = Duration::from_secs(30);
+
+fn now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.map_or(0, |d| d.as_millis() as u64)
+}
+
 pub struct Recovery {
     prefix: String,
     pub window: Duration,
@@ -182,6 +191,9 @@ impl Recovery {
         };
         let stretch = self.stretch(nsp);
         let mut stretch = stretch.lock().await;
+        // Stream ids are Valkey's clock in ms; the margin covers a skew with ours.
+        let window_ms = (self.window + KEEP_MARGIN).as_millis() as u64;
+        stretch.forget_before(Offset(now_ms().saturating_sub(window_ms), 0));
         let gap = stretch.gap(&mut reader, offset).await?;
         gap.iter().map(|(at, b)| Some((*at, b.clone()?))).collect()
     }
