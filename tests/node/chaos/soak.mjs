@@ -12,6 +12,7 @@
 // Sockets connect to the gateways directly (a socket that fails moves to the other one, as a
 // load balancer would do): nginx would need two connections per socket, and this soak is about
 // the gateways' and Valkey's resources.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -51,7 +52,27 @@ async function valkeyState(redis) {
   return { keys: await redis.dbsize(), kinds, usedMemoryMiB: +(used / 1048576).toFixed(1), channels, numpat, logEntries: log };
 }
 
-async function gatewayState(g) {
+/** A process's TCP connections by what they reach: Valkey, the app, or anything else (clients). */
+function connectionsOf(pid, valkeyPort, appPort) {
+  const out = { valkey: 0, app: 0, other: 0 };
+  let lines = [];
+  try {
+    lines = execFileSync("ss", ["-Htnp", "state", "established"], { encoding: "utf8" }).split("\n");
+  } catch {
+    return null;
+  }
+  for (const line of lines) {
+    if (!line.includes(`pid=${pid},`)) continue;
+    const peer = line.trim().split(/\s+/)[3] ?? "";
+    const port = Number(peer.slice(peer.lastIndexOf(":") + 1));
+    if (port === valkeyPort) out.valkey += 1;
+    else if (port === appPort) out.app += 1;
+    else out.other += 1;
+  }
+  return out;
+}
+
+async function gatewayState(g, ports) {
   const u = g.usage() ?? {};
   let m = null;
   try {
@@ -65,12 +86,16 @@ async function gatewayState(g) {
     sessions: get("socket_gateway_connections"),
     rooms: get("socket_gateway_rooms"),
     subscriptions: get("socket_gateway_valkey_subscriptions"),
+    // Open files beyond the sockets: the Valkey pool grows with load (up to its size) and keeps
+    // its connections; the app client keeps idle connections for 30 s.
+    connections: g.proc?.pid ? connectionsOf(g.proc.pid, ports.valkey, ports.app) : null,
   };
 }
 
 async function sample(stack, redis, fleet, t0) {
   const gws = [];
-  for (const g of stack.gws) gws.push(await gatewayState(g));
+  const ports = { valkey: Number(new URL(stack.valkey.url).port), app: Number(new URL(stack.app.url).port) };
+  for (const g of stack.gws) gws.push(await gatewayState(g, ports));
   const s = fleet ? await fleet.stats() : null;
   return {
     t: Math.round((Date.now() - t0) / 1000),
@@ -260,7 +285,12 @@ export function report(summary, samples) {
       `| ${s.t} | ${s.phase} | ${s.connected} | ${g(s, "rssMiB")} | ${g(s, "fds")} | ${g(s, "tasks")} | ${g(s, "rooms")} | ${g(s, "subscriptions")} | ${s.valkey.keys} | ${s.valkey.kinds["csr-session"] ?? 0} | ${s.valkey.logEntries} | ${s.valkey.usedMemoryMiB} | ${s.valkey.channels} |`,
   );
   const c = summary.check.total;
-  return `| t (s) | phase | sockets | RSS MiB gw0 / gw1 | fds | tokio tasks | rooms | Valkey subscriptions | Valkey keys | kept sessions | log entries | Valkey MiB | Pub/Sub channels |
+  const conns = (s) => s.gws.map((x) => (x.connections ? `${x.connections.valkey}/${x.connections.app}/${x.connections.other}` : "-")).join(" · ");
+  const first = samples[0];
+  const last = samples[samples.length - 1];
+  return `TCP connections (Valkey / app / other) per gateway: before ${conns(first)}; after ${conns(last)}.
+
+| t (s) | phase | sockets | RSS MiB gw0 / gw1 | fds | tokio tasks | rooms | Valkey subscriptions | Valkey keys | kept sessions | log entries | Valkey MiB | Pub/Sub channels |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${lines.join("\n")}
 
