@@ -13,5 +13,6 @@ pub mod config;
 pub mod fuzzing;
 pub mod gateway;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod shutdown;
