@@ -54,7 +54,10 @@ fn trim() {
     // SAFETY: malloc_trim only walks and releases the allocator's own free memory; it is
     // thread-safe (it takes each arena's lock) and has no preconditions.
     let released = unsafe { libc::malloc_trim(0) };
-    tracing::debug!(released = released != 0, "memory: returned free pages after a peak");
+    tracing::debug!(
+        released = released != 0,
+        "memory: returned free pages after a peak"
+    );
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
