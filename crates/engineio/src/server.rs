@@ -46,6 +46,31 @@ pub async fn serve(
     serve_with(listener, vec![engine], routes, shutdown, drain).await
 }
 
+/// [`serve`] in a spawned task with no other routes (anything else answers 404), until the
+/// returned sender is used or dropped; sessions are then closed at once. For tests and tools
+/// that need an engine on a port and nothing else.
+pub fn spawn_alone(listener: TcpListener, engine: Engine) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let not_found = warp::any()
+        .map(|| warp::http::StatusCode::NOT_FOUND)
+        .map(Reply::into_response)
+        .boxed();
+    let drain = Drain {
+        window: Duration::ZERO,
+        timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(serve(
+        listener,
+        engine,
+        not_found,
+        async move {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
+    stop
+}
+
 /// [`serve`] for several engines on distinct paths (the conformance example's two servers).
 pub async fn serve_with(
     listener: TcpListener,

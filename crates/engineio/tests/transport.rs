@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engineio::server::{self, Drain};
+use engineio::server;
 use engineio::{CloseReason, Engine, EngineConfig, EngineHandler, Frame, OriginPolicy, Session};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
-use warp::Filter;
 
 /// Sends every message back, prefixed with `echo:`.
 struct Echo;
@@ -38,26 +37,11 @@ async fn start(cfg: EngineConfig) -> Server {
     let engine = Arc::new(Engine::new(cfg, Arc::new(Echo)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        (*engine).clone(),
-        warp::any()
-            .map(|| warp::http::StatusCode::NOT_FOUND)
-            .map(warp::Reply::into_response)
-            .boxed(),
-        async move {
-            let _ = rx.await;
-        },
-        Drain {
-            window: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let stop = server::spawn_alone(listener, (*engine).clone());
     Server {
         base: format!("{addr}/engine.io/?EIO=4"),
         engine,
-        _stop: tx,
+        _stop: stop,
     }
 }
 

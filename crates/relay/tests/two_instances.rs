@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineio::server::{self, Drain};
+use engineio::server;
 use engineio::{Engine, EngineConfig, OriginPolicy};
 use futures_util::{SinkExt, StreamExt};
 use relay::{Relay, RelayConfig};
@@ -20,7 +20,6 @@ use socketio::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use warp::Filter;
 
 const ROOM: &str = "room:r";
 
@@ -115,22 +114,7 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        engine,
-        warp::any()
-            .map(|| warp::http::StatusCode::NOT_FOUND)
-            .map(warp::Reply::into_response)
-            .boxed(),
-        async move {
-            let _ = rx.await;
-        },
-        Drain {
-            window: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
+    let stop = server::spawn_alone(listener, engine);
     for _ in 0..100 {
         if relay.is_up() {
             break;
@@ -142,7 +126,7 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
         addr,
         io,
         relay,
-        _stop: tx,
+        _stop: stop,
     }
 }
 

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use engineio::server::{self, Drain};
+use engineio::server;
 use engineio::{Engine, EngineConfig, OriginPolicy};
 use socketio::{Event, NamespaceHandler, Socket, SocketIo, SocketIoConfig};
 use tokio::net::TcpListener;
-use warp::Filter;
 
 struct Echo;
 
@@ -41,21 +40,6 @@ pub async fn start_echo(max_payload: usize, ping_timeout: Duration) -> EchoServe
     let engine = Engine::new(cfg, io);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(
-        listener,
-        engine,
-        warp::any()
-            .map(|| warp::http::StatusCode::NOT_FOUND)
-            .map(warp::Reply::into_response)
-            .boxed(),
-        async move {
-            let _ = rx.await;
-        },
-        Drain {
-            window: Duration::ZERO,
-            timeout: Duration::from_secs(1),
-        },
-    ));
-    EchoServer { addr, _stop: tx }
+    let stop = server::spawn_alone(listener, engine);
+    EchoServer { addr, _stop: stop }
 }
