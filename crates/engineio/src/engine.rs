@@ -15,6 +15,7 @@ use super::packet::{Frame, Packet};
 use super::request::{self, EngineError, EngineQuery, Verified};
 use super::session::{CloseReason, Ended, Handshake, Session, Transport};
 use super::sid::Sid;
+use super::sparse::ShrinkWhenSparse;
 
 pub struct EngineInner {
     pub config: EngineConfig,
@@ -222,11 +223,12 @@ impl EngineInner {
 
     /// Takes a session out of the table (at most once per session) and frees its slot.
     pub(crate) fn remove(&self, sid: &Sid) {
-        let removed = self
-            .sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(sid);
+        let removed = {
+            let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+            let removed = sessions.remove(sid);
+            sessions.shrink_when_sparse();
+            removed
+        };
         if removed.is_some() {
             self.admission.release();
         }

@@ -17,6 +17,7 @@ pub mod request;
 pub mod server;
 pub mod session;
 pub mod sid;
+pub mod sparse;
 pub mod token_bucket;
 pub mod websocket;
 #[cfg(not(feature = "fuzzing"))]

@@ -17,6 +17,7 @@ use tokio::sync::{watch, Notify};
 
 use super::link::ValkeyLink;
 use crate::metrics::ValkeyOp;
+use engineio::sparse::ShrinkWhenSparse;
 use engineio::WriteBatch;
 
 /// What the subscriber serves.
@@ -304,5 +305,6 @@ async fn apply(
             }
         }
     }
+    subscribed.shrink_when_sparse();
     Ok(())
 }

@@ -14,6 +14,7 @@ use super::recovery::{Offset, SessionRecord, SessionStore};
 use super::rooms::{RoomChanges, RoomIndex};
 use super::socket::Socket;
 use super::target::BroadcastTarget;
+use engineio::sparse::ShrinkWhenSparse;
 use engineio::{Frame, Sid, WriteBatch};
 
 pub struct Namespace {
@@ -117,6 +118,7 @@ impl Namespace {
             match sockets.get(&socket.id) {
                 Some(current) if std::ptr::eq(&**current, socket) => {
                     sockets.remove(&socket.id);
+                    sockets.shrink_when_sparse();
                 }
                 _ => return,
             }

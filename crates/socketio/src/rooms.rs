@@ -9,6 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use engineio::sparse::ShrinkWhenSparse;
 use engineio::Sid;
 
 /// Room names are shared between the index's two maps (and every socket in the room).
@@ -57,7 +58,11 @@ impl<M> Members<M> {
                 true
             }
             Members::One(..) => false,
-            Members::Many(map) => map.remove(sid).is_some(),
+            Members::Many(map) => {
+                let removed = map.remove(sid).is_some();
+                map.shrink_when_sparse();
+                removed
+            }
         }
     }
 
@@ -167,8 +172,10 @@ impl<M: Clone> RoomIndex<M> {
             list.retain(|r| &**r != room);
             if list.is_empty() {
                 idx.rooms_of.remove(&sid);
+                idx.rooms_of.shrink_when_sparse();
             }
         }
+        idx.members.shrink_when_sparse();
         changes
     }
 
@@ -187,6 +194,8 @@ impl<M: Clone> RoomIndex<M> {
                 }
             }
         }
+        idx.rooms_of.shrink_when_sparse();
+        idx.members.shrink_when_sparse();
         changes
     }
 

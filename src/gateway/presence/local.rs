@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
+use engineio::sparse::ShrinkWhenSparse;
 use engineio::Sid;
 
 /// A user's overall status, as `presence:update` spells it.
@@ -180,6 +181,7 @@ impl Local {
             }
             self.dirty.insert(s.user);
         }
+        self.sockets.shrink_when_sparse();
     }
 
     /// The user's part: their sockets here, those in their grace period included.
@@ -218,6 +220,7 @@ impl Local {
                 self.users.remove(&user);
             }
         }
+        self.users.shrink_when_sparse();
         out
     }
 
