@@ -53,8 +53,9 @@ pub async fn run(revalidator: Weak<Revalidator>, ns: Arc<Namespace>) {
     }
 }
 
-/// A session's credentials and its sockets here.
-type SessionSockets = (Credentials, Vec<Arc<Socket>>);
+/// A session's credentials and its sockets here. Held weakly: a pass spreads over half the
+/// interval, and a socket that closes meanwhile is neither kept in memory nor re-validated.
+type SessionSockets = (Credentials, Vec<Weak<Socket>>);
 
 impl Revalidator {
     pub fn new(auth: Arc<Authenticator>, cfg: &AppSettings) -> Self {
@@ -79,7 +80,7 @@ impl Revalidator {
                 .entry(creds.key())
                 .or_insert_with(|| (creds, Vec::new()))
                 .1
-                .push(socket);
+                .push(Arc::downgrade(&socket));
         }
         let gap = spread / u32::try_from(by_session.len().max(1)).unwrap_or(u32::MAX);
         futures_util::stream::iter(by_session.into_values())
@@ -94,6 +95,11 @@ impl Revalidator {
     }
 
     async fn revalidate_session(&self, (creds, sockets): SessionSockets) {
+        let sockets: Vec<Arc<Socket>> = sockets
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.connected())
+            .collect();
         let Some(state) = sockets
             .first()
             .and_then(|s| s.extension::<Arc<SocketState>>())
