@@ -103,7 +103,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         io.clone(),
         Arc::new(metrics::EngineFigures),
     );
-    tokio::spawn(socket_gateway::memory::trim_after_peaks(engine.clone()));
+    tokio::spawn(socket_gateway::memory::give_back_after_peaks(
+        gateway.expired_forgetter(),
+    ));
     // Metrics before the relay: it records its Valkey state from the first attempt on.
     let sources = metrics::exporter::Sources {
         engine: engine.clone(),

@@ -12,6 +12,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use engineio::sparse::ShrinkWhenSparse;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 type Flight<V, E> = Shared<BoxFuture<'static, Result<V, E>>>;
@@ -179,6 +180,16 @@ where
         cache.entries.insert(key, (Instant::now(), v));
     }
 
+    /// Drops the answers that have expired (and the table's room for them). Lookups drop what
+    /// they find expired, but after a peak most keys are never looked up again: without this
+    /// their answers stay in memory for good.
+    pub fn forget_expired(&self) {
+        let mut cache = self.cache();
+        let ttl = self.ttl;
+        cache.entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        cache.entries.shrink_when_sparse();
+    }
+
     /// Forgets a cached answer; the next lookup makes a fresh call (the session was found
     /// gone, or the app signalled a change).
     pub fn forget(&self, key: &K) {
@@ -268,6 +279,20 @@ mod tests {
             .get(1, false, || async { Ok(Some(3)) }, |v| v.is_some())
             .await;
         assert_eq!(r, Ok(Some(3)), "bypassing the cache calls again");
+    }
+
+    #[tokio::test]
+    async fn expired_answers_nobody_asks_for_again_are_dropped() {
+        let sf: SingleFlight<u32, u32, ()> = SingleFlight::new(Duration::from_millis(50));
+        for k in 0..1000 {
+            let _ = sf.get(k, true, || async move { Ok(k) }, |_| true).await;
+        }
+        sf.forget_expired();
+        assert_eq!(sf.len(), 1000, "none expired yet");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let _ = sf.get(5000, true, || async { Ok(1) }, |_| true).await;
+        sf.forget_expired();
+        assert_eq!(sf.len(), 1, "only the fresh answer is left");
     }
 
     #[tokio::test]

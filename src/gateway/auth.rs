@@ -158,6 +158,12 @@ impl Authenticator {
         }
     }
 
+    /// Drops cached answers past their time (see [`SingleFlight::forget_expired`]).
+    pub fn forget_expired(&self) {
+        self.sessions.forget_expired();
+        self.memberships.forget_expired();
+    }
+
     /// The next lookup of `user_id`'s memberships asks the app.
     pub fn forget_memberships(&self, user_id: &str) {
         self.memberships.forget(&user_id.to_owned());

@@ -68,6 +68,13 @@ impl Gateway {
         revalidate::run(Arc::downgrade(&self.revalidator), ns)
     }
 
+    /// What drops the gateway's memories of sockets that are gone once their time is past
+    /// (cached app answers), to be called now and then so a peak's leftovers do not stay.
+    pub fn expired_forgetter(&self) -> impl Fn() + Send + 'static {
+        let auth = self.auth.clone();
+        move || auth.forget_expired()
+    }
+
     /// Wires presence in (once, at start, after the relay): until then the hooks do nothing.
     pub fn attach_presence(&self, presence: Arc<Presence>) -> bool {
         self.presence.attach(presence)
