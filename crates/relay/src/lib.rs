@@ -20,6 +20,7 @@ mod link;
 pub mod log_cache;
 pub mod metrics;
 pub mod msgpack;
+pub mod pool;
 mod publisher;
 pub mod recorder;
 pub mod recovery;
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis::{self, IntoConnectionInfo};
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::Pool;
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
@@ -112,9 +113,6 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// for the client than a fresh session (its app refetches everything).
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Command connections (publisher, recorder scripts, restores, presence).
-const POOL_SIZE: usize = 16;
-
 /// A handle on a pooled connection for independent commands, the pool's slot released at once.
 /// The connections are multiplexed: holding the slot for each command only made commands wait
 /// for each other, and a failover's restores (three commands per client) queued until they
@@ -143,19 +141,8 @@ impl Relay {
         // shorter than that delays messages and loses none.
         let timing = &config.timing;
         let command_timeout = timing.ping_interval + timing.ping_timeout + Duration::from_secs(2);
-        let connection =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(command_timeout));
-        let manager = Manager::new_with_config(info, connection).map_err(RelayError::Url)?;
-        // Waiting for a connection is bounded like a command: a restore that waits is still a
-        // restore (with 4 connections and a 1 s wait, a failover's restores gave up).
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(command_timeout))
-            .create_timeout(Some(config.timing.connect_timeout))
-            .recycle_timeout(Some(Duration::from_secs(1)))
-            .build()
-            .map_err(|e| RelayError::Pool(e.to_string()))?;
+        let pool =
+            pool::build(info, command_timeout, timing.connect_timeout).map_err(RelayError::Pool)?;
         // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
         let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
         let link = Arc::new(ValkeyLink::new());
@@ -213,9 +200,12 @@ impl Relay {
             config.timing,
         ));
         let probe = tokio::spawn(probe(Arc::downgrade(&relay)));
-        relay
-            .lock_tasks()
-            .extend([subscriber.abort_handle(), probe.abort_handle()]);
+        let close_idle = tokio::spawn(pool::close_idle(relay.pool.clone()));
+        relay.lock_tasks().extend([
+            subscriber.abort_handle(),
+            probe.abort_handle(),
+            close_idle.abort_handle(),
+        ]);
         tracing::info!(uid = %relay.uid, prefix = %config.prefix, "relay starting");
         Ok(relay)
     }
