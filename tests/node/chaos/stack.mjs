@@ -216,7 +216,7 @@ export async function startChaosStack({ dir, users, gateways = 2, gatewayEnv = {
         REDIS_URL: inNs ? `redis://${stack.netns.valkeyHostIp}:${vport}` : valkey.url,
         GATEWAY_REDIS__ENABLED: "true",
         GATEWAY_SECURITY__ALLOWED_ORIGINS: "http://127.0.0.1",
-        GATEWAY_LOG__LEVEL: "warn,socket_gateway=info",
+        GATEWAY_LOG__LEVEL: process.env.CHAOS_GATEWAY_LOG || "warn,socket_gateway=info",
         ...gatewayEnv,
       };
       const gw = {
