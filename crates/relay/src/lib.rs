@@ -686,6 +686,7 @@ async fn keep_sessions(relay: Weak<Relay>) {
             continue;
         }
         last_refresh = tokio::time::Instant::now();
+        recovery.forget_idle();
         let live: Vec<(String, String)> = r
             .spaces
             .iter()

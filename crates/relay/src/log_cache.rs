@@ -29,7 +29,8 @@ pub const MAX_GAP: usize = 20_000;
 /// Most entries kept per namespace (older ones are dropped first); more than [`MAX_GAP`], so a
 /// restore's own gap is never dropped while it reads.
 const MAX_KEPT: usize = 50_000;
-/// A stretch unused this long is dropped at its next use (it only holds memory).
+/// A stretch unused this long is dropped (it only holds memory), at its next use or by
+/// [`Stretch::forget_if_idle`].
 const IDLE: Duration = Duration::from_secs(30);
 
 /// Reads the log: up to `count` entries with `after < id`, and `id <= until` when given, in
@@ -63,6 +64,15 @@ impl Stretch {
         }
     }
 
+    /// Drops everything when no restore used the stretch for [`IDLE`]. Called now and then:
+    /// after a storm or a load ends no restore comes to drop it, and its entries, decoded
+    /// throughout the load, would pin the memory around them for good.
+    pub fn forget_if_idle(&mut self) {
+        if self.used.is_some_and(|t| t.elapsed() > IDLE) {
+            *self = Stretch::default();
+        }
+    }
+
     fn to(&self, from: Offset) -> Offset {
         self.entries.back().map_or(from, |e| e.0)
     }
@@ -70,9 +80,7 @@ impl Stretch {
     /// The entries after `offset` up to the end of the log, reading from `reader` only what
     /// is not known yet. `None` when the log cannot be read or the gap is over [`MAX_GAP`].
     pub async fn gap(&mut self, reader: &mut impl LogReader, offset: Offset) -> Option<&[Entry]> {
-        if self.used.is_some_and(|t| t.elapsed() > IDLE) {
-            *self = Stretch::default();
-        }
+        self.forget_if_idle();
         self.used = Some(Instant::now());
         let from = match self.from {
             Some(from) if offset >= from => from,
@@ -287,6 +295,17 @@ mod tests {
         let gap = s.gap(&mut log, Offset(10, 0)).await.map(|g| g.len());
         assert_eq!(gap, Some(990));
         assert_eq!(log.read, read + 890, "only the dropped part is read again");
+    }
+
+    #[tokio::test]
+    async fn an_idle_stretch_is_dropped_without_waiting_for_a_restore() {
+        let (mut log, mut s) = (model(100), Stretch::default());
+        assert!(s.gap(&mut log, Offset(0, 0)).await.is_some());
+        s.forget_if_idle();
+        assert_eq!(s.entries.len(), 100, "just used: kept");
+        s.used = Instant::now().checked_sub(IDLE + Duration::from_secs(1));
+        s.forget_if_idle();
+        assert!(s.entries.is_empty() && s.from.is_none(), "idle: dropped");
     }
 
     #[tokio::test]

@@ -198,6 +198,17 @@ impl Recovery {
         gap.iter().map(|(at, b)| Some((*at, b.clone()?))).collect()
     }
 
+    /// Drops the shared stretches no restore used lately (see [`Stretch::forget_if_idle`]);
+    /// one a restore is reading is left alone.
+    pub fn forget_idle(&self) {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        for stretch in log.values() {
+            if let Ok(mut stretch) = stretch.try_lock() {
+                stretch.forget_if_idle();
+            }
+        }
+    }
+
     fn stretch(&self, nsp: &str) -> Arc<AsyncMutex<Stretch>> {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.entry(nsp.to_owned()).or_default().clone()
