@@ -26,7 +26,8 @@ after(async () => {
   await s?.stop();
 });
 
-test("a pass over 40 sessions of a slow app: bounded concurrency, paced, done within the interval", async () => {
+/** SESSIONS sockets, each with its own session, then the app's session calls made slow and its counts reset. */
+async function sessionsWithASlowApp() {
   const sockets = [];
   for (let i = 0; i < SESSIONS; i++) {
     const cookie = await s.login(["alice", "bob", "carol", "dave"][i % 4]);
@@ -34,6 +35,11 @@ test("a pass over 40 sessions of a slow app: bounded concurrency, paced, done wi
   }
   await fault(s.app.url, { mode: "slow", delayMs: 200, paths: ["session"] });
   await resetStats(s.app.url);
+  return sockets;
+}
+
+test("a pass over 40 sessions of a slow app: bounded concurrency, paced, done within the interval", async () => {
+  const sockets = await sessionsWithASlowApp();
   const t0 = Date.now();
   // Every session asked once: the pass is over.
   await until(async () => (await stats(s.app.url)).session >= SESSIONS, {
@@ -53,13 +59,7 @@ test("a pass over 40 sessions of a slow app: bounded concurrency, paced, done wi
 });
 
 test("sockets that close during a pass are not asked about (nor kept until it ends)", async () => {
-  const sockets = [];
-  for (let i = 0; i < SESSIONS; i++) {
-    const cookie = await s.login(["alice", "bob", "carol", "dave"][i % 4]);
-    sockets.push(await connect(s.url, cookie, { transports: ["websocket"] }));
-  }
-  await fault(s.app.url, { mode: "slow", delayMs: 200, paths: ["session"] });
-  await resetStats(s.app.url);
+  const sockets = await sessionsWithASlowApp();
   // The next pass has started: everybody leaves.
   await until(async () => (await stats(s.app.url)).session >= 1, { ms: INTERVAL_MS * 2, everyMs: 20, what: "a pass" });
   sockets.forEach((x) => x.close());

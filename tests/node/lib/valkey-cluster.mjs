@@ -25,6 +25,22 @@ export async function freePorts(n) {
 }
 
 /**
+ * The arguments of a data node (no persistence, loopback only) in `nodeDir`, then `extra(nodeDir)`: for
+ * startValkeyNode's `args`. Shared with valkey-sentinel.mjs.
+ */
+export const dataNodeArgs = (port, extra = () => []) => (nodeDir) => [
+  "--port", String(port),
+  "--bind", "127.0.0.1",
+  "--save", "",
+  "--appendonly", "no",
+  "--protected-mode", "no",
+  // Diskless full syncs wait 5 s by default for more replicas to share one: each replica's first sync would too.
+  "--repl-diskless-sync-delay", "0",
+  "--dir", nodeDir,
+  ...extra(nodeDir),
+];
+
+/**
  * Starts valkey-server on 127.0.0.1:`port` in a fresh temp dir under `dir` (its working dir), with the arguments
  * `args(nodeDir)` returns, and waits for `ready` in its log and (unless `ready` is given) a PONG. Resolves to
  * {port, url, dir, proc, alive(), kill(), stop()}: kill() = SIGKILL (a crash, the dir stays for stop());
@@ -140,21 +156,13 @@ export async function startValkeyCluster({ primaries = 3, replicasPerPrimary = 1
   const nodes = await startAll(
     Array.from({ length: count }, (_, i) => () => {
       const [port, busPort] = [ports[2 * i], ports[2 * i + 1]];
-      const args = (nodeDir) => [
-        "--port", String(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--protected-mode", "no",
-        // Diskless full syncs wait 5 s by default for more replicas to share one; a replica's first sync too.
-        "--repl-diskless-sync-delay", "0",
-        "--dir", nodeDir,
+      const args = dataNodeArgs(port, (nodeDir) => [
         "--cluster-enabled", "yes",
         "--cluster-config-file", path.join(nodeDir, "nodes.conf"),
         "--cluster-node-timeout", "2000",
         // The bus port is port + 10000 by default, which is past 65535 for a high free port.
         "--cluster-port", String(busPort),
-      ];
+      ]);
       return startValkeyNode({ port, dir, args, name: `valkey-cluster:${port}` }).then((n) => Object.assign(n, { busPort }));
     }),
   );

@@ -3,20 +3,8 @@
 // primary and waits for the sentinels' failover, with a down-after of 1 s so that takes seconds, not 30.
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { freePorts, startValkeyNode, startAll, fields } from "./valkey-cluster.mjs";
+import { dataNodeArgs, freePorts, startValkeyNode, startAll, fields } from "./valkey-cluster.mjs";
 import { redisClient, until } from "./valkey.mjs";
-
-const dataArgs = (port, extra) => (nodeDir) => [
-  "--port", String(port),
-  "--bind", "127.0.0.1",
-  "--save", "",
-  "--appendonly", "no",
-  "--protected-mode", "no",
-  // Diskless full syncs wait 5 s by default for more replicas to share one: each replica's first sync would too.
-  "--repl-diskless-sync-delay", "0",
-  "--dir", nodeDir,
-  ...extra,
-];
 
 /**
  * Starts a primary with `replicas` replicas and `sentinels` sentinels monitoring it as `masterName` (temp dirs
@@ -46,14 +34,14 @@ export async function startValkeySentinel({ replicas = 1, sentinels = 3, masterN
   let primary, replicaNodes, sentinelNodes;
   try {
     const [primaryPort, ...replicaPorts] = await freePorts(1 + replicas);
-    primary = await startValkeyNode({ port: primaryPort, dir, args: dataArgs(primaryPort, []), name: `valkey-primary:${primaryPort}` });
+    primary = await startValkeyNode({ port: primaryPort, dir, args: dataNodeArgs(primaryPort), name: `valkey-primary:${primaryPort}` });
     started.push(primary);
     replicaNodes = await startAll(
       replicaPorts.map((port) => () =>
         startValkeyNode({
           port,
           dir,
-          args: dataArgs(port, ["--replicaof", "127.0.0.1", String(primaryPort)]),
+          args: dataNodeArgs(port, () => ["--replicaof", "127.0.0.1", String(primaryPort)]),
           name: `valkey-replica:${port}`,
         }),
       ),
