@@ -44,6 +44,13 @@ struct Cache<K, V> {
     last_sweep: Option<Instant>,
 }
 
+impl<K: Hash + Eq, V> Cache<K, V> {
+    fn drop_expired(&mut self, ttl: Duration) {
+        self.entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        self.entries.shrink_when_sparse();
+    }
+}
+
 /// How a lookup was answered (for metrics and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -170,8 +177,7 @@ where
                 .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
             {
                 cache.last_sweep = Some(now);
-                let ttl = self.ttl;
-                cache.entries.retain(|_, (at, _)| at.elapsed() < ttl);
+                cache.drop_expired(self.ttl);
             }
             if cache.entries.len() >= self.max_entries {
                 return;
@@ -184,10 +190,7 @@ where
     /// they find expired, but after a peak most keys are never looked up again: without this
     /// their answers stay in memory for good.
     pub fn forget_expired(&self) {
-        let mut cache = self.cache();
-        let ttl = self.ttl;
-        cache.entries.retain(|_, (at, _)| at.elapsed() < ttl);
-        cache.entries.shrink_when_sparse();
+        self.cache().drop_expired(self.ttl);
     }
 
     /// Forgets a cached answer; the next lookup makes a fresh call (the session was found

@@ -7,7 +7,7 @@ use deadpool_redis::redis;
 use deadpool_redis::{Manager, Pool, QueueMode, Runtime};
 
 /// Most command connections.
-pub const POOL_SIZE: usize = 16;
+const POOL_SIZE: usize = 16;
 
 /// A connection nobody took for this long is closed (a burst opened it; the pool keeps what
 /// the steady load uses).

@@ -167,6 +167,7 @@ impl<M: Clone> RoomIndex<M> {
             if let Some((k, _)) = idx.members.remove_entry(room) {
                 changes.deleted.push(k);
             }
+            idx.members.shrink_when_sparse();
         }
         if let Some(list) = idx.rooms_of.get_mut(&sid) {
             list.retain(|r| &**r != room);
@@ -175,7 +176,6 @@ impl<M: Clone> RoomIndex<M> {
                 idx.rooms_of.shrink_when_sparse();
             }
         }
-        idx.members.shrink_when_sparse();
         changes
     }
 
