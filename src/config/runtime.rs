@@ -51,6 +51,9 @@ impl From<&Config> for RelayConfig {
     fn from(cfg: &Config) -> Self {
         RelayConfig {
             url: cfg.redis.url.clone(),
+            topology: cfg.redis.topology,
+            nodes: cfg.redis.nodes.clone(),
+            sentinel_service: cfg.redis.sentinel_service.clone(),
             prefix: cfg.redis.prefix.clone(),
             ack_timeout: cfg.socketio.ack_timeout(),
             timing: Timing::default(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use engineio::Transport;
+use relay::valkey::TopologyKind;
 
 use super::lenient::{lenient_string, list_or_csv, transport_names};
 
@@ -225,8 +226,19 @@ impl AppSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
+    /// The node (`single`), a seed node (`cluster`), or where the data nodes' credentials and
+    /// database come from (`sentinel`: its host is not used).
     #[serde(deserialize_with = "lenient_string")]
     pub url: String,
+    /// `single`, `cluster` or `sentinel`.
+    pub topology: TopologyKind,
+    /// More seed nodes (`cluster`) or the sentinels (`sentinel`), as URLs (a list, or one
+    /// comma-separated string as in `GATEWAY_REDIS__NODES`).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub nodes: Vec<String>,
+    /// The primary's name at the sentinels (`sentinel monitor <name> ...`).
+    #[serde(deserialize_with = "lenient_string")]
+    pub sentinel_service: String,
     /// Channel prefix; `socket.io` matches `@socket.io/redis-adapter`.
     #[serde(deserialize_with = "lenient_string")]
     pub prefix: String,
@@ -237,6 +249,9 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            topology: TopologyKind::Single,
+            nodes: Vec::new(),
+            sentinel_service: "mymaster".into(),
             prefix: "socket.io".into(),
             enabled: true,
         }
@@ -435,7 +450,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 49);
+            assert_eq!(keys(&defaults)?.len(), 52);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use super::urls::{
     check_app_url, check_origin, check_redis_url, is_host_port, normalize_origin, redact,
 };
 use super::Config;
+use relay::valkey::TopologyKind;
 
 /// Longest `app.auth_queue_ms`: past it the client is better told to come back later.
 const MAX_AUTH_QUEUE_MS: u64 = 60_000;
@@ -202,6 +203,27 @@ impl Config {
         if self.redis.enabled {
             if let Err(why) = check_redis_url(&self.redis.url) {
                 out.push(bad("redis.url", redact(&self.redis.url), why));
+            }
+            for node in &self.redis.nodes {
+                if let Err(why) = check_redis_url(node) {
+                    out.push(bad("redis.nodes", redact(node), why));
+                }
+            }
+            if self.redis.topology == TopologyKind::Sentinel {
+                if self.redis.nodes.is_empty() {
+                    out.push(bad(
+                        "redis.nodes",
+                        "[]",
+                        "the sentinels' URLs, such as [\"redis://sentinel-1:26379\"]",
+                    ));
+                }
+                if self.redis.sentinel_service.is_empty() {
+                    out.push(bad(
+                        "redis.sentinel_service",
+                        "",
+                        "the name the sentinels monitor the primary under, such as \"mymaster\"",
+                    ));
+                }
             }
         }
         if self.redis.prefix.is_empty() {

@@ -20,7 +20,6 @@ mod link;
 pub mod log_cache;
 pub mod metrics;
 pub mod msgpack;
-pub mod pool;
 mod publisher;
 pub mod recorder;
 pub mod recovery;
@@ -28,13 +27,13 @@ mod requests;
 pub mod script;
 pub mod sessions;
 pub mod subscriber;
+pub mod valkey;
 pub mod wire;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_redis::redis::{self, IntoConnectionInfo};
-use deadpool_redis::Pool;
+use deadpool_redis::redis;
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
@@ -48,19 +47,24 @@ use socketio::recovery::{Claim, Offset, Restored, SessionRecord};
 use socketio::rooms::RoomChanges;
 use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
 use subscriber::{PubSubHandler, Subscriptions, Timing};
+use valkey::{Timeouts, Topology, TopologyError, TopologyKind, Valkey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("invalid redis.url: {0}")]
-    Url(#[source] redis::RedisError),
-    #[error("cannot build the Valkey connection pool: {0}")]
-    Pool(String),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
 }
 
 /// What the relay needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// The node (single), a seed (cluster), or the data nodes' credentials (sentinel).
     pub url: String,
+    pub topology: TopologyKind,
+    /// More seeds (cluster) or the sentinels (sentinel).
+    pub nodes: Vec<String>,
+    /// The primary's name at the sentinels.
+    pub sentinel_service: String,
     pub prefix: String,
     /// How long a broadcast-with-ack from a Node peer waits for our clients when it names no
     /// timeout.
@@ -90,7 +94,7 @@ pub struct Relay {
     me: Weak<Relay>,
     spaces: Vec<RelayedNamespace>,
     publisher: Publisher,
-    pool: Pool,
+    valkey: Arc<Valkey>,
     interest: Arc<Subscriptions>,
     link: Arc<ValkeyLink>,
     probe_channel: String,
@@ -113,42 +117,33 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// for the client than a fresh session (its app refetches everything).
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// A handle on a pooled connection for independent commands, the pool's slot released at once.
-/// The connections are multiplexed: holding the slot for each command only made commands wait
-/// for each other, and a failover's restores (three commands per client) queued until they
-/// gave up. Through the handle, concurrent commands are pipelined on one connection.
-pub async fn shared_connection(
-    pool: &Pool,
-) -> Result<redis::aio::MultiplexedConnection, deadpool_redis::PoolError> {
-    Ok((*pool.get().await?).clone())
-}
-
 impl Relay {
     /// Wires the relay into every namespace of `io` and starts its tasks. It does not wait
     /// for Valkey: until the subscriber is connected the instance serves local-only.
     pub fn start(config: RelayConfig, io: &Arc<SocketIo>) -> Result<Arc<Relay>, RelayError> {
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(RelayError::Url)?;
-        // redis-rs 1.x leaves Nagle on, which delays small pipelined PUBLISHes.
-        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info.clone()).map_err(RelayError::Url)?;
+        let topology = Topology::from_settings(
+            config.topology,
+            &config.url,
+            &config.nodes,
+            &config.sentinel_service,
+        )?;
         // redis-rs answers a command with a timeout after 500 ms by default: a short Valkey stall
         // would then drop whole publish batches. Commands wait instead until the link would be
         // declared down (an unanswered PING: interval + timeout), plus a margin, so a stall
         // shorter than that delays messages and loses none.
         let timing = &config.timing;
         let command_timeout = timing.ping_interval + timing.ping_timeout + Duration::from_secs(2);
-        let pool =
-            pool::build(info, command_timeout, timing.connect_timeout).map_err(RelayError::Pool)?;
+        let timeouts = Timeouts {
+            command: command_timeout,
+            connect: timing.connect_timeout,
+        };
+        let valkey = Arc::new(Valkey::open(topology, timeouts)?);
         // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
         let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
         let link = Arc::new(ValkeyLink::new());
         let interest = Arc::new(Subscriptions::default());
         let (publisher, publisher_task) =
-            Publisher::start(pool.clone(), link.clone(), interest.clone());
+            Publisher::start(valkey.clone(), link.clone(), interest.clone());
         let relay = Arc::new_cyclic(|me| Relay {
             me: me.clone(),
             spaces: io
@@ -166,7 +161,7 @@ impl Relay {
                 .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
             uid,
             publisher,
-            pool,
+            valkey,
             interest,
             link,
             ack_timeout: config.ack_timeout,
@@ -185,7 +180,7 @@ impl Relay {
         if relay.recovery.is_some() {
             let weak = Arc::downgrade(&relay);
             let tasks = [
-                tokio::spawn(recorder::run(weak.clone(), client.clone())),
+                tokio::spawn(recorder::run(weak.clone())),
                 tokio::spawn(keep_sessions(weak)),
             ];
             relay
@@ -193,20 +188,26 @@ impl Relay {
                 .extend(tasks.iter().map(|t| t.abort_handle()));
         }
         let subscriber = tokio::spawn(subscriber::run(
-            client,
+            relay.valkey.clone(),
             relay.clone(),
             relay.interest.clone(),
             relay.link.clone(),
             config.timing,
         ));
         let probe = tokio::spawn(probe(Arc::downgrade(&relay)));
-        let close_idle = tokio::spawn(pool::close_idle(relay.pool.clone()));
+        let valkey = relay.valkey.clone();
+        let close_idle = tokio::spawn(async move { valkey.close_idle().await });
         relay.lock_tasks().extend([
             subscriber.abort_handle(),
             probe.abort_handle(),
             close_idle.abort_handle(),
         ]);
-        tracing::info!(uid = %relay.uid, prefix = %config.prefix, "relay starting");
+        tracing::info!(
+            uid = %relay.uid,
+            prefix = %config.prefix,
+            topology = relay.valkey.topology(),
+            "relay starting"
+        );
         Ok(relay)
     }
 
@@ -218,9 +219,9 @@ impl Relay {
         &self.uid
     }
 
-    /// The command pool (for callers that need Valkey beyond Pub/Sub).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// Valkey's command connections (for callers that need Valkey beyond Pub/Sub).
+    pub fn valkey(&self) -> &Arc<Valkey> {
+        &self.valkey
     }
 
     pub fn is_up(&self) -> bool {
@@ -315,12 +316,15 @@ impl Relay {
         let (Some(recovery), Some(sessions)) = (&self.recovery, &self.sessions) else {
             return Err(RecoveryOutcome::Unavailable);
         };
-        match recovery.in_log(&self.pool, &claim.nsp, claim.offset).await {
+        match recovery
+            .in_log(&self.valkey, &claim.nsp, claim.offset)
+            .await
+        {
             Some(true) => {}
             Some(false) => return Err(RecoveryOutcome::OffsetGone),
             None => return Err(RecoveryOutcome::Unavailable),
         }
-        let claimed = match sessions.claim(&self.pool, claim).await {
+        let claimed = match sessions.claim(&self.valkey, claim).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(RecoveryOutcome::UnknownSession),
             Err(e) => {
@@ -499,7 +503,7 @@ impl SessionStore for Relay {
         Box::pin(async move {
             let relay = relay.upgrade()?;
             let recovery = relay.recovery.as_ref()?;
-            let missed = recovery.missed(&relay.pool, &nsp, &rooms, offset).await;
+            let missed = recovery.missed(&relay.valkey, &nsp, &rooms, offset).await;
             if missed.is_none() {
                 crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
             }
@@ -547,11 +551,11 @@ impl Relay {
             let (Some(ns), Some(after)) = (space.ns.upgrade(), space.last_delivered()) else {
                 continue;
             };
-            if recovery.in_log(&self.pool, &space.name, after).await != Some(true) {
+            if recovery.in_log(&self.valkey, &space.name, after).await != Some(true) {
                 tracing::warn!("relay: the log no longer holds what was delivered here last; what was published while the subscriber was disconnected cannot be made up for");
                 continue;
             }
-            let Some(entries) = recovery.since(&self.pool, &space.name, after).await else {
+            let Some(entries) = recovery.since(&self.valkey, &space.name, after).await else {
                 let sockets: Vec<_> = ns
                     .sockets()
                     .into_iter()
@@ -694,9 +698,9 @@ async fn keep_sessions(relay: Weak<Relay>) {
             .flat_map(|ns| ns.sockets())
             .filter_map(|s| Some((s.owner()?.to_owned(), s.pid()?.to_owned())))
             .collect();
-        if let Ok(mut c) = r.pool.get().await {
+        if let Ok(mut c) = r.valkey.connection().await {
             for chunk in live.chunks(500) {
-                if let Err(e) = sessions.refresh(chunk).query_async::<()>(&mut *c).await {
+                if let Err(e) = c.pipeline(&sessions.refresh(chunk)).await {
                     tracing::warn!(error = %e, "relay: cannot refresh recoverable sessions");
                     break;
                 }
@@ -707,7 +711,7 @@ async fn keep_sessions(relay: Weak<Relay>) {
                     .arg("MAXLEN")
                     .arg("~")
                     .arg(recovery::MAX_LOG)
-                    .query_async(&mut *c)
+                    .query_async(&mut c)
                     .await;
             }
         }

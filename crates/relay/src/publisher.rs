@@ -11,13 +11,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use deadpool_redis::{redis, Connection, Pool};
+use deadpool_redis::redis;
 use tokio::sync::mpsc;
 
 use super::link::ValkeyLink;
 use super::script::{is_unknown_script_reply, ScriptCall};
 use super::subscriber::Subscriptions;
 use crate::metrics::ValkeyOp;
+use crate::valkey::{Connection, Valkey, ValkeyError};
 
 /// Messages that may wait for the publisher; past this a broadcast is dropped (and counted)
 /// rather than let memory grow while Valkey is slow.
@@ -52,12 +53,12 @@ pub struct Publisher {
 impl Publisher {
     /// Starts the publishing task; it ends when every `Publisher` clone is dropped.
     pub fn start(
-        pool: Pool,
+        valkey: Arc<Valkey>,
         link: Arc<ValkeyLink>,
         interest: Arc<Subscriptions>,
     ) -> (Publisher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(pool, rx, link, interest));
+        let task = tokio::spawn(run(valkey, rx, link, interest));
         (Publisher { tx }, task)
     }
 
@@ -106,7 +107,7 @@ impl Publisher {
 type OnFail = Option<Box<dyn FnOnce() + Send>>;
 
 async fn run(
-    pool: Pool,
+    valkey: Arc<Valkey>,
     mut rx: mpsc::Receiver<Outgoing>,
     link: Arc<ValkeyLink>,
     interest: Arc<Subscriptions>,
@@ -166,10 +167,10 @@ async fn run(
         }
         // A dropped connection gets one retry on a fresh one, so a Valkey restart loses no
         // message; other failures (a timeout) are not retried, as the PUBLISH may have happened.
-        let mut result = send(&pool, &link, &mut conn, &pipe).await;
+        let mut result = send(&valkey, &link, &mut conn, &pipe).await;
         if result.as_ref().is_err_and(PublishError::is_dropped) {
             conn = None;
-            result = send(&pool, &link, &mut conn, &pipe).await;
+            result = send(&valkey, &link, &mut conn, &pipe).await;
         }
         let replies = match result {
             Ok(replies) => replies,
@@ -213,7 +214,7 @@ async fn run(
             }
         }
         if !unknown_script.is_empty() {
-            resend_with_text(&pool, &link, &mut conn, unknown_script).await;
+            resend_with_text(&valkey, &link, &mut conn, unknown_script).await;
         }
     }
 }
@@ -221,7 +222,7 @@ async fn run(
 /// Sends again, as `EVAL` with the text, the calls Valkey answered `NOSCRIPT` (they did
 /// nothing); that loads the scripts for the next batches.
 async fn resend_with_text(
-    pool: &Pool,
+    valkey: &Valkey,
     link: &ValkeyLink,
     conn: &mut Option<(u64, Connection)>,
     calls: Vec<(ScriptCall, OnFail)>,
@@ -231,7 +232,7 @@ async fn resend_with_text(
     for (call, _) in &calls {
         pipe.add_command(call.cmd(false));
     }
-    match send(pool, link, conn, &pipe).await {
+    match send(valkey, link, conn, &pipe).await {
         Ok(replies) => {
             for (i, (_, on_fail)) in calls.into_iter().enumerate() {
                 let done =
@@ -251,8 +252,8 @@ async fn resend_with_text(
 
 #[derive(Debug, thiserror::Error)]
 enum PublishError {
-    #[error("no Valkey connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Connection(#[from] ValkeyError),
     #[error(transparent)]
     Command(#[from] redis::RedisError),
 }
@@ -260,7 +261,7 @@ enum PublishError {
 impl PublishError {
     fn is_dropped(&self) -> bool {
         match self {
-            PublishError::Pool(_) => true,
+            PublishError::Connection(e) => e.is_dropped(),
             PublishError::Command(e) => e.is_connection_dropped(),
         }
     }
@@ -269,14 +270,14 @@ impl PublishError {
 /// Sends a pipeline built with `ignore_errors`: one reply per command, a command's error
 /// among them; `Err` only when the pipeline could not be sent.
 async fn send(
-    pool: &Pool,
+    valkey: &Valkey,
     link: &ValkeyLink,
     conn: &mut Option<(u64, Connection)>,
     pipe: &redis::Pipeline,
 ) -> Result<Vec<redis::Value>, PublishError> {
     let (_, c) = match conn {
         Some(c) => c,
-        None => conn.insert((link.generation(), pool.get().await?)),
+        None => conn.insert((link.generation(), valkey.connection().await?)),
     };
-    Ok(pipe.query_async::<Vec<redis::Value>>(&mut **c).await?)
+    Ok(c.pipeline(pipe).await?)
 }

@@ -33,7 +33,7 @@ return 0
 "#;
 
 /// Every gateway runs this: take a free slot, record while it is held, renew it.
-pub async fn run(relay: Weak<Relay>, client: redis::Client) {
+pub async fn run(relay: Weak<Relay>) {
     let mut held: Option<(usize, tokio::task::JoinHandle<()>)> = None;
     let mut tick = tokio::time::interval(RENEW_EVERY);
     loop {
@@ -42,7 +42,7 @@ pub async fn run(relay: Weak<Relay>, client: redis::Client) {
         let Some(recovery) = r.recovery.as_ref() else {
             return;
         };
-        let Ok(mut c) = r.pool.get().await else {
+        let Ok(mut c) = r.valkey.connection().await else {
             continue;
         };
         let lease_ms = LEASE.as_millis() as u64;
@@ -53,7 +53,7 @@ pub async fn run(relay: Weak<Relay>, client: redis::Client) {
                 .arg(recovery.lease_key(*slot))
                 .arg(&r.uid)
                 .arg(lease_ms)
-                .query_async(&mut *c)
+                .query_async(&mut c)
                 .await;
             if !matches!(renewed, Ok(1)) || task.is_finished() {
                 tracing::info!(slot, "relay: recorder lease lost");
@@ -69,14 +69,14 @@ pub async fn run(relay: Weak<Relay>, client: redis::Client) {
                 .arg("NX")
                 .arg("PX")
                 .arg(lease_ms)
-                .query_async(&mut *c)
+                .query_async(&mut c)
                 .await;
             if matches!(taken, Ok(Some(_))) {
                 tracing::info!(
                     slot,
                     "relay: recording the emitter's and Node servers' broadcasts"
                 );
-                let task = tokio::spawn(record(relay.clone(), client.clone()));
+                let task = tokio::spawn(record(relay.clone()));
                 held = Some((slot, task));
                 break;
             }
@@ -85,7 +85,13 @@ pub async fn run(relay: Weak<Relay>, client: redis::Client) {
 }
 
 /// One PSUBSCRIBE connection's life; the lease loop restarts it if it ends.
-async fn record(relay: Weak<Relay>, client: redis::Client) {
+async fn record(relay: Weak<Relay>) {
+    let Some(valkey) = relay.upgrade().map(|r| r.valkey.clone()) else {
+        return;
+    };
+    let Ok(client) = valkey.pubsub_client().await else {
+        return;
+    };
     let Ok(mut pubsub) = client.get_async_pubsub().await else {
         return;
     };

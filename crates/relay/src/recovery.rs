@@ -25,7 +25,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_redis::{redis, Pool};
+use deadpool_redis::redis;
+
+use crate::valkey::{Connection, Valkey};
 use serde_json::Value;
 
 use tokio::sync::Mutex as AsyncMutex;
@@ -87,12 +89,14 @@ impl Recovery {
         }
     }
 
+    /// The namespace's log. `{nsp}` is a hash tag: on a Cluster the log and its dedupe keys,
+    /// which the record script writes together, live in one slot.
     pub fn log_key(&self, nsp: &str) -> String {
-        format!("{}-csr-log#{nsp}#", self.prefix)
+        format!("{}-csr-log#{{{nsp}}}#", self.prefix)
     }
 
     pub fn seen_key(&self, nsp: &str, digest: &str) -> String {
-        format!("{}-csr-seen#{nsp}#{digest}", self.prefix)
+        format!("{}-csr-seen#{{{nsp}}}#{digest}", self.prefix)
     }
 
     pub fn lease_key(&self, slot: usize) -> String {
@@ -135,8 +139,8 @@ impl Recovery {
     }
 
     /// Whether `offset` is still in the log of `nsp` (what came after it is then known).
-    pub async fn in_log(&self, pool: &Pool, nsp: &str, offset: Offset) -> Option<bool> {
-        let mut c = crate::shared_connection(pool).await.ok()?;
+    pub async fn in_log(&self, valkey: &Valkey, nsp: &str, offset: Offset) -> Option<bool> {
+        let mut c = valkey.shared_connection().await.ok()?;
         let id = offset.to_string();
         type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
         let found: Entries = redis::cmd("XRANGE")
@@ -154,7 +158,7 @@ impl Recovery {
     /// unreadable, the gap too long).
     pub async fn missed(
         &self,
-        pool: &Pool,
+        valkey: &Valkey,
         nsp: &str,
         rooms: &[String],
         offset: Offset,
@@ -166,7 +170,7 @@ impl Recovery {
             let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
             b.nsp == nsp && to_room && !excluded
         };
-        let entries = self.since(pool, nsp, offset).await?;
+        let entries = self.since(valkey, nsp, offset).await?;
         Some(
             entries
                 .into_iter()
@@ -181,12 +185,12 @@ impl Recovery {
     /// (it may have been for the socket asking, so a restore is then refused).
     pub async fn since(
         &self,
-        pool: &Pool,
+        valkey: &Valkey,
         nsp: &str,
         offset: Offset,
     ) -> Option<Vec<(Offset, Arc<wire::RemoteBroadcast>)>> {
         let mut reader = ValkeyLog {
-            conn: crate::shared_connection(pool).await.ok()?,
+            conn: valkey.shared_connection().await.ok()?,
             key: self.log_key(nsp),
         };
         let stretch = self.stretch(nsp);
@@ -217,7 +221,7 @@ impl Recovery {
 
 /// The log in Valkey, read for [`Stretch::gap`].
 struct ValkeyLog {
-    conn: redis::aio::MultiplexedConnection,
+    conn: Connection,
     key: String,
 }
 

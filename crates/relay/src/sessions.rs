@@ -19,10 +19,11 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{redis, Pool};
+use deadpool_redis::redis;
 use serde_json::Value;
 
 use super::script::{Lua, ScriptCall};
+use crate::valkey::{Valkey, ValkeyError};
 use engineio::Sid;
 use socketio::recovery::{Claim, SessionRecord};
 
@@ -233,9 +234,10 @@ impl Sessions {
     pub fn refresh(&self, live: &[(String, String)]) -> redis::Pipeline {
         let ttl = self.live_ttl().as_millis() as u64;
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for (owner, pid) in live {
             for key in [self.session_key(owner, pid), self.owner_key(owner)] {
-                pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("GT").ignore();
+                pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("GT");
             }
         }
         pipe
@@ -244,11 +246,15 @@ impl Sessions {
     /// Makes `claim.holder` the holder of the claimed session, if it is the claiming owner's
     /// in the claimed namespace. The claim's pid must look like one of ours, so no client
     /// text is ever spliced into a key it was not made for.
-    pub async fn claim(&self, pool: &Pool, claim: &Claim) -> Result<Option<Claimed>, ClaimError> {
+    pub async fn claim(
+        &self,
+        valkey: &Valkey,
+        claim: &Claim,
+    ) -> Result<Option<Claimed>, ClaimError> {
         if Sid::parse(&claim.pid).is_none() {
             return Ok(None);
         }
-        let mut conn = crate::shared_connection(pool).await?;
+        let mut conn = valkey.shared_connection().await?;
         let call = CLAIM.call(
             vec![self.session_key(&claim.owner, &claim.pid)],
             vec![
@@ -277,8 +283,8 @@ impl Sessions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
-    #[error("no Valkey connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Connection(#[from] ValkeyError),
     #[error("claiming a kept session: {0}")]
     Command(#[from] redis::RedisError),
 }

@@ -16,6 +16,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use super::link::ValkeyLink;
+use super::valkey::{Valkey, ValkeyError};
 use crate::metrics::ValkeyOp;
 use engineio::sparse::ShrinkWhenSparse;
 use engineio::WriteBatch;
@@ -135,7 +136,7 @@ impl Default for Timing {
 const CHUNK: usize = 1024;
 
 pub async fn run(
-    client: redis::Client,
+    valkey: Arc<Valkey>,
     inbox: Arc<dyn PubSubHandler>,
     interest: Arc<Subscriptions>,
     link: Arc<ValkeyLink>,
@@ -143,7 +144,7 @@ pub async fn run(
 ) {
     let mut delay = timing.backoff_min;
     loop {
-        let ended = match session(&client, &*inbox, &interest, &link, &timing).await {
+        let ended = match session(&valkey, &*inbox, &interest, &link, &timing).await {
             Ok(()) => "connection closed".to_owned(),
             Err(e) => e.to_string(),
         };
@@ -168,6 +169,8 @@ fn jitter(d: Duration) -> Duration {
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
+    #[error("finding the node to subscribe on: {0}")]
+    Node(ValkeyError),
     #[error("connecting: {0}")]
     Connect(redis::RedisError),
     #[error("connecting: no answer within {0:?}")]
@@ -183,12 +186,13 @@ enum SessionError {
 
 /// One connection's life: returns when it fails.
 async fn session(
-    client: &redis::Client,
+    valkey: &Valkey,
     inbox: &dyn PubSubHandler,
     interest: &Subscriptions,
     link: &ValkeyLink,
     timing: &Timing,
 ) -> Result<(), SessionError> {
+    let client = valkey.pubsub_client().await.map_err(SessionError::Node)?;
     let pubsub = tokio::time::timeout(timing.connect_timeout, client.get_async_pubsub())
         .await
         .map_err(|_| SessionError::ConnectTimeout(timing.connect_timeout))?

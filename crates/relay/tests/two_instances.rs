@@ -96,6 +96,9 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
     let relay = Relay::start(
         RelayConfig {
             url: format!("redis://127.0.0.1:{}", valkey.1),
+            topology: Default::default(),
+            nodes: Vec::new(),
+            sentinel_service: String::new(),
             prefix: "socket.io".into(),
             ack_timeout: Duration::from_secs(5),
             timing: Default::default(),

@@ -103,7 +103,7 @@ impl Presence {
         redis_prefix: &str,
     ) -> Arc<Presence> {
         let queue = Arc::new(ChangeQueue::default());
-        let store = relay.map(|r| Store::new(r.pool().clone(), redis_prefix, r.uid(), cfg.ttl()));
+        let store = relay.map(|r| Store::new(r.valkey().clone(), redis_prefix, r.uid(), cfg.ttl()));
         let relay = relay.map_or_else(Default::default, Arc::downgrade);
         let worker = Worker::new(cfg, Arc::downgrade(ns), queue.clone(), store, relay);
         Arc::new(Presence {

@@ -6,10 +6,11 @@
 //! resync, which loads them again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, Value};
-use deadpool_redis::{Connection, Pool};
+use relay::valkey::{Connection, Valkey, ValkeyError};
 
 use super::local::{Outcome, Status, UserWrite};
 use relay::script::{is_unknown_script_reply, Lua};
@@ -32,7 +33,7 @@ const MOST_CLAIMS: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no Valkey connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Connection(#[from] ValkeyError),
     #[error("Valkey: {0}")]
     Valkey(#[from] redis::RedisError),
     #[error("unexpected answer from Valkey: {0}")]
@@ -68,7 +69,7 @@ fn same_slot(key: &str, suffix: &str) -> String {
 }
 
 pub struct Store {
-    pool: Pool,
+    valkey: Arc<Valkey>,
     /// Kept between calls: one steady connection, no pool round trip per change. Dropped
     /// after any error.
     conn: Option<Connection>,
@@ -83,11 +84,11 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(pool: Pool, redis_prefix: &str, uid: &str, ttl: Duration) -> Store {
+    pub fn new(valkey: Arc<Valkey>, redis_prefix: &str, uid: &str, ttl: Duration) -> Store {
         let prefix = format!("{redis_prefix}-presence");
         let uid = uid.to_owned();
         Store {
-            pool,
+            valkey,
             conn: None,
             prefix,
             uid,
@@ -111,15 +112,14 @@ impl Store {
         SCRIPTS[script].call(keys, args).cmd(true)
     }
 
-    /// Sends a pipeline: one reply per command not ignored (errors among them when it was
-    /// built with `ignore_errors`).
+    /// Sends a pipeline made by [`pipe`]: one reply per command, errors among them.
     async fn query(&mut self, pipe: &redis::Pipeline) -> Result<Vec<Value>, StoreError> {
         let result = tokio::time::timeout(CALL_TIMEOUT, async {
             let mut conn = match self.conn.take() {
                 Some(c) => c,
-                None => self.pool.get().await?,
+                None => self.valkey.connection().await?,
             };
-            let replies = pipe.query_async(&mut *conn).await?;
+            let replies = conn.pipeline(pipe).await?;
             self.conn = Some(conn);
             Ok(replies)
         });
@@ -144,7 +144,7 @@ impl Store {
             previous,
             &MOST_CLAIMS.to_string(),
         ];
-        let mut pipe = redis::pipe();
+        let mut pipe = pipe();
         pipe.add_command(self.script(2, vec![self.key("members")], &args));
         let reply = strings(self.query(&pipe).await?.pop())?;
         match reply.split_first() {
@@ -164,11 +164,13 @@ impl Store {
     /// Registers a new member (after loading the scripts). The previous one is claimed, to
     /// be removed like a dead instance's once the new one has every part.
     pub async fn join(&mut self) -> Result<Vec<Claim>, StoreError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = pipe();
         for text in [SET_USER, SET_WORKSPACE, BEAT] {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(text).ignore();
+            pipe.cmd("SCRIPT").arg("LOAD").arg(text);
         }
-        self.query(&pipe).await?;
+        if let Some(e) = self.query(&pipe).await?.into_iter().find(is_error) {
+            return Err(StoreError::Reply(format!("SCRIPT LOAD: {e:?}")));
+        }
         self.epoch += 1;
         let previous = self.joined.clone().unwrap_or_default();
         let claims = self.beat_as("join", self.ttl, &previous).await?;
@@ -195,19 +197,33 @@ impl Store {
         parts: impl Iterator<Item = (&'a str, String, String)>,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let (field, index) = (format!("p:{member}"), self.key(&format!("users:{member}")));
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut pipe = pipe();
         let mut users = Vec::new();
+        // Where each script's reply is (after the SADDs that go before them).
+        let mut answers = Vec::new();
         for (user, value, seen) in parts {
             // Listed before it is written, so whoever removes the member finds every entry.
             if !value.is_empty() {
-                pipe.cmd("SADD").arg(&index).arg(user).ignore();
+                pipe.cmd("SADD").arg(&index).arg(user);
             }
             let args = [field.as_str(), &value, &seen, &RETENTION_MS.to_string()];
             pipe.add_command(self.script(0, vec![self.key(&format!("user:{user}"))], &args));
+            answers.push(pipe.len() - 1);
             users.push(user);
         }
-        let replies = self.query(&pipe).await?;
+        let mut replies = self.query(&pipe).await?;
+        let refused_listing = replies
+            .iter()
+            .enumerate()
+            .find(|(i, r)| !answers.contains(i) && is_error(r));
+        if let Some((_, e)) = refused_listing {
+            // The member's list would miss a user: none of these writes may count.
+            return Err(StoreError::Reply(format!("SADD: {e:?}")));
+        }
+        let replies: Vec<Value> = answers
+            .iter()
+            .filter_map(|&i| replies.get_mut(i).map(|r| std::mem::replace(r, Value::Nil)))
+            .collect();
         if replies.len() != users.len() {
             return Err(StoreError::Reply(format!(
                 "{} answers to {} calls",
@@ -251,14 +267,14 @@ impl Store {
         (member, seen): &Claim,
     ) -> Result<Option<Vec<(String, Result<Outcome, StoreError>)>>, StoreError> {
         let (index, entry) = (self.key(&format!("users:{member}")), self.key("members"));
-        let mut pipe = redis::pipe();
+        let mut pipe = pipe();
         pipe.cmd("SRANDMEMBER").arg(index).arg(REAP_BATCH);
         let users: Vec<String> = match self.query(&pipe).await?.pop() {
             Some(v) => redis::from_redis_value(v)?,
             None => Vec::new(),
         };
         if users.is_empty() {
-            self.query(redis::pipe().cmd("HDEL").arg(entry).arg(member))
+            self.query(self::pipe().cmd("HDEL").arg(entry).arg(member))
                 .await?;
             return Ok(None);
         }
@@ -277,8 +293,7 @@ impl Store {
         unlisted: &[(String, String)],
         workspaces: &WorkspaceWrites,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut pipe = pipe();
         for (member, user) in unlisted {
             pipe.cmd("SREM")
                 .arg(self.key(&format!("users:{member}")))
@@ -300,10 +315,7 @@ impl Store {
         if replies.iter().any(is_unknown_script_reply) {
             return Err(StoreError::NoScript);
         }
-        for e in replies
-            .iter()
-            .filter(|v| matches!(v, Value::ServerError(_)))
-        {
+        for e in replies.iter().filter(|v| is_error(v)) {
             tracing::warn!(error = ?e, "presence: Valkey refused a write; skipped");
         }
         Ok(())
@@ -315,8 +327,7 @@ impl Store {
         &mut self,
         users: &[String],
     ) -> Result<HashMap<String, (Status, u64)>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut pipe = pipe();
         for user in users {
             pipe.cmd("HMGET")
                 .arg(self.key(&format!("user:{user}")))
@@ -337,6 +348,18 @@ impl Store {
 }
 
 /// A script's answer as strings (they only return flat arrays of strings).
+/// A pipeline whose commands' errors come back among the replies (see
+/// [`Connection::pipeline`]).
+fn pipe() -> redis::Pipeline {
+    let mut p = redis::pipe();
+    p.ignore_errors();
+    p
+}
+
+fn is_error(v: &Value) -> bool {
+    matches!(v, Value::ServerError(_))
+}
+
 fn strings(v: Option<Value>) -> Result<Vec<String>, StoreError> {
     match v {
         Some(Value::Array(items)) => items
