@@ -48,7 +48,7 @@ async function valkeyState(redis) {
   const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN);
   const channels = (await redis.pubsub("CHANNELS", "*")).length;
   const numpat = await redis.pubsub("NUMPAT");
-  const log = await redis.xlen("socket.io-csr-log#/#").catch(() => 0);
+  const log = await redis.xlen("socket.io-csr-log#{/}#").catch(() => 0);
   return { keys: await redis.dbsize(), kinds, usedMemoryMiB: +(used / 1048576).toFixed(1), channels, numpat, logEntries: log };
 }
 

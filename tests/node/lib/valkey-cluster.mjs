@@ -169,7 +169,7 @@ export async function startValkeyCluster({ primaries = 3, replicasPerPrimary = 1
 
   const admins = new Map();
   const admin = (node) => {
-    if (!admins.has(node)) admins.set(node, redisClient(node.url));
+    if (!admins.has(node)) admins.set(node, redisClient(node.url, { node: true }));
     return admins.get(node);
   };
   const owners = new Array(SLOTS);

@@ -16,7 +16,7 @@ export async function startValkeySentinel({ replicas = 1, sentinels = 3, masterN
   const started = [];
   const clients = new Map();
   const client = (node) => {
-    if (!clients.has(node)) clients.set(node, redisClient(node.url));
+    if (!clients.has(node)) clients.set(node, redisClient(node.url, { node: true }));
     return clients.get(node);
   };
   const stop = async () => {

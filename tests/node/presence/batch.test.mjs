@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, sleep, assertAlive } from "../lib/gateway.mjs";
-import { startValkey, redisClient, closeAllRedis } from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, flushAll } from "../lib/valkey.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
 import { presenceEnv, presenceRecorder, expectUpdates, BATCH_MS } from "./helpers.mjs";
 
@@ -24,7 +24,7 @@ for (const recovery of [false, true]) {
 
   test(`${mode}: alice and bob connect at once on A → carol (A) and dave (B) get one \`online\` each, carol's together; a flap within the window → no \`away\`, at most a repeated \`online\`; a real change → once, after the window`, async () => {
     const redis = redisClient(valkey.url);
-    await redis.flushall();
+    await flushAll(redis);
     const s = await startRelayStack({
       valkeyUrl: valkey.url,
       gateways: 2,

@@ -2,7 +2,7 @@
 // `presence:update` per socket, and readers of the presence keys in Valkey.
 // Listeners read the first argument only: with connection state recovery on, broadcasts carry an offset as a
 // last extra argument. Never print cookie values: they are bearer secrets even in tests.
-import { until } from "../lib/valkey.mjs";
+import { until, allKeys } from "../lib/valkey.mjs";
 import { sleep } from "../lib/gateway.mjs";
 import { checkServerEvent } from "../lib/schemas.mjs";
 
@@ -119,5 +119,5 @@ export async function presenceMembers(redis, prefix = P) {
 
 /** Every presence key in Valkey (sorted). */
 export async function presenceKeys(redis, prefix = P) {
-  return (await redis.keys(`${prefix}:*`)).sort();
+  return allKeys(redis, `${prefix}:*`);
 }

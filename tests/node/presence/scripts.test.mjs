@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { startValkey, redisClient, closeAllRedis } from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, flushAll } from "../lib/valkey.mjs";
 import { sleep } from "../lib/gateway.mjs";
 
 const script = (name) => readFileSync(new URL(`../../../src/gateway/presence/scripts/${name}.lua`, import.meta.url), "utf8");
@@ -29,7 +29,7 @@ async function setUser(user, member, value, seen = "") {
 }
 
 test("set_user: a user's status over every instance's part, changes reported once, lastSeen and expiry", async () => {
-  await redis.flushall();
+  await flushAll(redis);
   let r = await setUser("u", "gw-a.1", "a\nw1");
   assert.deepEqual([r.status, r.changed, r.before, r.after], ["online", true, [], ["w1"]]);
   r = await setUser("u", "gw-b.1", "w\nw2");
@@ -48,7 +48,7 @@ test("set_user: a user's status over every instance's part, changes reported onc
 });
 
 test("set_workspace: a write older than the entry's last one is refused; removals too", async () => {
-  await redis.flushall();
+  await flushAll(redis);
   const write = (version, status) => redis.eval(SET_WORKSPACE, 2, "P:ws:w1", "{P:ws:w1}:v", "u", String(version), status, WEEK_MS);
   assert.equal(await write(200, "away"), 1);
   assert.equal(await write(100, "online"), 0, "late and older: refused");
@@ -60,7 +60,7 @@ test("set_workspace: a write older than the entry's last one is refused; removal
 });
 
 test("beat: join, beat, a silent member claimed once by a live one (not by a stalled one), lost, leave", async () => {
-  await redis.flushall();
+  await flushAll(redis);
   const beat = (member, op, lifeMs, previous = "") => redis.eval(BEAT, 1, "P:members", member, op, String(lifeMs), previous, "16");
   assert.deepEqual(await beat("a.1", "join", 1000), ["ok"]);
   assert.deepEqual(await beat("b.1", "join", 5000), ["ok"]);

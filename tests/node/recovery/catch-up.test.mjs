@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import { execFileSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { connect, emitAck, sleep } from "../lib/gateway.mjs";
-import { startValkey, redisClient, closeAllRedis } from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, nodesOf } from "../lib/valkey.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
 
 let valkey, s, A, B;
@@ -21,10 +21,13 @@ async function killSubscriberOf(gw, admin) {
     .split("\n")
     .filter((l) => l.includes(`pid=${pid},`))
     .map((l) => l.trim().split(/\s+/)[2]?.split(":").pop());
-  const clients = String(await admin.call("CLIENT", "LIST", "TYPE", "pubsub")).split("\n");
-  const mine = clients.filter((c) => ports.some((p) => c.includes(`addr=127.0.0.1:${p} `)));
   let killed = 0;
-  for (const c of mine) killed += Number(await admin.call("CLIENT", "KILL", "ID", /id=(\d+)/.exec(c)[1]));
+  // Every node the gateway may subscribe on (a Cluster's primaries).
+  for (const node of nodesOf(admin)) {
+    const clients = String(await node.call("CLIENT", "LIST", "TYPE", "pubsub")).split("\n");
+    const mine = clients.filter((c) => ports.some((p) => c.includes(`addr=127.0.0.1:${p} `)));
+    for (const c of mine) killed += Number(await node.call("CLIENT", "KILL", "ID", /id=(\d+)/.exec(c)[1]));
+  }
   return killed;
 }
 before(async () => {

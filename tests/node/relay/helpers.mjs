@@ -9,7 +9,7 @@ import { io as ioClient } from "socket.io-client";
 import { freePort } from "../lib/procs.mjs";
 import { startFixtureApp, signIn } from "../lib/app.mjs";
 import { startGateway, closeAllClients, sleep } from "../lib/gateway.mjs";
-import { redisClient, until } from "../lib/valkey.mjs";
+import { redisClient, until, topologyEnv, pubsubNumsub } from "../lib/valkey.mjs";
 
 /**
  * Environment that turns the gateway's relay on against `valkeyUrl` (plus generous event limits).
@@ -20,6 +20,7 @@ export function relayEnv(valkeyUrl, extra = {}) {
   return {
     GATEWAY_REDIS__ENABLED: "true",
     REDIS_URL: valkeyUrl,
+    ...topologyEnv(valkeyUrl),
     GATEWAY_RECOVERY__ENABLED: "false",
     GATEWAY_LIMITS__EVENTS_PER_S: "1000",
     GATEWAY_LIMITS__EVENTS_BURST: "1000",
@@ -125,7 +126,7 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
   const port = await freePort();
   await new Promise((resolve) => httpServer.listen(port, "127.0.0.1", resolve));
   // Wait until the adapter's subscriptions are in place (PSUBSCRIBE + request/response channels).
-  await until(async () => (await pub.pubsub("NUMSUB", `${key}-request#/#`))[1] >= 1, {
+  await until(async () => (await pubsubNumsub(pub, [`${key}-request#/#`]))[`${key}-request#/#`] >= 1, {
     ms: 5000,
     what: "node peer subscribed",
   });
@@ -139,8 +140,15 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
     async close() {
       io.disconnectSockets(true);
       await new Promise((resolve) => io.close(() => resolve()));
-      pub.disconnect();
-      sub.disconnect();
+      // QUIT after the adapter's last (un)subscriptions, which it does not await: disconnect() would
+      // reject them, unhandled. A client whose server is gone already just disconnects.
+      await Promise.all(
+        [pub, sub].map((c) =>
+          Promise.race([c.quit(), sleep(1000)])
+            .catch(() => {})
+            .finally(() => c.disconnect()),
+        ),
+      );
     },
   };
 }

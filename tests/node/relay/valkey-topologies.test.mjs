@@ -7,19 +7,11 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { Cluster } from "ioredis";
-import { valkeyServerPath, redisClient, closeAllRedis } from "../lib/valkey.mjs";
+import { skipWithoutValkey, redisClient, closeAllRedis } from "../lib/valkey.mjs";
 import { startValkeyCluster } from "../lib/valkey-cluster.mjs";
 import { startValkeySentinel } from "../lib/valkey-sentinel.mjs";
 
-const missing = (() => {
-  try {
-    valkeyServerPath();
-    return false;
-  } catch (err) {
-    return err.message;
-  }
-})();
-const skip = missing && !process.env.CI ? missing : false;
+const skip = skipWithoutValkey;
 
 const hostPort = (url) => ({ host: "127.0.0.1", port: Number(new URL(url).port) });
 
