@@ -229,8 +229,11 @@ export function broadcastChannel(room, { prefix = "socket.io", nsp = "/" } = {})
 /** PUBSUB CHANNELS `pattern` → sorted list of channel names with at least one (non-pattern) subscriber. */
 export async function pubsubChannels(client, pattern = "socket.io#/#*") {
   const lists = await Promise.all(nodesOf(client).map((n) => n.pubsub("CHANNELS", pattern)));
-  return [...new Set(lists.flat().map(String))].sort();
+  return [...new Set(lists.flat().map(String))].filter((c) => !isSentinels(c)).sort();
 }
+
+/** The channel sentinels talk on through the primary they watch (not the gateways' business). */
+const isSentinels = (channel) => channel === "__sentinel__:hello";
 
 /** The nodes a Pub/Sub or connection question must be asked of: every primary of a Cluster, else the node. */
 export function nodesOf(client) {
@@ -287,12 +290,13 @@ export async function until(fn, { ms = 5000, everyMs = 50, what = "condition" } 
 }
 
 /**
- * CLIENT LIST, parsed: one {id, addr, name, cmd, sub, psub, ssub, ...} per connection (numbers as numbers).
+ * CLIENT LIST, parsed: one {id, addr, name, cmd, sub, psub, ssub, ...} per connection (numbers as numbers), on
+ * every primary, without the sentinels' connections.
  * `sub`/`psub` tell which connections SUBSCRIBE or PSUBSCRIBE (e.g. a gateway's vs a Node adapter's).
  */
 export async function clientList(client) {
   const texts = await Promise.all(nodesOf(client).map((n) => n.client("LIST")));
-  return texts
+  const all = texts
     .map(String)
     .join("\n")
     .split("\n")
@@ -308,4 +312,6 @@ export async function clientList(client) {
       }
       return o;
     });
+  // Sentinels' own connections to the primary they watch are not what a test counts.
+  return all.filter((c) => !String(c.name ?? "").startsWith("sentinel-"));
 }
