@@ -72,6 +72,10 @@ return {f[3], f[4], f[5] or '', f[6] or ''}
 /// Applies a change to every kept session of one owner in one namespace. KEYS: owner set.
 /// ARGV: the owner's session key prefix, nsp, op (join | leave | forget), tombstone ttl ms,
 /// rooms... Pids whose session is gone are dropped from the set.
+///
+/// The one script touching keys it was not given: the sessions are found in the set, inside
+/// the script, so that one found late is not missed. They carry the owner's hash tag like the
+/// set, and a Cluster lets a script use undeclared keys of its declared keys' slot.
 static CHANGE: Lua = Lua::new(
     r#"
 local pids = redis.call('SMEMBERS', KEYS[1])
