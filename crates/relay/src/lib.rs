@@ -391,7 +391,7 @@ impl Adapter for Relay {
 impl Relay {
     /// Publishes a broadcast already delivered here, for the other instances.
     fn publish(&self, nsp: &str, target: &BroadcastTarget, packet: &Packet) {
-        if !self.link.is_up() {
+        if !self.link.accepts() {
             crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, 1);
             return;
         }
@@ -424,7 +424,7 @@ impl Relay {
             }
         };
         match message {
-            Ok(message) if self.link.is_up() => {
+            Ok(message) if self.link.accepts() => {
                 let call = recovery.record_call(&ns.name, &message, Some(&plain), &recorded, None);
                 self.publisher.record(call, Box::new(local));
             }
@@ -473,12 +473,16 @@ impl SessionStore for Relay {
     }
 
     fn restore(&self, claim: Claim) -> BoxFuture<Option<Restored>> {
-        if self.recovery.is_none() || !self.link.is_up() {
+        if self.recovery.is_none() || !self.link.accepts() {
             return Box::pin(async { None });
         }
         let relay = self.me();
         Box::pin(async move {
             let relay = relay.upgrade()?;
+            // A client back during a failover waits for it rather than losing its session.
+            if !relay.link.wait_up().await {
+                return None;
+            }
             let outcome = tokio::time::timeout(RESTORE_TIMEOUT, relay.claim(&claim))
                 .await
                 .unwrap_or(Err(RecoveryOutcome::Unavailable));

@@ -126,9 +126,10 @@ async fn run(
         }
         let n = batch.len() as u64;
         let has_records = batch.iter().any(|j| matches!(j, Outgoing::Record { .. }));
-        // Degraded means local-only: messages are not held back for a Valkey that may not
-        // return soon (the subscriber side is down too, so nothing would be consistent).
-        if !link.is_up() {
+        // A link lost just now is waited for (a failover); past the hold the relay is
+        // degraded, local-only: messages are not held back for a Valkey that may not return
+        // soon (the subscriber side is down too, so nothing would be consistent).
+        if !link.wait_up().await {
             crate::metrics::valkey_errors(ValkeyOp::PublishDegraded, n);
             for job in batch.drain(..) {
                 if let Outgoing::Record { on_fail, .. } = job {
