@@ -3,11 +3,13 @@
 #
 #   bash scripts/test.sh        # everything: setup, cargo build --all-targets, cargo test, a
 #                               # release build of the gateway and load generator (for the fault
-#                               # tests), the Next.js example's checks and build, Node tests, then
-#                               # a short pass of every fuzz target (scripts/fuzz.sh)
+#                               # tests), the Next.js example's checks and build, Node tests (then
+#                               # the relay, recovery, presence and security suites again on a
+#                               # Valkey Cluster and on Sentinel), then a short pass of every fuzz
+#                               # target (scripts/fuzz.sh)
 #   bash scripts/test.sh rust   # setup, cargo build --all-targets, cargo test
 #   bash scripts/test.sh node   # setup, cargo build (binaries + examples, and the release build),
-#                               # Next.js checks + build, Node tests
+#                               # Next.js checks + build, Node tests (all three topologies)
 #   bash scripts/test.sh fuzz   # the short fuzz pass only
 #
 # Exits non-zero if any phase fails; later phases still run when an earlier test phase fails
@@ -76,18 +78,27 @@ summary() {
   log "all phases passed"
 }
 
+# Runs the Node tests: every tests/node/**/*.test.mjs on a single Valkey node, or with a topology
+# ("cluster" or "sentinel") the relay, recovery, presence and session-security suites on it
+# (VALKEY_TOPOLOGY, see tests/node/lib/valkey.mjs), without the files that start their own topologies.
 run_node_tests() {
-  local files tap=$TEST_OUTPUT_DIR/node-tests.tap rc=0
+  local topology=${1:-single} files tap rc=0
+  tap=$TEST_OUTPUT_DIR/node-tests${1:+-$1}.tap
   # Node 20's --test takes no recursive glob: pass the explicit, sorted list.
-  mapfile -t files < <(cd tests/node && find . -path ./node_modules -prune -o -type f -name '*.test.mjs' -print | sed 's|^\./||' | sort)
+  if [[ $topology == single ]]; then
+    mapfile -t files < <(cd tests/node && find . -path ./node_modules -prune -o -type f -name '*.test.mjs' -print | sed 's|^\./||' | sort)
+  else
+    mapfile -t files < <(cd tests/node && find relay recovery presence security -type f -name '*.test.mjs' ! -name '*topolog*' | sort)
+  fi
   if [[ ${#files[@]} -eq 0 ]]; then
     log "no tests/node/**/*.test.mjs found"
     return 1
   fi
-  log "node test files: ${files[*]}"
+  log "node test files ($topology Valkey): ${files[*]}"
   rm -f "$tap"
   (
     cd tests/node
+    export VALKEY_TOPOLOGY=$topology
     # A test (or hook) over NODE_TEST_TIMEOUT_PER_TEST fails instead of holding up the run, and
     # a file whose tests are done exits even if something it started still holds a handle
     # (its children are killed by lib/procs.mjs's exit handler).
@@ -133,6 +144,8 @@ if [[ $what == all || $what == node ]]; then
   phase nextjs-check bash scripts/nextjs.sh check || true
   phase nextjs-build bash scripts/nextjs.sh build || true
   phase node-test run_node_tests || true
+  phase node-test-cluster run_node_tests cluster || true
+  phase node-test-sentinel run_node_tests sentinel || true
 fi
 
 # A short pass of every fuzz target (nightly, cargo-fuzz installed on first use), so a parser
