@@ -301,16 +301,21 @@ export async function startValkeyCluster({ primaries = 3, replicasPerPrimary = 1
     /**
      * Moves `slot` with its keys from primary `from` to primary `to` the way a resharding does: IMPORTING on
      * the target, MIGRATING on the source, MIGRATE the keys in batches, then SETSLOT NODE on the target, the
-     * source and every other primary (gossip alone would get there, but later).
+     * source and every other primary (gossip alone would get there, but later). `holdMs` pauses in the two
+     * half-moved states.
      */
-    async migrateSlot(slot, from, to) {
+    async migrateSlot(slot, from, to, { holdMs = 0 } = {}) {
       await admin(to).cluster("SETSLOT", slot, "IMPORTING", from.id);
       await admin(from).cluster("SETSLOT", slot, "MIGRATING", to.id);
+      // `holdMs` keeps the slot in each half-moved state that long, for traffic to meet: first with its keys
+      // still on the source (a new key gets ASK), then with them on the target (every key gets ASK).
+      await new Promise((r) => setTimeout(r, holdMs));
       for (;;) {
         const keys = await admin(from).cluster("GETKEYSINSLOT", slot, 100);
         if (keys.length === 0) break;
         await admin(from).call("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", ...keys);
       }
+      await new Promise((r) => setTimeout(r, holdMs));
       const others = nodes.filter((n) => n.alive() && n.role === "primary" && n !== to && n !== from);
       for (const n of [to, from, ...others]) await admin(n).cluster("SETSLOT", slot, "NODE", to.id);
       await waitOk();

@@ -12,8 +12,8 @@ pub struct ClusterLink {
     client: ClusterClient,
     /// Made at the first use (the relay starts without waiting for Valkey), then shared.
     conn: AsyncMutex<Option<ClusterConnection>>,
-    /// Credentials and settings for Pub/Sub connections to single nodes.
-    seed: redis::ConnectionInfo,
+    /// Asked for the primaries; their credentials and settings serve Pub/Sub connections too.
+    seeds: Vec<redis::ConnectionInfo>,
     timeouts: Timeouts,
 }
 
@@ -22,8 +22,10 @@ impl ClusterLink {
         seeds: Vec<redis::ConnectionInfo>,
         timeouts: Timeouts,
     ) -> Result<Self, TopologyError> {
-        let seed = seeds.first().cloned().ok_or(TopologyError::NoSeeds)?;
-        let client = ClusterClient::builder(seeds)
+        if seeds.is_empty() {
+            return Err(TopologyError::NoSeeds);
+        }
+        let client = ClusterClient::builder(seeds.clone())
             .connection_timeout(timeouts.connect)
             .response_timeout(timeouts.command)
             .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
@@ -32,7 +34,7 @@ impl ClusterLink {
         Ok(ClusterLink {
             client,
             conn: AsyncMutex::new(None),
-            seed,
+            seeds,
             timeouts,
         })
     }
@@ -52,28 +54,56 @@ impl ClusterLink {
         Ok(conn.insert(c).clone())
     }
 
-    /// A client for one of the primaries, at random.
+    /// A client for one of the primaries, at random, as the first seed that answers `CLUSTER
+    /// SLOTS` names them. Seeds are asked directly: a node that does not know its own address
+    /// yet (a cluster of one) names itself with an empty host, meaning the node asked.
     pub async fn pubsub_client(&self) -> Result<redis::Client, ValkeyError> {
-        let mut conn = self.connection().await?;
-        let slots: redis::Value = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut conn)
-            .await?;
-        let primaries = primaries(&slots);
-        let (host, port) = primaries.choose(&mut rand::rng()).ok_or_else(|| {
-            redis::RedisError::from((redis::ErrorKind::Client, "CLUSTER SLOTS names no primary"))
-        })?;
-        let info = self
-            .seed
-            .clone()
-            .set_addr(redis::ConnectionAddr::Tcp(host.clone(), *port));
-        Ok(redis::Client::open(info)?)
+        let mut last = None;
+        for seed in &self.seeds {
+            match self.primaries_from(seed).await {
+                Ok(found) => {
+                    if let Some((host, port)) = found.choose(&mut rand::rng()) {
+                        let at = redis::ConnectionAddr::Tcp(host.clone(), *port);
+                        return Ok(redis::Client::open(seed.clone().set_addr(at))?);
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            let none = (redis::ErrorKind::Client, "CLUSTER SLOTS names no primary");
+            redis::RedisError::from(none).into()
+        }))
+    }
+
+    async fn primaries_from(
+        &self,
+        seed: &redis::ConnectionInfo,
+    ) -> Result<Vec<(String, u16)>, ValkeyError> {
+        let limit = self.timeouts.connect;
+        let asking = async {
+            let mut conn = redis::Client::open(seed.clone())?
+                .get_multiplexed_async_connection()
+                .await?;
+            redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+        };
+        let slots = tokio::time::timeout(limit, asking)
+            .await
+            .map_err(|_| ValkeyError::Timeout(limit))??;
+        let asked = match seed.addr() {
+            redis::ConnectionAddr::Tcp(host, _) => host.as_str(),
+            _ => "",
+        };
+        Ok(primaries(&slots, asked))
     }
 }
 
 /// The primaries' addresses in a `CLUSTER SLOTS` answer: `[[start, end, [host, port, id,
-/// ...], replicas...], ...]`.
-fn primaries(slots: &redis::Value) -> Vec<(String, u16)> {
+/// ...], replicas...], ...]`; an empty host is `asked`'s.
+fn primaries(slots: &redis::Value, asked: &str) -> Vec<(String, u16)> {
     let mut found = Vec::new();
     let redis::Value::Array(ranges) = slots else {
         return found;
@@ -96,7 +126,11 @@ fn primaries(slots: &redis::Value) -> Vec<(String, u16)> {
         let Ok(port) = u16::try_from(*port) else {
             continue;
         };
-        // An empty host means "the node you asked"; the seed's address is not necessarily it.
+        let host = if host.is_empty() {
+            asked.to_owned()
+        } else {
+            host
+        };
         if !host.is_empty() && !found.contains(&(host.clone(), port)) {
             found.push((host, port));
         }
@@ -130,13 +164,15 @@ mod tests {
             Array(vec![Int(10923), Int(16000), node("127.0.0.1", 7001)]),
             Array(vec![Int(16001), Int(16383), node("", 7002)]),
         ]);
+        let addr = |h: &str, p| (h.to_owned(), p);
         assert_eq!(
-            primaries(&slots),
+            primaries(&slots, "10.0.0.9"),
             vec![
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001)
+                addr("127.0.0.1", 7000),
+                addr("127.0.0.1", 7001),
+                addr("10.0.0.9", 7002)
             ]
         );
-        assert!(primaries(&Int(1)).is_empty());
+        assert!(primaries(&Int(1), "h").is_empty());
     }
 }
