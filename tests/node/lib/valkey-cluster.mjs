@@ -160,6 +160,9 @@ export async function startValkeyCluster({ primaries = 3, replicasPerPrimary = 1
         "--cluster-enabled", "yes",
         "--cluster-config-file", path.join(nodeDir, "nodes.conf"),
         "--cluster-node-timeout", "2000",
+        // Without it a node that met no other (a cluster of one) names itself with an empty host, which
+        // ioredis cannot follow.
+        "--cluster-announce-ip", "127.0.0.1",
         // The bus port is port + 10000 by default, which is past 65535 for a high free port.
         "--cluster-port", String(busPort),
       ]);

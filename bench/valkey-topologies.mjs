@@ -1,0 +1,132 @@
+// The relay on a Valkey Cluster of 1, 2 and 3 primaries, side by side in one run (issue 16): two gateways
+// (release build; recovery on, as by default, and off), SOCKETS sockets in one channel room over both, and the app's
+// @socket.io/redis-emitter on an ioredis Cluster client publishing RATE messages/s to that room for SECONDS.
+// Prints, per cluster size: what was delivered, Valkey's CPU (all nodes) per publish and per delivery, the
+// gateways' CPU per delivery, and the ratio of each to the 1-primary cluster's. Classic Pub/Sub only: a classic
+// PUBLISH is copied to every node of a Cluster, which is what the Valkey column shows.
+//
+//   cargo build --release -p socket-gateway && node bench/valkey-topologies.mjs
+//   SOCKETS=400 RATE=500 SECONDS=10 PRIMARIES=1,2,3 RECOVERY=on,off node bench/valkey-topologies.mjs
+//
+// Needs VALKEY_SERVER (scripts/setup.sh puts valkey-server in .cache/bin; this script finds it there).
+import { readFileSync, existsSync } from "node:fs";
+import path from "node:path";
+import { Cluster } from "ioredis";
+import { Emitter } from "@socket.io/redis-emitter";
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+process.env.VALKEY_SERVER ??= path.join(root, ".cache/bin/valkey-server");
+process.env.CARGO_PROFILE ??= "release";
+const { startValkeyCluster } = await import("../tests/node/lib/valkey-cluster.mjs");
+const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
+const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
+const { startGateway, connect, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
+const { waitRelay } = await import("../tests/node/relay/helpers.mjs");
+
+const SOCKETS = Number(process.env.SOCKETS ?? 400);
+const RATE = Number(process.env.RATE ?? 500);
+const SECONDS = Number(process.env.SECONDS ?? 10);
+const PRIMARIES = (process.env.PRIMARIES ?? "1,2,3").split(",").map(Number);
+const RECOVERY = (process.env.RECOVERY ?? "on,off").split(",");
+if (!existsSync(process.env.VALKEY_SERVER)) throw new Error(`no valkey-server at ${process.env.VALKEY_SERVER}: run bash scripts/setup.sh`);
+
+const TICK_S = 1 / 100; // USER_HZ
+/** CPU seconds (user + system) a process has used. */
+function cpu(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * TICK_S;
+}
+const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
+
+async function measure(primaries, recovery, app, cookies) {
+  const cluster = await startValkeyCluster({ primaries, replicasPerPrimary: 0 });
+  const [url, ...more] = cluster.seeds;
+  const env = {
+    GATEWAY_REDIS__ENABLED: "true",
+    REDIS_URL: url,
+    GATEWAY_REDIS__TOPOLOGY: "cluster",
+    GATEWAY_REDIS__NODES: more.join(","),
+    GATEWAY_RECOVERY__ENABLED: String(recovery === "on"),
+  };
+  const gws = [];
+  let emitterClient;
+  try {
+    for (let i = 0; i < 2; i++) gws.push(await startGateway({ appUrl: app.url, env }));
+    for (const gw of gws) await waitRelay(gw, "up");
+    let delivered = 0;
+    const sockets = [];
+    for (let i = 0; i < SOCKETS; i++) {
+      const s = await connect(gws[i % 2].url, cookies[i % cookies.length]);
+      s.on("bench", () => delivered++);
+      sockets.push(s);
+    }
+    emitterClient = new Cluster(cluster.seeds.map((u) => ({ host: "127.0.0.1", port: Number(new URL(u).port) })), {
+      redisOptions: { maxRetriesPerRequest: 1 },
+    });
+    const emitter = new Emitter(emitterClient);
+    const publish = async (seconds) => {
+      const every = 1000 / RATE;
+      const t0 = performance.now();
+      let sent = 0;
+      while (performance.now() - t0 < seconds * 1000) {
+        const due = Math.floor((performance.now() - t0) / every);
+        for (; sent <= due; sent++) emitter.to("channel:c1").emit("bench", sent);
+        await sleep(5);
+      }
+      return sent;
+    };
+    await publish(2); // warm-up: connections, subscriptions, the recorder's lease
+    await sleep(1000);
+    const valkeyPids = cluster.nodes.map((n) => n.proc.child.pid);
+    const gwPids = gws.map((g) => g.proc.child.pid);
+    const [v0, g0, d0] = [cpuOf(valkeyPids), cpuOf(gwPids), delivered];
+    const sent = await publish(SECONDS);
+    await sleep(1000);
+    const [v1, g1, d1] = [cpuOf(valkeyPids), cpuOf(gwPids), delivered];
+    const got = d1 - d0;
+    return {
+      primaries,
+      recovery,
+      sent,
+      expected: sent * SOCKETS,
+      delivered: got,
+      valkeyUsPerPublish: ((v1 - v0) / sent) * 1e6,
+      valkeyNsPerDelivery: ((v1 - v0) / got) * 1e9,
+      gatewayUsPerDelivery: ((g1 - g0) / got) * 1e6,
+    };
+  } finally {
+    emitterClient?.disconnect();
+    closeAllClients();
+    await Promise.all(gws.map((g) => g.stop()));
+    closeAllRedis();
+    await cluster.stop();
+  }
+}
+
+const app = await startFixtureApp();
+try {
+  // Alice and Bob are both in channel c1.
+  const cookies = [];
+  for (const name of ["alice", "bob"]) cookies.push(await signIn(app.url, app.users[name].email, app.users[name].password));
+  const rows = [];
+  for (const recovery of RECOVERY) {
+    for (const p of PRIMARIES) {
+      const r = await measure(p, recovery, app, cookies);
+      rows.push(r);
+      console.error(`# ${p} primaries, recovery ${recovery}: ${JSON.stringify(r)}`);
+    }
+  }
+  const ratio = (a, b) => (b ? (a / b).toFixed(2) : "-");
+  console.log(`\n${SOCKETS} sockets in one room over 2 gateways, ${RATE} publishes/s for ${SECONDS} s, classic Pub/Sub\n`);
+  console.log("| recovery | primaries | delivered / expected | Valkey CPU per publish | vs 1 primary | gateways' CPU per delivery | vs 1 primary |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const base = rows.find((b) => b.recovery === r.recovery && b.primaries === PRIMARIES[0]);
+    console.log(
+      `| ${r.recovery} | ${r.primaries} | ${r.delivered} / ${r.expected} | ${r.valkeyUsPerPublish.toFixed(1)} µs | ${ratio(r.valkeyUsPerPublish, base.valkeyUsPerPublish)} | ` +
+        `${r.gatewayUsPerDelivery.toFixed(2)} µs | ${ratio(r.gatewayUsPerDelivery, base.gatewayUsPerDelivery)} |`,
+    );
+  }
+} finally {
+  await app.stop();
+}
