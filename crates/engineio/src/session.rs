@@ -152,6 +152,9 @@ pub(crate) struct State {
     /// The number of the last ping sent.
     pub ping_seq: u32,
     pub closed: Option<CloseReason>,
+    /// Frames queued by [`Session::send_burst`] that do not count against a slow consumer
+    /// until the queue is back within its bound.
+    pub burst: usize,
 }
 
 /// How a session ended, as it tells the engine that opened it.
@@ -204,6 +207,7 @@ impl Session {
                 awaiting_pong: false,
                 ping_seq: 0,
                 closed: None,
+                burst: 0,
             }),
             wake: Notify::new(),
             max_queued,
@@ -250,7 +254,20 @@ impl Session {
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
     ) -> Result<(), SessionClosed> {
-        self.send(frames, false).map(|_| ())
+        self.send(frames, false, 0).map(|_| ())
+    }
+
+    /// Sends frames the server decided to send at once (a recovered client's missed packets):
+    /// they may take the queue past its bound without making the client a slow consumer. The
+    /// caller bounds them (see [`Session::max_queued`]).
+    pub fn send_burst(self: &Arc<Self>, frames: Vec<Frame>) -> Result<(), SessionClosed> {
+        let allowance = frames.len();
+        self.send(frames, false, allowance).map(|_| ())
+    }
+
+    /// Frames that may wait for one socket before it is a slow consumer.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued
     }
 
     /// [`Session::send_all`] for a write batch: frames for an idle WebSocket wait in the queue
@@ -260,7 +277,7 @@ impl Session {
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
     ) -> Result<bool, SessionClosed> {
-        self.send(frames, true)
+        self.send(frames, true, 0)
     }
 
     /// `defer`: leave frames for an idle WebSocket in the queue (returning `true` when this call
@@ -269,11 +286,17 @@ impl Session {
         self: &Arc<Self>,
         frames: impl IntoIterator<Item = Frame>,
         defer: bool,
+        allowance: usize,
     ) -> Result<bool, SessionClosed> {
         let mut st = self.lock();
         if st.closed.is_some() {
             return Err(SessionClosed);
         }
+        // A burst's allowance lasts until the queue is back within its bound.
+        if st.outbox.len() <= self.max_queued {
+            st.burst = 0;
+        }
+        st.burst += allowance;
         let mut started_deferral = false;
         let idle = st.outbox.is_empty() && st.unsent.is_empty() && !st.writing;
         if idle && !st.deferred {
@@ -289,7 +312,7 @@ impl Session {
         }
         let was_empty = st.outbox.is_empty();
         st.outbox.extend(frames);
-        if st.outbox.len() > self.max_queued {
+        if st.outbox.len() > self.max_queued + st.burst {
             drop(st);
             self.close(CloseReason::SlowConsumer);
             return Err(SessionClosed);

@@ -34,6 +34,11 @@ impl Default for SocketIoConfig {
     }
 }
 
+/// A recovered client gets at most this many times the outbound queue's bound of missed
+/// packets (4,096 with the gateway's default `engine.outbound_queue` of 256); past it,
+/// `recovered === false`.
+const MAX_REPLAY_PER_QUEUED: usize = 16;
+
 pub struct SocketIo {
     config: SocketIoConfig,
     namespaces: HashMap<String, Arc<Namespace>>,
@@ -282,10 +287,17 @@ impl SocketIo {
         // Rooms are followed before the log is read: nothing falls in between.
         store.settled().await;
         let missed = store.missed(&ns.name, rooms, restored.offset).await?;
-        let last = missed.last().map_or(restored.offset, |(o, _)| *o);
-        for (_, packet) in &missed {
-            let _ = socket.send_packet(packet);
+        // Past this the client is better served refetching (and its replay would take that
+        // much memory here until it reads it).
+        if missed.len() > MAX_REPLAY_PER_QUEUED * socket.session().max_queued() {
+            tracing::debug!(missed = missed.len(), "too much missed to replay");
+            return None;
         }
+        let last = missed.last().map_or(restored.offset, |(o, _)| *o);
+        // One burst: the replay may exceed the outbound queue's bound without the client
+        // being taken for a slow consumer before it even has its CONNECT reply.
+        let packets: Vec<&Packet> = missed.iter().map(|(_, p)| p).collect();
+        let _ = socket.send_burst(&packets);
         tracing::debug!(missed = missed.len(), "session recovered");
         Some(last)
     }

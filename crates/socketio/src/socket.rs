@@ -211,6 +211,13 @@ impl Socket {
         self.session.send_all(encode(packet))
     }
 
+    /// Sends packets the server decided to send at once (a recovered client's missed ones):
+    /// they may pass the outbound queue's bound; the caller bounds how many.
+    pub(crate) fn send_burst(&self, packets: &[&Packet]) -> Result<(), SessionClosed> {
+        let frames = packets.iter().flat_map(|p| encode(p)).collect();
+        self.session.send_burst(frames)
+    }
+
     pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), SessionClosed> {
         self.emit_binary(event, args, Vec::new())
     }
