@@ -105,7 +105,9 @@ export async function startRelayStack({ valkeyUrl, gateways = 2, gatewayEnv = {}
 export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTimeout = 3000 } = {}) {
   // Queue commands while Valkey is away (the adapter publishes without catching errors).
   const pub = redisClient(valkeyUrl, { maxRetriesPerRequest: null });
-  const sub = redisClient(valkeyUrl, { maxRetriesPerRequest: null });
+  // One node is enough to subscribe on (a Cluster copies every PUBLISH to each node); an ioredis Cluster
+  // subscriber, closed, rejects the adapter's uncaught (un)subscriptions still in its queue.
+  const sub = redisClient(valkeyUrl, { node: true, maxRetriesPerRequest: null });
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
     adapter: createAdapter(pub, sub, { key, requestsTimeout }),
@@ -138,15 +140,15 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
     sub,
     received,
     async close() {
-      io.disconnectSockets(true);
+      // Local only: a request to the other servers would be published while the clients close.
+      io.local.disconnectSockets(true);
       await new Promise((resolve) => io.close(() => resolve()));
       // QUIT after the adapter's last (un)subscriptions, which it does not await: disconnect() would
       // reject them, unhandled. A client whose server is gone already just disconnects.
       await Promise.all(
         [pub, sub].map((c) =>
-          Promise.race([c.quit(), sleep(1000)])
-            .catch(() => {})
-            .finally(() => c.disconnect()),
+          // The QUIT's own promise is caught too: it rejects after the disconnect when it loses the race.
+          Promise.race([c.quit().catch(() => {}), sleep(1000)]).finally(() => c.disconnect()),
         ),
       );
     },
