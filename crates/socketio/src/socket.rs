@@ -329,12 +329,12 @@ impl Socket {
     /// Leaves the namespace: rooms, pending acks, then the application's callback. Runs once.
     pub(crate) fn on_disconnect(self: &Arc<Self>, reason: DisconnectReason) {
         if self.connected.swap(false, Ordering::AcqRel) {
-            // Taken before the socket leaves its rooms: the kept session needs them.
-            let record = self.session_record();
-            self.ns.remove_socket(self);
-            if let Some(record) = record {
+            // Kept before the socket leaves its rooms: the kept session needs them, and a store
+            // that follows the kept sessions' rooms must know them before the rooms empty.
+            if let Some(record) = self.session_record() {
                 self.ns.session_closed(record, reason.is_recoverable());
             }
+            self.ns.remove_socket(self);
             if let Some(client) = self.session.data::<super::client::Client>() {
                 client.remove(&self.ns.name);
             }
