@@ -54,6 +54,8 @@ impl From<&Config> for RelayConfig {
             topology: cfg.redis.topology,
             nodes: cfg.redis.nodes.clone(),
             sentinel_service: cfg.redis.sentinel_service.clone(),
+            pubsub: cfg.redis.pubsub,
+            subscription_mode: cfg.redis.subscription_mode,
             prefix: cfg.redis.prefix.clone(),
             ack_timeout: cfg.socketio.ack_timeout(),
             timing: Timing::default(),

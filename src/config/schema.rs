@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use engineio::Transport;
+use relay::channels::{PubSubKind, SubscriptionMode};
 use relay::valkey::TopologyKind;
 
 use super::lenient::{lenient_string, list_or_csv, transport_names};
@@ -239,6 +240,12 @@ pub struct RedisSettings {
     /// The primary's name at the sentinels (`sentinel monitor <name> ...`).
     #[serde(deserialize_with = "lenient_string")]
     pub sentinel_service: String,
+    /// `classic` (PUBLISH, `createAdapter`) or `sharded` (SPUBLISH, `createShardedAdapter`;
+    /// Cluster only).
+    pub pubsub: PubSubKind,
+    /// Sharded only: `dynamic`, `dynamic-private` or `static`, as the Node servers'
+    /// `subscriptionMode`.
+    pub subscription_mode: SubscriptionMode,
     /// Channel prefix; `socket.io` matches `@socket.io/redis-adapter`.
     #[serde(deserialize_with = "lenient_string")]
     pub prefix: String,
@@ -252,6 +259,8 @@ impl Default for RedisSettings {
             topology: TopologyKind::Single,
             nodes: Vec::new(),
             sentinel_service: "mymaster".into(),
+            pubsub: PubSubKind::Classic,
+            subscription_mode: SubscriptionMode::Dynamic,
             prefix: "socket.io".into(),
             enabled: true,
         }
@@ -450,7 +459,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 52);
+            assert_eq!(keys(&defaults)?.len(), 54);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;

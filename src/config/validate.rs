@@ -8,6 +8,7 @@ use super::urls::{
     check_app_url, check_origin, check_redis_url, is_host_port, normalize_origin, redact,
 };
 use super::Config;
+use relay::channels::PubSubKind;
 use relay::valkey::TopologyKind;
 
 /// Longest `app.auth_queue_ms`: past it the client is better told to come back later.
@@ -209,6 +210,15 @@ impl Config {
                     out.push(bad("redis.nodes", redact(node), why));
                 }
             }
+            if self.redis.pubsub == PubSubKind::Sharded
+                && self.redis.topology != TopologyKind::Cluster
+            {
+                out.push(bad(
+                    "redis.pubsub",
+                    "sharded",
+                    "\"classic\", or redis.topology = \"cluster\" (sharded Pub/Sub is a Cluster's)",
+                ));
+            }
             if self.redis.topology == TopologyKind::Sentinel {
                 if self.redis.nodes.is_empty() {
                     out.push(bad(
@@ -383,6 +393,28 @@ mod tests {
             let config = ok(load(None));
             assert_eq!(config.metrics.listen, "[::1]:9091");
             assert_eq!(config.redis.url, "unix:/run/valkey.sock");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sharded_pubsub_needs_a_cluster() {
+        jail(|j| {
+            j.set_env("GATEWAY_REDIS__PUBSUB", "sharded");
+            assert_has(
+                &load_err(None),
+                &["redis.pubsub: invalid value \"sharded\", expected \"classic\", or redis.topology = \"cluster\""],
+            );
+            j.set_env("GATEWAY_REDIS__TOPOLOGY", "cluster");
+            j.set_env("GATEWAY_REDIS__SUBSCRIPTION_MODE", "dynamic-private");
+            let config = ok(load(None));
+            assert_eq!(config.redis.pubsub, PubSubKind::Sharded);
+            assert_eq!(
+                config.redis.subscription_mode,
+                relay::channels::SubscriptionMode::DynamicPrivate
+            );
+            j.set_env("GATEWAY_REDIS__SUBSCRIPTION_MODE", "private");
+            assert_has(&load_err(None), &["redis.subscription_mode"]);
             Ok(())
         });
     }

@@ -14,6 +14,12 @@
 //!
 //! Subscribing to the request channel makes Node count this instance as a server, so it
 //! answers every request a Node server answers ([`requests`]).
+//!
+//! On a Valkey Cluster the relay may speak sharded Pub/Sub instead (`redis.pubsub =
+//! "sharded"`): SPUBLISH/SSUBSCRIBE ([`sharded_subscriber`]) in `createShardedAdapter`'s wire
+//! format ([`sharded_wire`]), where requests share the namespace's channel and rooms have
+//! channels as the subscription mode says ([`channels`]). Recovery's own channels keep the
+//! classic format on both.
 
 pub mod channels;
 mod link;
@@ -26,18 +32,21 @@ pub mod recovery;
 mod requests;
 pub mod script;
 pub mod sessions;
+pub mod sharded_subscriber;
+pub mod sharded_wire;
 pub mod subscriber;
 pub mod valkey;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis;
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
-use channels::Channels;
+use channels::{Channels, PubSubKind, SubscriptionMode};
 use engineio::WriteBatch;
 use link::ValkeyLink;
 use publisher::Publisher;
@@ -53,6 +62,8 @@ use valkey::{Timeouts, Topology, TopologyError, TopologyKind, Valkey};
 pub enum RelayError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
+    #[error("redis.pubsub = \"sharded\" needs redis.topology = \"cluster\"")]
+    ShardedNeedsCluster,
 }
 
 /// What the relay needs from the configuration.
@@ -66,6 +77,10 @@ pub struct RelayConfig {
     /// The primary's name at the sentinels.
     pub sentinel_service: String,
     pub prefix: String,
+    /// Classic or sharded Pub/Sub, with the Node adapter's wire format of each.
+    pub pubsub: PubSubKind,
+    /// Which rooms have their own channel on sharded Pub/Sub.
+    pub subscription_mode: SubscriptionMode,
     /// How long a broadcast-with-ack from a Node peer waits for our clients when it names no
     /// timeout.
     pub ack_timeout: Duration,
@@ -85,6 +100,11 @@ struct RelayedNamespace {
     /// The last log offset delivered here from the recovery channels (they carry the log in
     /// order): after a lost subscriber connection, what came after it is made up for.
     delivered: Mutex<Option<Offset>>,
+    /// Sharded with recovery: the rooms of this instance's sockets that left recoverable, with
+    /// when their sessions expire. Their channels stay subscribed until then, so broadcasts from
+    /// Node servers and the emitter to those rooms are still recorded for the client's return
+    /// when no socket here or elsewhere is in them.
+    kept_rooms: Mutex<HashMap<String, Instant>>,
 }
 
 pub struct Relay {
@@ -102,6 +122,11 @@ pub struct Relay {
     recovery: Option<recovery::Recovery>,
     /// Kept sessions (with recovery on).
     sessions: Option<sessions::Sessions>,
+    /// Sharded Pub/Sub (`createShardedAdapter`'s wire format) rather than classic.
+    sharded: bool,
+    /// With recovery on sharded Pub/Sub, every gateway records the foreign broadcasts it
+    /// receives (no pattern subscription reaches sharded channels): how often it saw each.
+    foreign_seen: Mutex<recorder::Seen>,
     /// The subscriber, the probe and recovery's tasks: aborted at the end.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The publisher's task: it ends by itself once told to, after what was queued.
@@ -137,13 +162,22 @@ impl Relay {
             command: command_timeout,
             connect: timing.connect_timeout,
         };
+        let sharded = config.pubsub == PubSubKind::Sharded;
+        if sharded && config.topology != TopologyKind::Cluster {
+            return Err(RelayError::ShardedNeedsCluster);
+        }
+        let publish_command = if sharded { "SPUBLISH" } else { "PUBLISH" };
         let valkey = Arc::new(Valkey::open(topology, timeouts)?);
         // 13 characters: never a Node adapter's uid (6) nor the emitter's (see recorder).
         let uid = format!("gw-{}", Alphanumeric.sample_string(&mut rand::rng(), 10));
         let link = Arc::new(ValkeyLink::new());
         let interest = Arc::new(Subscriptions::default());
-        let (publisher, publisher_task) =
-            Publisher::start(valkey.clone(), link.clone(), interest.clone());
+        let (publisher, publisher_task) = Publisher::start(
+            valkey.clone(),
+            link.clone(),
+            interest.clone(),
+            publish_command,
+        );
         let relay = Arc::new_cyclic(|me| Relay {
             me: me.clone(),
             spaces: io
@@ -151,8 +185,13 @@ impl Relay {
                 .map(|ns| RelayedNamespace {
                     name: ns.name.clone(),
                     ns: Arc::downgrade(ns),
-                    channels: Channels::new(&config.prefix, &ns.name),
+                    channels: if sharded {
+                        Channels::sharded(&config.prefix, &ns.name, config.subscription_mode)
+                    } else {
+                        Channels::new(&config.prefix, &ns.name)
+                    },
                     delivered: Mutex::new(None),
+                    kept_rooms: Mutex::default(),
                 })
                 .collect(),
             probe_channel: format!("{}-gateway-probe#{uid}#", config.prefix),
@@ -160,6 +199,8 @@ impl Relay {
                 .recovery
                 .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
             uid,
+            sharded,
+            foreign_seen: Mutex::default(),
             publisher,
             valkey,
             interest,
@@ -167,7 +208,7 @@ impl Relay {
             ack_timeout: config.ack_timeout,
             recovery: config
                 .recovery
-                .map(|window| recovery::Recovery::new(&config.prefix, window)),
+                .map(|window| recovery::Recovery::new(&config.prefix, window, publish_command)),
             tasks: Mutex::new(Vec::new()),
             publishing: Mutex::new(Some(publisher_task)),
         });
@@ -179,20 +220,27 @@ impl Relay {
         }
         if relay.recovery.is_some() {
             let weak = Arc::downgrade(&relay);
-            let tasks = [
-                tokio::spawn(recorder::run(weak.clone())),
-                tokio::spawn(keep_sessions(weak)),
-            ];
+            let mut tasks = vec![tokio::spawn(keep_sessions(weak.clone()))];
+            if !sharded {
+                tasks.push(tokio::spawn(recorder::run(weak)));
+            }
             relay
                 .lock_tasks()
                 .extend(tasks.iter().map(|t| t.abort_handle()));
         }
-        let subscriber = tokio::spawn(subscriber::run(
+        let (valkey, inbox, interest, link) = (
             relay.valkey.clone(),
             relay.clone(),
             relay.interest.clone(),
             relay.link.clone(),
+        );
+        let subscriber = tokio::spawn(subscriber::run(
+            valkey,
+            inbox,
+            interest,
+            link,
             config.timing,
+            sharded,
         ));
         let probe = tokio::spawn(probe(Arc::downgrade(&relay)));
         let valkey = relay.valkey.clone();
@@ -206,6 +254,7 @@ impl Relay {
             uid = %relay.uid,
             prefix = %config.prefix,
             topology = relay.valkey.topology(),
+            sharded,
             "relay starting"
         );
         Ok(relay)
@@ -275,11 +324,74 @@ impl Relay {
         }
     }
 
+    /// The channel bases this instance subscribes under. Sharded, the adapter's too, with
+    /// recovery on: requests come there, and the foreign broadcasts it records (no pattern
+    /// subscription reaches sharded channels).
+    fn listen_all<'a>(&self, space: &'a RelayedNamespace) -> Vec<&'a str> {
+        let listen = self.listen(space);
+        if self.sharded && listen != space.channels.broadcast {
+            vec![&space.channels.broadcast, listen]
+        } else {
+            vec![listen]
+        }
+    }
+
+    /// Whether a room this instance has members in is followed on its channel under `base`:
+    /// always on the recovery channels (the record script picks them), on the adapter's when
+    /// the subscription mode gives the room a channel.
+    fn room_channel_wanted(&self, space: &RelayedNamespace, base: &str, room: &str) -> bool {
+        base != space.channels.broadcast || space.channels.room_has_channel(room)
+    }
+
+    /// A broadcast in the classic format: another server's, or (with recovery on) one recorded
+    /// in the log, on the recovery channels.
     fn on_broadcast(
         &self,
         space: &RelayedNamespace,
         room: &str,
         payload: &[u8],
+        batch: &mut WriteBatch,
+    ) {
+        match wire::decode_broadcast(payload) {
+            Ok(b) => self.deliver_remote(space, room, b, batch),
+            Err(e) => {
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
+                tracing::debug!(error = %e, "relay: ignoring a malformed broadcast");
+            }
+        }
+    }
+
+    /// A message in the sharded format on the namespace's channel or a room's: a broadcast to
+    /// deliver (recovery off) or to record (on: gateways' own arrive recorded), or a request.
+    fn on_sharded(
+        &self,
+        space: &RelayedNamespace,
+        channel: &str,
+        room: &str,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) {
+        match sharded_wire::decode(payload) {
+            Ok(sharded_wire::Message::Broadcast(b)) if self.recovery.is_some() => {
+                if !recorder::is_gateway_uid(&b.uid) && b.nsp == space.name {
+                    let mut seen = self.foreign_seen.lock().unwrap_or_else(|e| e.into_inner());
+                    self.record_foreign_broadcast(space, room, channel, payload, &b, &mut seen);
+                }
+            }
+            Ok(sharded_wire::Message::Broadcast(b)) => self.deliver_remote(space, room, b, batch),
+            Ok(sharded_wire::Message::Request(request)) => self.answer(space, request),
+            Err(e) => {
+                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
+                tracing::debug!(error = %e, "relay: ignoring a malformed sharded message");
+            }
+        }
+    }
+
+    fn deliver_remote(
+        &self,
+        space: &RelayedNamespace,
+        room: &str,
+        b: wire::RemoteBroadcast,
         batch: &mut WriteBatch,
     ) {
         let Some(ns) = space.ns.upgrade() else { return };
@@ -288,23 +400,19 @@ impl Relay {
             return;
         }
         let recording = self.recovery.is_some();
-        match wire::decode_broadcast(payload) {
-            Ok(b) if (b.uid == self.uid && !recording) || b.nsp != ns.name => {}
-            Ok(b) => match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
-                Some(offset) if recording => {
-                    if !space.advance(offset) {
-                        return; // made up for after a lost connection already
-                    }
-                    let packet = recovery::with_offset(b.packet, offset);
-                    ns.deliver_in(&b.target, &[packet], Some(offset), batch);
+        if (b.uid == self.uid && !recording) || b.nsp != ns.name {
+            return;
+        }
+        match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
+            Some(offset) if recording => {
+                if !space.advance(offset) {
+                    return; // made up for after a lost connection already
                 }
-                _ => {
-                    ns.deliver_in(&b.target, &[b.packet], None, batch);
-                }
-            },
-            Err(e) => {
-                crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
-                tracing::debug!(error = %e, "relay: ignoring a malformed broadcast");
+                let packet = recovery::with_offset(b.packet, offset);
+                ns.deliver_in(&b.target, &[packet], Some(offset), batch);
+            }
+            _ => {
+                ns.deliver_in(&b.target, &[b.packet], None, batch);
             }
         }
     }
@@ -334,10 +442,14 @@ impl Relay {
         };
         if !claimed.previous_host.is_empty() && claimed.previous_host != self.uid {
             if let Some(space) = self.space(&claim.nsp) {
-                self.publisher.publish(
-                    space.channels.request.clone(),
-                    wire::replace_request(&self.uid, claimed.sid, &claimed.previous_holder),
-                );
+                let (sid, holder) = (claimed.sid, &claimed.previous_holder);
+                let request = if self.sharded {
+                    sharded_wire::replace_request(&self.uid, &space.name, sid, holder)
+                } else {
+                    wire::replace_request(&self.uid, sid, holder)
+                };
+                self.publisher
+                    .publish(space.channels.request.clone(), request);
             }
         }
         Ok(Restored {
@@ -377,13 +489,13 @@ impl Adapter for Relay {
 
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges) {
         let Some(space) = self.space(nsp) else { return };
-        let base = self.listen(space);
+        let bases = self.listen_all(space);
         self.interest.changed(
             changes
                 .created
                 .iter()
                 .chain(&changes.deleted)
-                .map(|room| channels::room_in(base, room)),
+                .flat_map(|room| bases.iter().map(move |base| channels::room_in(base, room))),
         );
     }
 }
@@ -396,15 +508,27 @@ impl Relay {
             return;
         }
         let Some(space) = self.space(nsp) else { return };
-        let payload = match wire::encode_broadcast(&self.uid, target, packet, false) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "relay: cannot encode a broadcast");
-                return;
+        match self.plain_copy(space, target, packet) {
+            Ok(payload) => {
+                let channel = space.channels.publish_channel(&target.rooms, false);
+                self.publisher.publish(channel, payload);
             }
-        };
-        let channel = Channels::target_in(&space.channels.broadcast, &target.rooms);
-        self.publisher.publish(channel, payload);
+            Err(e) => tracing::warn!(error = %e, "relay: cannot encode a broadcast"),
+        }
+    }
+
+    /// A broadcast as Node servers read it, in this relay's wire format.
+    fn plain_copy(
+        &self,
+        space: &RelayedNamespace,
+        target: &BroadcastTarget,
+        packet: &Packet,
+    ) -> Result<Vec<u8>, wire::WireError> {
+        if self.sharded {
+            sharded_wire::encode_broadcast(&self.uid, &space.name, target, packet)
+        } else {
+            wire::encode_broadcast(&self.uid, target, packet, false)
+        }
     }
 
     /// Records a broadcast in the log and publishes it (a plain copy for Node peers, one with
@@ -415,8 +539,14 @@ impl Relay {
             return;
         };
         let message = wire::encode_broadcast(&self.uid, &target, &packet, true);
-        let plain = Channels::target_in(&space.channels.broadcast, &target.rooms);
+        let plain = space.channels.publish_channel(&target.rooms, false);
         let recorded = Channels::target_in(&space.channels.recorded, &target.rooms);
+        // Sharded: the script may only publish in the log's slot, so Node peers' copy goes
+        // out on its own, in their format.
+        let sharded_copy = match self.sharded {
+            true => Some(self.plain_copy(space, &target, &packet)),
+            false => None,
+        };
         let weak = space.ns.clone();
         let local = move || {
             if let Some(ns) = weak.upgrade() {
@@ -425,8 +555,13 @@ impl Relay {
         };
         match message {
             Ok(message) if self.link.accepts() => {
-                let call = recovery.record_call(&ns.name, &message, Some(&plain), &recorded, None);
+                let plain_in_script = (!self.sharded).then_some(plain.as_str());
+                let call =
+                    recovery.record_call(&ns.name, &message, plain_in_script, &recorded, None);
                 self.publisher.record(call, Box::new(local));
+                if let Some(Ok(copy)) = sharded_copy {
+                    self.publisher.publish(plain, copy);
+                }
             }
             Ok(_) => local(),
             Err(e) => {
@@ -465,6 +600,9 @@ impl SessionStore for Relay {
         let Some(sessions) = &self.sessions else {
             return;
         };
+        if recoverable && self.sharded {
+            self.keep_rooms(&record);
+        }
         self.publisher.script(if recoverable {
             sessions.save_closed(&record)
         } else {
@@ -535,6 +673,51 @@ impl RelayedNamespace {
     fn last_delivered(&self) -> Option<Offset> {
         *self.delivered.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn kept_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.kept_rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Relay {
+    /// Keeps the rooms of a session that left recoverable subscribed for its window (see
+    /// [`RelayedNamespace::kept_rooms`]).
+    fn keep_rooms(&self, record: &SessionRecord) {
+        let (Some(space), Some(recovery)) = (self.space(&record.nsp), &self.recovery) else {
+            return;
+        };
+        let until = Instant::now() + recovery.window;
+        let mut kept = space.kept_rooms();
+        for room in &record.rooms {
+            kept.insert(room.clone(), until);
+        }
+        drop(kept);
+        let base = &space.channels.broadcast;
+        self.interest.changed(
+            record
+                .rooms
+                .iter()
+                .map(|room| channels::room_in(base, room)),
+        );
+    }
+
+    /// Lets the kept rooms whose sessions expired go.
+    fn forget_expired_rooms(&self) {
+        let now = Instant::now();
+        for space in &self.spaces {
+            let mut expired = Vec::new();
+            space.kept_rooms().retain(|room, until| {
+                let keep = *until > now;
+                if !keep {
+                    expired.push(channels::room_in(&space.channels.broadcast, room));
+                }
+                keep
+            });
+            if !expired.is_empty() {
+                self.interest.changed(expired);
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -601,31 +784,49 @@ impl PubSubHandler for Relay {
     fn desired(&self) -> Vec<String> {
         let mut out = vec![self.probe_channel.clone()];
         for space in &self.spaces {
-            let base = self.listen(space);
-            out.push(base.to_owned());
-            out.push(space.channels.request.clone());
-            if let Some(ns) = space.ns.upgrade() {
-                out.extend(
-                    ns.rooms
-                        .all_rooms()
-                        .iter()
-                        .map(|r| channels::room_in(base, r)),
-                );
+            let bases = self.listen_all(space);
+            out.extend(bases.iter().map(|b| b.to_string()));
+            if !self.sharded {
+                out.push(space.channels.request.clone());
+            }
+            let Some(ns) = space.ns.upgrade() else {
+                continue;
+            };
+            for room in ns.rooms.all_rooms() {
+                for base in &bases {
+                    if self.room_channel_wanted(space, base, &room) {
+                        out.push(channels::room_in(base, &room));
+                    }
+                }
+            }
+            for room in space.kept_rooms().keys() {
+                if space.channels.room_has_channel(room) && !ns.rooms.contains_room(room) {
+                    out.push(channels::room_in(&space.channels.broadcast, room));
+                }
             }
         }
         out
     }
 
     fn wanted(&self, channel: &str) -> bool {
-        let wanted_in =
-            |space: &RelayedNamespace| match channels::room_of_in(self.listen(space), channel) {
-                Some("") => true,
-                Some(room) => space
-                    .ns
-                    .upgrade()
-                    .is_some_and(|ns| ns.rooms.contains_room(room)),
-                None => channel == space.channels.request,
-            };
+        let wanted_in = |space: &RelayedNamespace| {
+            for base in self.listen_all(space) {
+                match channels::room_of_in(base, channel) {
+                    Some("") => return true,
+                    Some(room) => {
+                        let member = space
+                            .ns
+                            .upgrade()
+                            .is_some_and(|ns| ns.rooms.contains_room(room));
+                        let kept = base == space.channels.broadcast
+                            && space.kept_rooms().contains_key(room);
+                        return self.room_channel_wanted(space, base, room) && (member || kept);
+                    }
+                    None => {}
+                }
+            }
+            channel == space.channels.request
+        };
         self.spaces.iter().any(wanted_in) || channel == self.probe_channel
     }
 
@@ -634,7 +835,11 @@ impl PubSubHandler for Relay {
             return self.on_probe(payload);
         }
         for space in &self.spaces {
-            if channel == space.channels.request {
+            if self.sharded {
+                if let Some(room) = channels::room_of_in(&space.channels.broadcast, channel) {
+                    return self.on_sharded(space, channel, room, payload, batch);
+                }
+            } else if channel == space.channels.request {
                 return self.on_request(space, payload);
             }
             if let Some(room) = channels::room_of_in(self.listen(space), channel) {
@@ -677,6 +882,7 @@ async fn keep_sessions(relay: Weak<Relay>) {
         let (Some(recovery), Some(sessions)) = (r.recovery.as_ref(), r.sessions.as_ref()) else {
             return;
         };
+        r.forget_expired_rooms();
         if !r.link.is_up() {
             continue;
         }

@@ -11,6 +11,7 @@ pub const VALKEY_MESSAGES_RECEIVED: &str = "socket_gateway_valkey_messages_recei
 pub const VALKEY_ERRORS: &str = "socket_gateway_valkey_errors_total";
 pub const VALKEY_CONNECTED: &str = "socket_gateway_valkey_connected";
 pub const VALKEY_SUBSCRIPTIONS: &str = "socket_gateway_valkey_subscriptions";
+pub const VALKEY_RESUBSCRIBES: &str = "socket_gateway_valkey_resubscribes_total";
 pub const VALKEY_PUBSUB_LAG: &str = "socket_gateway_valkey_pubsub_lag_seconds";
 pub const RECOVERY_ATTEMPTS: &str = "socket_gateway_recovery_attempts_total";
 
@@ -114,6 +115,11 @@ pub fn describe() {
         Unit::Count,
         "Valkey channels and patterns the relay is subscribed to."
     );
+    describe_counter!(
+        VALKEY_RESUBSCRIBES,
+        Unit::Count,
+        "Sharded channels subscribed again after Valkey moved their slot (migration, failover)."
+    );
     describe_histogram!(
         VALKEY_PUBSUB_LAG,
         Unit::Seconds,
@@ -136,6 +142,7 @@ pub fn init_series(recovery: bool) {
     }
     gauge!(VALKEY_CONNECTED).increment(0.0);
     gauge!(VALKEY_SUBSCRIPTIONS).increment(0.0);
+    counter!(VALKEY_RESUBSCRIBES).increment(0);
     let _ = histogram!(VALKEY_PUBSUB_LAG);
     if recovery {
         for outcome in RecoveryOutcome::ALL {
@@ -154,6 +161,10 @@ pub fn valkey_connected(up: bool) {
 
 pub fn valkey_subscriptions(channels: usize) {
     gauge!(VALKEY_SUBSCRIPTIONS).set(channels as f64);
+}
+
+pub fn valkey_resubscribed(channels: u64) {
+    counter!(VALKEY_RESUBSCRIBES).increment(channels);
 }
 
 pub fn valkey_published(messages: u64) {
@@ -182,6 +193,7 @@ mod tests {
             VALKEY_PUBLISHES,
             VALKEY_MESSAGES_RECEIVED,
             VALKEY_ERRORS,
+            VALKEY_RESUBSCRIBES,
             RECOVERY_ATTEMPTS,
         ] {
             assert!(

@@ -52,17 +52,19 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the publishing task; it ends when every `Publisher` clone is dropped.
+    /// `command` publishes: `PUBLISH`, or `SPUBLISH` on sharded Pub/Sub.
     pub fn start(
         valkey: Arc<Valkey>,
         link: Arc<ValkeyLink>,
         interest: Arc<Subscriptions>,
+        command: &'static str,
     ) -> (Publisher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(valkey, rx, link, interest));
+        let task = tokio::spawn(run(valkey, rx, link, interest, command));
         (Publisher { tx }, task)
     }
 
-    /// Queues a PUBLISH. Returns false when it was dropped (queue full or task gone).
+    /// Queues a PUBLISH (or SPUBLISH). Returns false when it was dropped (queue full or task gone).
     pub fn publish(&self, channel: String, payload: impl Into<Bytes>) -> bool {
         self.queue(Outgoing::Publish {
             channel,
@@ -111,6 +113,7 @@ async fn run(
     mut rx: mpsc::Receiver<Outgoing>,
     link: Arc<ValkeyLink>,
     interest: Arc<Subscriptions>,
+    command: &'static str,
 ) {
     // The connection, with the link generation it was made in.
     let mut conn: Option<(u64, Connection)> = None;
@@ -153,7 +156,7 @@ async fn run(
         for job in batch.drain(..) {
             match job {
                 Outgoing::Publish { channel, payload } => {
-                    pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]);
+                    pipe.cmd(command).arg(channel).arg(&payload[..]);
                 }
                 Outgoing::Script(call) => {
                     pipe.add_command(call.cmd(true));

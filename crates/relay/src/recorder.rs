@@ -5,6 +5,10 @@
 //! gateway wrote, through the recording script with a dedupe key: both holders see the same
 //! messages in the same order, so each is written once, and losing one holder loses nothing.
 //!
+//! On sharded Pub/Sub there is no pattern subscription: every gateway records the foreign
+//! broadcasts it receives on its own subscriptions (see `Relay::on_sharded`), with the same
+//! dedupe keys.
+//!
 //! The dedupe key is a digest of channel and message plus how many times this recorder saw
 //! that digest within the window, so a message repeated on purpose is recorded again.
 
@@ -17,7 +21,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::channels::room_of_in;
-use super::{wire, Relay};
+use super::{wire, Relay, RelayedNamespace};
 
 /// Gateways recording at once.
 pub const SLOTS: usize = 2;
@@ -137,18 +141,19 @@ impl Seen {
     }
 }
 
-/// A gateway's uid ("gw-" and 10 characters) cannot be a Node adapter's (6) or the
-/// emitter's ("emitter"): the recorder skips what gateways recorded themselves by looking at
-/// the message's first bytes.
+/// A gateway's uid ("gw-" and 10 characters) cannot be a Node adapter's (6 characters on
+/// classic, 16 on sharded) or the emitter's ("emitter"): the recorder skips what gateways
+/// recorded themselves by looking at the message's first bytes.
 pub fn is_gateway_message(payload: &[u8]) -> bool {
     payload.len() > 5 && payload[0] == 0x93 && payload[1] == 0xa0 | 13 && &payload[2..5] == b"gw-"
 }
 
+pub fn is_gateway_uid(uid: &str) -> bool {
+    uid.len() == 13 && uid.starts_with("gw-")
+}
+
 impl Relay {
     fn record_foreign(self: &Arc<Self>, channel: &str, payload: &[u8], seen: &mut Seen) {
-        let Some(recovery) = self.recovery.as_ref() else {
-            return;
-        };
         if is_gateway_message(payload) {
             return;
         }
@@ -165,6 +170,23 @@ impl Relay {
         if b.nsp != space.name {
             return;
         }
+        self.record_foreign_broadcast(space, room, channel, payload, &b, seen);
+    }
+
+    /// Records `b`, received as `payload` on `channel` (room `room` of `space`), with a dedupe
+    /// key so that however many recorders saw it, it is written once.
+    pub(crate) fn record_foreign_broadcast(
+        &self,
+        space: &RelayedNamespace,
+        room: &str,
+        channel: &str,
+        payload: &[u8],
+        b: &wire::RemoteBroadcast,
+        seen: &mut Seen,
+    ) {
+        let Some(recovery) = self.recovery.as_ref() else {
+            return;
+        };
         let Ok(message) = wire::encode_broadcast(&b.uid, &b.target, &b.packet, true) else {
             return;
         };

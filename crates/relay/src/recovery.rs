@@ -41,19 +41,20 @@ use socketio::recovery::Offset;
 
 /// Appends a message to the log and publishes it. KEYS: log[, dedupe key]. ARGV: the message
 /// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
-/// channel of the copy with the offset[, dedupe ttl ms]. Returns the id, or nil when the
-/// dedupe key shows another recorder wrote it.
+/// channel of the copy with the offset, the publishing command (PUBLISH, or SPUBLISH to a
+/// channel in the log's slot)[, dedupe ttl ms]. Returns the id, or nil when the dedupe key
+/// shows another recorder wrote it.
 static RECORD: Lua = Lua::new(
     r#"
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[6]) then
   return false
 end
 local t = redis.call('TIME')
 local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
 if minid < 0 then minid = 0 end
 local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', 'm', ARGV[1])
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[1]) end
-redis.call('PUBLISH', ARGV[4], string.sub(ARGV[1], 1, -2) .. string.char(0xd9, #id) .. id)
+if ARGV[3] ~= '' then redis.call(ARGV[5], ARGV[3], ARGV[1]) end
+redis.call(ARGV[5], ARGV[4], string.sub(ARGV[1], 1, -2) .. string.char(0xd9, #id) .. id)
 return id
 "#,
 );
@@ -72,6 +73,8 @@ fn now_ms() -> u64 {
 
 pub struct Recovery {
     prefix: String,
+    /// PUBLISH, or SPUBLISH on sharded Pub/Sub.
+    publish: &'static str,
     pub window: Duration,
     /// Sockets whose rooms changed since the last write of their sessions.
     dirty: Mutex<HashSet<(String, Sid)>>,
@@ -80,9 +83,10 @@ pub struct Recovery {
 }
 
 impl Recovery {
-    pub fn new(prefix: &str, window: Duration) -> Self {
+    pub fn new(prefix: &str, window: Duration, publish: &'static str) -> Self {
         Recovery {
             prefix: prefix.to_owned(),
+            publish,
             window,
             dirty: Mutex::default(),
             log: Mutex::default(),
@@ -120,6 +124,7 @@ impl Recovery {
             window.clone(),
             plain_channel.unwrap_or("").as_bytes().to_vec(),
             recorded_channel.as_bytes().to_vec(),
+            self.publish.as_bytes().to_vec(),
         ];
         if dedupe.is_some() {
             args.push(window);

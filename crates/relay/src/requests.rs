@@ -9,24 +9,45 @@ use std::time::UNIX_EPOCH;
 
 use serde_json::{json, Map, Value};
 
+use super::sharded_wire;
 use super::wire::{self, Request, RequestKind};
 use super::{Relay, RelayedNamespace};
 use crate::metrics::ValkeyOp;
 use crate::sessions::KeptChange;
+use bytes::Bytes;
 use engineio::{Handshake, Sid};
 use socketio::{BroadcastTarget, Namespace, Socket};
 
+/// An answer to a request, whichever wire format carries it.
+enum Reply<'a> {
+    /// Classic: a legacy request addressed to one socket was done here.
+    Done,
+    SocketIds(Vec<String>),
+    Rooms(Vec<String>),
+    Sockets(Vec<Value>),
+    /// `serverSideEmit` with an ack: answered with no argument (no listeners here).
+    ServerSideEmitted,
+    /// How many clients a broadcast with acks reached here.
+    ClientCount(usize),
+    /// One client's ack: its first argument and attachments.
+    Ack(Option<&'a Value>, &'a [Bytes]),
+}
+
 impl Relay {
+    /// A request on the classic request channel.
     pub(super) fn on_request(&self, space: &RelayedNamespace, payload: &[u8]) {
-        let Some(ns) = space.ns.upgrade() else { return };
-        let request = match wire::decode_request(payload) {
-            Ok(r) => r,
+        match wire::decode_request(payload) {
+            Ok(request) => self.answer(space, request),
             Err(e) => {
                 crate::metrics::valkey_errors(ValkeyOp::Decode, 1);
                 tracing::debug!(error = %e, "relay: ignoring a malformed request");
-                return;
             }
-        };
+        }
+    }
+
+    /// Acts on a request of either wire format, and answers it as a Node server would.
+    pub(super) fn answer(&self, space: &RelayedNamespace, request: Request) {
+        let Some(ns) = space.ns.upgrade() else { return };
         // Our own requests (none today) and answers to other requesters are not for us.
         if request.uid.as_deref() == Some(self.uid.as_str()) {
             return;
@@ -36,10 +57,7 @@ impl Relay {
             request_id,
             kind,
         } = request;
-        let respond = |body: Vec<u8>| {
-            self.publisher
-                .publish(space.channels.response_to(uid.as_deref()), body);
-        };
+        let respond = |id: &Value, reply: Reply| self.reply(space, uid.as_deref(), id, reply);
         match kind {
             RequestKind::Join { target, rooms } => {
                 ns.handler().on_rooms_request(&target);
@@ -75,7 +93,7 @@ impl Relay {
                     .on_rooms_request(&BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.join(&[room]);
-                    respond(wire::json_response(id, json!({})));
+                    respond(id, Reply::Done);
                 }
             }
             RequestKind::LeaveSid { sid, room } => {
@@ -83,13 +101,13 @@ impl Relay {
                     .on_rooms_request(&BroadcastTarget::room(sid.as_str()));
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     socket.leave(&room);
-                    respond(wire::json_response(id, json!({})));
+                    respond(id, Reply::Done);
                 }
             }
             RequestKind::DisconnectSid { sid, close } => {
                 if let (Some(socket), Some(id)) = (local(&ns, &sid), &request_id) {
                     disconnect(&socket, close);
-                    respond(wire::json_response(id, json!({})));
+                    respond(id, Reply::Done);
                 }
             }
             RequestKind::Sockets { rooms } => {
@@ -103,13 +121,13 @@ impl Relay {
                     .iter()
                     .map(|s| s.id.to_string())
                     .collect();
-                respond(wire::json_response(&id, json!({ "sockets": ids })));
+                respond(&id, Reply::SocketIds(ids));
             }
             RequestKind::AllRooms => {
                 let Some(id) = request_id else { return };
                 let rooms: Vec<String> =
                     ns.rooms.all_rooms().iter().map(|r| r.to_string()).collect();
-                respond(wire::json_response(&id, json!({ "rooms": rooms })));
+                respond(&id, Reply::Rooms(rooms));
             }
             RequestKind::Fetch { target } => {
                 let Some(id) = request_id else { return };
@@ -118,7 +136,7 @@ impl Relay {
                     .iter()
                     .map(|s| describe(&ns, s))
                     .collect();
-                respond(wire::json_response(&id, json!({ "sockets": sockets })));
+                respond(&id, Reply::Sockets(sockets));
             }
             RequestKind::ServerSideEmit { data } => {
                 // The gateway has no server-side listeners; with an ack it answers with no
@@ -126,14 +144,7 @@ impl Relay {
                 let event = data.get(0).and_then(Value::as_str).unwrap_or_default();
                 tracing::debug!(event, "relay: server-side emit");
                 if let Some(id) = request_id {
-                    // Node always answers these on the generic response channel.
-                    self.publisher.publish(
-                        space.channels.response.clone(),
-                        wire::json_response(
-                            &id,
-                            json!({ "type": wire::request_type::SERVER_SIDE_EMIT }),
-                        ),
-                    );
+                    respond(&id, Reply::ServerSideEmitted);
                 }
             }
             RequestKind::BroadcastWithAck {
@@ -144,11 +155,10 @@ impl Relay {
                 let Some(id) = request_id else { return };
                 let timeout = timeout_ms.map_or(self.ack_timeout, std::time::Duration::from_millis);
                 let recipients = ns.select(&target);
-                respond(wire::client_count_response(&id, recipients.len()));
-                let channel = space.channels.response_to(uid.as_deref());
+                respond(&id, Reply::ClientCount(recipients.len()));
                 for socket in recipients {
-                    let publisher = self.publisher.clone();
-                    let (packet, channel, id) = (packet.clone(), channel.clone(), id.clone());
+                    let (relay, nsp) = (self.me(), space.name.clone());
+                    let (packet, uid, id) = (packet.clone(), uid.clone(), id.clone());
                     tokio::spawn(async move {
                         let Some((event, args)) =
                             packet.data.clone().and_then(socketio::packet::event_parts)
@@ -156,22 +166,16 @@ impl Relay {
                             return;
                         };
                         // No answer in time: the requester's own timeout reports it.
-                        if let Ok(ack) = socket
+                        let Ok(ack) = socket
                             .emit_with_ack(&event, args, packet.attachments.clone(), timeout)
                             .await
-                        {
-                            match wire::broadcast_ack_response(
-                                &id,
-                                ack.args.first(),
-                                &ack.attachments,
-                            ) {
-                                Ok(body) => {
-                                    publisher.publish(channel, body);
-                                }
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "relay: cannot encode an ack")
-                                }
-                            }
+                        else {
+                            return;
+                        };
+                        let Some(relay) = relay.upgrade() else { return };
+                        if let Some(space) = relay.space(&nsp) {
+                            let reply = Reply::Ack(ack.args.first(), &ack.attachments);
+                            relay.reply(space, uid.as_deref(), &id, reply);
                         }
                     });
                 }
@@ -182,6 +186,56 @@ impl Relay {
 }
 
 impl Relay {
+    /// Publishes `reply` to request `id` from `requester` in this relay's wire format, where
+    /// the requester listens.
+    fn reply(&self, space: &RelayedNamespace, requester: Option<&str>, id: &Value, reply: Reply) {
+        let channel = space.channels.response_to(requester);
+        let body = if self.sharded {
+            // Sharded requesters always name themselves; the rest is the classic protocol's.
+            if requester.is_none() {
+                return;
+            }
+            let (uid, nsp) = (self.uid.as_str(), space.name.as_str());
+            match reply {
+                Reply::Sockets(sockets) => Ok(sharded_wire::fetch_response(uid, nsp, id, sockets)),
+                Reply::ServerSideEmitted => {
+                    Ok(sharded_wire::server_side_emit_response(uid, nsp, id))
+                }
+                Reply::ClientCount(n) => Ok(sharded_wire::client_count_response(uid, nsp, id, n)),
+                Reply::Ack(arg, attachments) => {
+                    sharded_wire::ack_response(uid, nsp, id, arg, attachments)
+                }
+                Reply::Done | Reply::SocketIds(_) | Reply::Rooms(_) => return,
+            }
+        } else {
+            match reply {
+                Reply::Done => Ok(wire::json_response(id, json!({}))),
+                Reply::SocketIds(ids) => Ok(wire::json_response(id, json!({ "sockets": ids }))),
+                Reply::Rooms(rooms) => Ok(wire::json_response(id, json!({ "rooms": rooms }))),
+                Reply::Sockets(sockets) => {
+                    Ok(wire::json_response(id, json!({ "sockets": sockets })))
+                }
+                Reply::ServerSideEmitted => {
+                    // Node always answers these on the generic response channel.
+                    let body = json!({ "type": wire::request_type::SERVER_SIDE_EMIT });
+                    self.publisher.publish(
+                        space.channels.response.clone(),
+                        wire::json_response(id, body),
+                    );
+                    return;
+                }
+                Reply::ClientCount(n) => Ok(wire::client_count_response(id, n)),
+                Reply::Ack(arg, attachments) => wire::broadcast_ack_response(id, arg, attachments),
+            }
+        };
+        match body {
+            Ok(body) => {
+                self.publisher.publish(channel, body);
+            }
+            Err(e) => tracing::debug!(error = %e, "relay: cannot encode a response"),
+        }
+    }
+
     /// What other servers asked of every socket of `target` also applies to the kept
     /// sessions of the users it names, so a reconnect does not undo it. Every instance
     /// applies it (it is idempotent): after its own earlier writes of those sessions, which

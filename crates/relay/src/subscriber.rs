@@ -6,6 +6,9 @@
 //! wanted now, then follow changes in batches until the connection fails; back off and
 //! start over. Messages published while it is down are lost to this instance: that is the
 //! degraded, local-only mode, and `/readyz` says so.
+//!
+//! Sharded Pub/Sub has its own session ([`super::sharded_subscriber`]) under the same
+//! supervision.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,7 +42,7 @@ pub trait PubSubHandler: Send + Sync + 'static {
 /// deleted between two flushes costs nothing.
 pub struct Subscriptions {
     changed: Mutex<Pending>,
-    wake: Notify,
+    pub(crate) wake: Notify,
     /// The `generation` the subscriptions in place account for.
     applied: watch::Sender<u64>,
 }
@@ -85,12 +88,12 @@ impl Subscriptions {
         self.changed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self) -> (HashSet<String>, u64) {
+    pub(crate) fn take(&self) -> (HashSet<String>, u64) {
         let mut pending = self.lock();
         (std::mem::take(&mut pending.channels), pending.generation)
     }
 
-    fn applied(&self, generation: u64) {
+    pub(crate) fn applied(&self, generation: u64) {
         self.applied.send_if_modified(|g| {
             let newer = generation > *g;
             if newer {
@@ -103,11 +106,11 @@ impl Subscriptions {
 
 /// Pub/Sub messages handled in one write batch at most (see `engineio::batch`): enough to
 /// merge a burst's frames per socket, few enough to keep its first delivery prompt.
-const MAX_BATCH: u64 = 256;
+pub(crate) const MAX_BATCH: u64 = 256;
 
 /// A batch this large means the relay is behind: its sockets are written by their own tasks,
 /// on every worker thread, merging what piles up (see `engineio::batch`).
-const BUSY_BATCH: u64 = 4;
+pub(crate) const BUSY_BATCH: u64 = 4;
 
 /// Timing of the supervision loop.
 #[derive(Clone, Debug)]
@@ -133,18 +136,25 @@ impl Default for Timing {
 }
 
 /// Most channels per SUBSCRIBE/UNSUBSCRIBE command.
-const CHUNK: usize = 1024;
+pub(crate) const CHUNK: usize = 1024;
 
+/// Keeps a subscriber connection up for the life of the relay: classic, or `sharded`.
 pub async fn run(
     valkey: Arc<Valkey>,
     inbox: Arc<dyn PubSubHandler>,
     interest: Arc<Subscriptions>,
     link: Arc<ValkeyLink>,
     timing: Timing,
+    sharded: bool,
 ) {
     let mut delay = timing.backoff_min;
     loop {
-        let ended = match session(&valkey, &*inbox, &interest, &link, &timing).await {
+        let result = if sharded {
+            super::sharded_subscriber::session(&valkey, &*inbox, &interest, &link, &timing).await
+        } else {
+            session(&valkey, &*inbox, &interest, &link, &timing).await
+        };
+        let ended = match result {
             Ok(()) => "connection closed".to_owned(),
             Err(e) => e.to_string(),
         };
@@ -168,7 +178,7 @@ fn jitter(d: Duration) -> Duration {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub(crate) enum SessionError {
     #[error("finding the node to subscribe on: {0}")]
     Node(ValkeyError),
     #[error("connecting: {0}")]
@@ -182,6 +192,10 @@ enum SessionError {
     },
     #[error("no PING answer within {0:?}")]
     PingTimeout(Duration),
+    #[error("sharded Pub/Sub needs a Valkey Cluster")]
+    NotACluster,
+    #[error("a node's connection was lost")]
+    NodeLost,
 }
 
 /// One connection's life: returns when it fails.
@@ -270,20 +284,42 @@ async fn flush(
     interest: &Subscriptions,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), SessionError> {
-    let mut add = Vec::new();
-    let mut remove = Vec::new();
-    let (channels, generation) = interest.take();
-    for channel in channels {
-        match (inbox.wanted(&channel), subscribed.contains(&channel)) {
-            (true, false) => add.push(channel),
-            (false, true) => remove.push(channel),
-            _ => {}
-        }
-    }
-    apply(sink, add, true, subscribed).await?;
-    apply(sink, remove, false, subscribed).await?;
-    interest.applied(generation);
+    let changes = Changes::take(inbox, interest, subscribed);
+    apply(sink, changes.add, true, subscribed).await?;
+    apply(sink, changes.remove, false, subscribed).await?;
+    interest.applied(changes.generation);
     Ok(())
+}
+
+/// The recorded changes, against what is subscribed: channels to add and to remove.
+pub(crate) struct Changes {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    /// What [`Subscriptions::applied`] is told once they are.
+    pub generation: u64,
+}
+
+impl Changes {
+    pub(crate) fn take(
+        inbox: &dyn PubSubHandler,
+        interest: &Subscriptions,
+        subscribed: &HashSet<String>,
+    ) -> Changes {
+        let (channels, generation) = interest.take();
+        let mut changes = Changes {
+            add: Vec::new(),
+            remove: Vec::new(),
+            generation,
+        };
+        for channel in channels {
+            match (inbox.wanted(&channel), subscribed.contains(&channel)) {
+                (true, false) => changes.add.push(channel),
+                (false, true) => changes.remove.push(channel),
+                _ => {}
+            }
+        }
+        changes
+    }
 }
 
 /// SUBSCRIBEs (`on`) or UNSUBSCRIBEs `channels`, [`CHUNK`] per command, keeping `subscribed`

@@ -140,7 +140,7 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<RemoteBroadcast, WireError> {
 
 /// The value of `name` in a msgpack map; the last one when it is there twice, as a JS
 /// decoder (which assigns the keys in order) reads it.
-fn field<'a>(map: &'a [(Mp, Mp)], name: &str) -> Option<&'a Mp> {
+pub(crate) fn field<'a>(map: &'a [(Mp, Mp)], name: &str) -> Option<&'a Mp> {
     map.iter()
         .rev()
         .find(|(k, _)| k.as_str() == Some(name))
@@ -150,7 +150,7 @@ fn field<'a>(map: &'a [(Mp, Mp)], name: &str) -> Option<&'a Mp> {
 /// A msgpack packet's `data` (a non-empty array) as JSON, its `bin` values moved into
 /// attachments. Only `data` brings attachments: a `bin` anywhere else in the message (another
 /// key, a duplicate `data` that the last one replaces) belongs to no argument.
-fn event_data(mut packet: Vec<(Mp, Mp)>) -> Result<(Value, Vec<Bytes>), WireError> {
+pub(crate) fn event_data(mut packet: Vec<(Mp, Mp)>) -> Result<(Value, Vec<Bytes>), WireError> {
     let data = packet
         .iter()
         .rposition(|(k, _)| k.as_str() == Some("data"))
@@ -171,7 +171,12 @@ fn event_data(mut packet: Vec<(Mp, Mp)>) -> Result<(Value, Vec<Bytes>), WireErro
     Ok((json, attachments))
 }
 
-fn event_packet(nsp: &str, data: Value, attachments: Vec<Bytes>, id: Option<u64>) -> Packet {
+pub(crate) fn event_packet(
+    nsp: &str,
+    data: Value,
+    attachments: Vec<Bytes>,
+    id: Option<u64>,
+) -> Packet {
     Packet {
         kind: if attachments.is_empty() {
             PacketType::Event
@@ -186,7 +191,7 @@ fn event_packet(nsp: &str, data: Value, attachments: Vec<Bytes>, id: Option<u64>
 }
 
 /// Room names arrive as strings or, from `io.to(123)` in Node, numbers; both become strings.
-fn room_list(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn room_list(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::Array(items)) => items.iter().filter_map(room_name).collect(),
         _ => Vec::new(),

@@ -99,6 +99,8 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
             topology: Default::default(),
             nodes: Vec::new(),
             sentinel_service: String::new(),
+            pubsub: Default::default(),
+            subscription_mode: Default::default(),
             prefix: "socket.io".into(),
             ack_timeout: Duration::from_secs(5),
             timing: Default::default(),

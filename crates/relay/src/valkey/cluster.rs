@@ -54,6 +54,27 @@ impl ClusterLink {
         Ok(conn.insert(c).clone())
     }
 
+    /// A new RESP3 cluster connection whose pushes (sharded messages, subscription changes)
+    /// go to `pushes`. redis-rs routes each SSUBSCRIBE to its slot's primary and subscribes
+    /// again after it reconnects to a node or refreshes its slot map.
+    pub async fn sharded_pubsub(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<ClusterConnection, ValkeyError> {
+        let client = ClusterClient::builder(self.seeds.clone())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes)
+            .connection_timeout(self.timeouts.connect)
+            .response_timeout(self.timeouts.command)
+            .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
+            .build()?;
+        let limit = self.timeouts.connect;
+        let connecting = Box::pin(client.get_async_connection());
+        Ok(tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| ValkeyError::Timeout(limit))??)
+    }
+
     /// A client for one of the primaries, at random, as the first seed that answers `CLUSTER
     /// SLOTS` names them. Seeds are asked directly: a node that does not know its own address
     /// yet (a cluster of one) names itself with an empty host, meaning the node asked.

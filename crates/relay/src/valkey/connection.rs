@@ -97,9 +97,10 @@ fn place(cmd: &Cmd) -> Place {
             }
         }
         // A classic PUBLISH reaches every node from any of them; sent by its channel's slot,
-        // a channel's messages always leave from the same node, so they stay in order.
+        // a channel's messages always leave from the same node, so they stay in order. An
+        // SPUBLISH must go to its channel's slot (the default below).
         b"PING" | b"ECHO" => Place::AnyNode,
-        b"SCRIPT" | b"FUNCTION" | b"PUBSUB" | b"CLUSTER" | b"INFO" | b"SPUBLISH" => Place::Alone,
+        b"SCRIPT" | b"FUNCTION" | b"PUBSUB" | b"CLUSTER" | b"INFO" => Place::Alone,
         _ => match args.get(1) {
             Some(key) => Place::Slot(Slot::for_key(key)),
             None => Place::Alone,
@@ -182,6 +183,9 @@ mod tests {
         let mut c = redis::cmd("PUBLISH");
         c.arg("socket.io#/#").arg("x");
         assert!(place(&c) == slot("socket.io#/#"));
+        let mut c = redis::cmd("SPUBLISH");
+        c.arg("socket.io#/#room#").arg("x");
+        assert!(place(&c) == slot("socket.io#/#room#"));
         let mut c = redis::cmd("SCRIPT");
         c.arg("LOAD").arg("return 1");
         assert!(place(&c) == Place::Alone);

@@ -6,7 +6,9 @@
 //!   Sentinel's primary of the moment), or one cluster connection that routes each command
 //!   to its slot's primary and follows MOVED/ASK and failovers by itself (redis-rs);
 //! - Pub/Sub ([`Valkey::pubsub_client`]): a client for the node a subscriber should use now.
-//!   A classic PUBLISH reaches every node of a Cluster, so any primary will do.
+//!   A classic PUBLISH reaches every node of a Cluster, so any primary will do;
+//! - sharded Pub/Sub ([`Valkey::sharded_pubsub`], Cluster only): a cluster connection of its
+//!   own, over RESP3, that subscribes each channel on its slot's primary.
 
 mod cluster;
 mod connection;
@@ -16,6 +18,7 @@ mod topology;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use redis::cluster_async::ClusterConnection;
 
 pub use connection::Connection;
 pub use topology::{Topology, TopologyError, TopologyKind};
@@ -114,6 +117,18 @@ impl Valkey {
         match &self.commands {
             Commands::Nodes(pool) => Ok(pool.node_client().await?),
             Commands::Cluster(link) => link.pubsub_client().await,
+        }
+    }
+
+    /// A new cluster connection for sharded Pub/Sub: its messages and subscription changes
+    /// arrive on `pushes`; `None` when Valkey is not a Cluster.
+    pub async fn sharded_pubsub(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Option<Result<ClusterConnection, ValkeyError>> {
+        match &self.commands {
+            Commands::Nodes(_) => None,
+            Commands::Cluster(link) => Some(link.sharded_pubsub(pushes).await),
         }
     }
 
