@@ -4,7 +4,8 @@
 // Never print cookie values: they are bearer secrets even in tests.
 import http from "node:http";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createCluster } from "redis";
 import { io as ioClient } from "socket.io-client";
 import { freePort } from "../lib/procs.mjs";
 import { startFixtureApp, signIn } from "../lib/app.mjs";
@@ -115,16 +116,7 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
     pingTimeout: 5000,
   });
   const received = [];
-  io.on("connection", (socket) => {
-    socket.on("join", (rooms, ack) => {
-      socket.join(rooms);
-      ack?.();
-    });
-    socket.on("leave", (room, ack) => {
-      socket.leave(room);
-      ack?.();
-    });
-  });
+  joinAndLeaveOnRequest(io);
   const port = await freePort();
   await new Promise((resolve) => httpServer.listen(port, "127.0.0.1", resolve));
   // Wait until the adapter's subscriptions are in place (PSUBSCRIBE + request/response channels).
@@ -153,6 +145,67 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
       );
     },
   };
+}
+
+/**
+ * A Node socket.io 4.8.4 server on @socket.io/redis-adapter's `createShardedAdapter` (SPUBLISH/SSUBSCRIBE) over
+ * node-redis 5's Cluster client, as the Socket.IO docs set it up, on a free loopback port. Same shape and
+ * "join"/"leave" handlers as startNodePeer(). Resolves once its namespace channel is subscribed.
+ */
+export async function startShardedNodePeer(seeds, { subscriptionMode = "dynamic" } = {}) {
+  const pub = createCluster({ rootNodes: seeds.map((url) => ({ url })) });
+  const sub = pub.duplicate();
+  // A node lost in a test's fault: the clients reconnect by themselves; nothing to report here.
+  for (const c of [pub, sub]) c.on("error", () => {});
+  await Promise.all([pub.connect(), sub.connect()]);
+  // The adapter does not await its SUNSUBSCRIBEs. node-redis 5 destroys a shard's Pub/Sub client after each one
+  // that leaves it with no subscription, so of two at once on a shard (a closing adapter sends them together)
+  // the second rejects with "The client is closed", unhandled. That rejection only is caught here.
+  const sUnsubscribe = sub.sUnsubscribe.bind(sub);
+  sub.sUnsubscribe = sub.SUNSUBSCRIBE = (...args) =>
+    sUnsubscribe(...args).catch((err) => {
+      if (err?.message !== "The client is closed") throw err;
+    });
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, {
+    adapter: createShardedAdapter(pub, sub, { subscriptionMode }),
+    pingInterval: 5000,
+    pingTimeout: 5000,
+  });
+  joinAndLeaveOnRequest(io);
+  const port = await freePort();
+  await new Promise((resolve) => httpServer.listen(port, "127.0.0.1", resolve));
+  const peer = {
+    io,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pub,
+    sub,
+    /** How many servers are subscribed to the namespace channel (what the adapter counts as servers). */
+    serverCount: () => io.of("/").adapter.serverCount(),
+    async close() {
+      io.local.disconnectSockets(true);
+      await new Promise((resolve) => io.close(() => resolve()));
+      await sleep(200);
+      await Promise.all([pub, sub].map((c) => Promise.race([c.close().catch(() => {}), sleep(1000)])));
+    },
+  };
+  await until(async () => (await peer.serverCount()) >= 1, { ms: 5000, what: "sharded node peer subscribed" });
+  return peer;
+}
+
+/** A peer's sockets join rooms with `socket.emit("join", rooms, ack)` and leave with "leave". */
+function joinAndLeaveOnRequest(io) {
+  io.on("connection", (socket) => {
+    socket.on("join", (rooms, ack) => {
+      socket.join(rooms);
+      ack?.();
+    });
+    socket.on("leave", (room, ack) => {
+      socket.leave(room);
+      ack?.();
+    });
+  });
 }
 
 /** A socket.io-client socket on a Node peer that has joined `rooms`. */
