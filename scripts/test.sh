@@ -88,7 +88,7 @@ run_node_tests() {
   if [[ $topology == single ]]; then
     mapfile -t files < <(cd tests/node && find . -path ./node_modules -prune -o -type f -name '*.test.mjs' -print | sed 's|^\./||' | sort)
   else
-    mapfile -t files < <(cd tests/node && find relay recovery presence security -type f -name '*.test.mjs' ! -name '*topolog*' | sort)
+    mapfile -t files < <(cd tests/node && find relay recovery presence security -type f -name '*.test.mjs' ! -name '*topolog*' ! -name 'sharded*' | sort)
   fi
   if [[ ${#files[@]} -eq 0 ]]; then
     log "no tests/node/**/*.test.mjs found"
