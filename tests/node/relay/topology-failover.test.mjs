@@ -1,6 +1,7 @@
 // Two gateways (recovery on) on a Valkey Cluster and on a Sentinel setup, through a primary's crash: the Cluster
 // promotes the crashed primary's replica, the sentinels promote the replica of theirs, and the gateways follow.
-// On the Cluster the log's slot is also migrated to another primary under the same traffic first.
+// On the Cluster the log's slot is also migrated to another primary under the same traffic first; on sharded
+// Pub/Sub (SPUBLISH, the recorded channels in the log's slot) the log's primary crashes too.
 // A message is sent from A to B every 100 ms throughout; the test asserts that every one arrives exactly once,
 // those sent during the failover too (they wait for the new primary: the relay's hold), and prints how long
 // delivery stopped (BENCHMARKS.md quotes those figures). Before the hold, Sentinel's failover lost all 22 sent
@@ -120,6 +121,41 @@ describe("gateways on a Valkey Cluster: the log's slot migrates, its primary cra
 
   test("the recovery log's primary is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
     await throughFault(s, "cluster", async () => {
+      const victim = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      await cluster.kill(victim);
+      await cluster.waitOk({ ms: 30000 });
+      const promoted = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      assert.notEqual(promoted, victim);
+      return `primary :${victim.port} killed, replica :${promoted.port} promoted`;
+    });
+  });
+});
+
+describe("gateways on sharded Pub/Sub: the recovery log's primary crashes", { skip, timeout: 120000 }, () => {
+  let cluster, s;
+  before(async () => {
+    cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
+    const [url, ...more] = cluster.seeds;
+    s = await startRelayStack({
+      valkeyUrl: url,
+      gateways: 2,
+      gatewayEnv: {
+        GATEWAY_REDIS__TOPOLOGY: "cluster",
+        GATEWAY_REDIS__NODES: more.join(","),
+        GATEWAY_REDIS__PUBSUB: "sharded",
+        GATEWAY_RECOVERY__ENABLED: "true",
+      },
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    closeAllRedis();
+    await cluster?.stop();
+  });
+
+  // The recorded channels share the log's slot: its primary carries every SPUBLISH the gateways deliver from.
+  test("the log's primary is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
+    await throughFault(s, "sharded cluster", async () => {
       const victim = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
       await cluster.kill(victim);
       await cluster.waitOk({ ms: 30000 });
