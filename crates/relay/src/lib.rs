@@ -32,15 +32,15 @@ pub mod recovery;
 mod requests;
 pub mod script;
 pub mod sessions;
+mod sharded_recording;
 pub mod sharded_subscriber;
 pub mod sharded_wire;
 pub mod subscriber;
 pub mod valkey;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis;
 use rand::distr::{Alphanumeric, SampleString};
@@ -100,11 +100,8 @@ struct RelayedNamespace {
     /// The last log offset delivered here from the recovery channels (they carry the log in
     /// order): after a lost subscriber connection, what came after it is made up for.
     delivered: Mutex<Option<Offset>>,
-    /// Sharded with recovery: the rooms of this instance's sockets that left recoverable, with
-    /// when their sessions expire. Their channels stay subscribed until then, so broadcasts from
-    /// Node servers and the emitter to those rooms are still recorded for the client's return
-    /// when no socket here or elsewhere is in them.
-    kept_rooms: Mutex<HashMap<String, Instant>>,
+    /// Sharded with recovery: the rooms followed to record, beyond the members' own.
+    recording: sharded_recording::RoomsToRecord,
 }
 
 pub struct Relay {
@@ -191,7 +188,7 @@ impl Relay {
                         Channels::new(&config.prefix, &ns.name)
                     },
                     delivered: Mutex::new(None),
-                    kept_rooms: Mutex::default(),
+                    recording: Default::default(),
                 })
                 .collect(),
             probe_channel: format!("{}-gateway-probe#{uid}#", config.prefix),
@@ -220,10 +217,10 @@ impl Relay {
         }
         if relay.recovery.is_some() {
             let weak = Arc::downgrade(&relay);
-            let mut tasks = vec![tokio::spawn(keep_sessions(weak.clone()))];
-            if !sharded {
-                tasks.push(tokio::spawn(recorder::run(weak)));
-            }
+            let tasks = [
+                tokio::spawn(recorder::run(weak.clone())),
+                tokio::spawn(keep_sessions(weak)),
+            ];
             relay
                 .lock_tasks()
                 .extend(tasks.iter().map(|t| t.abort_handle()));
@@ -489,6 +486,9 @@ impl Adapter for Relay {
 
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges) {
         let Some(space) = self.space(nsp) else { return };
+        if self.sharded && self.recovery.is_some() {
+            space.recording.created(&changes.created);
+        }
         let bases = self.listen_all(space);
         self.interest.changed(
             changes
@@ -673,51 +673,6 @@ impl RelayedNamespace {
     fn last_delivered(&self) -> Option<Offset> {
         *self.delivered.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn kept_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.kept_rooms.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Relay {
-    /// Keeps the rooms of a session that left recoverable subscribed for its window (see
-    /// [`RelayedNamespace::kept_rooms`]).
-    fn keep_rooms(&self, record: &SessionRecord) {
-        let (Some(space), Some(recovery)) = (self.space(&record.nsp), &self.recovery) else {
-            return;
-        };
-        let until = Instant::now() + recovery.window;
-        let mut kept = space.kept_rooms();
-        for room in &record.rooms {
-            kept.insert(room.clone(), until);
-        }
-        drop(kept);
-        let base = &space.channels.broadcast;
-        self.interest.changed(
-            record
-                .rooms
-                .iter()
-                .map(|room| channels::room_in(base, room)),
-        );
-    }
-
-    /// Lets the kept rooms whose sessions expired go.
-    fn forget_expired_rooms(&self) {
-        let now = Instant::now();
-        for space in &self.spaces {
-            let mut expired = Vec::new();
-            space.kept_rooms().retain(|room, until| {
-                let keep = *until > now;
-                if !keep {
-                    expired.push(channels::room_in(&space.channels.broadcast, room));
-                }
-                keep
-            });
-            if !expired.is_empty() {
-                self.interest.changed(expired);
-            }
-        }
-    }
 }
 
 impl Relay {
@@ -799,9 +754,9 @@ impl PubSubHandler for Relay {
                     }
                 }
             }
-            for room in space.kept_rooms().keys() {
-                if space.channels.room_has_channel(room) && !ns.rooms.contains_room(room) {
-                    out.push(channels::room_in(&space.channels.broadcast, room));
+            for room in space.recording.all() {
+                if space.channels.room_has_channel(&room) && !ns.rooms.contains_room(&room) {
+                    out.push(channels::room_in(&space.channels.broadcast, &room));
                 }
             }
         }
@@ -818,9 +773,9 @@ impl PubSubHandler for Relay {
                             .ns
                             .upgrade()
                             .is_some_and(|ns| ns.rooms.contains_room(room));
-                        let kept = base == space.channels.broadcast
-                            && space.kept_rooms().contains_key(room);
-                        return self.room_channel_wanted(space, base, room) && (member || kept);
+                        let followed =
+                            base == space.channels.broadcast && space.recording.follows(room);
+                        return self.room_channel_wanted(space, base, room) && (member || followed);
                     }
                     None => {}
                 }
@@ -885,6 +840,10 @@ async fn keep_sessions(relay: Weak<Relay>) {
         r.forget_expired_rooms();
         if !r.link.is_up() {
             continue;
+        }
+        let share_all = last_refresh.elapsed() >= sessions.refresh_every();
+        if r.sharded {
+            r.share_rooms(share_all).await;
         }
         for (nsp, sid) in recovery.take_dirty() {
             let record = r

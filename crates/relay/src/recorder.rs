@@ -7,7 +7,8 @@
 //!
 //! On sharded Pub/Sub there is no pattern subscription: every gateway records the foreign
 //! broadcasts it receives on its own subscriptions (see `Relay::on_sharded`), with the same
-//! dedupe keys.
+//! dedupe keys, and a lease holder subscribes to every room of the fleet's sessions besides
+//! (`sharded_recording`).
 //!
 //! The dedupe key is a digest of channel and message plus how many times this recorder saw
 //! that digest within the window, so a message repeated on purpose is recorded again.
@@ -21,6 +22,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::channels::room_of_in;
+use super::sharded_recording::follow_fleet_rooms;
 use super::{wire, Relay, RelayedNamespace};
 
 /// Gateways recording at once.
@@ -63,6 +65,7 @@ pub async fn run(relay: Weak<Relay>) {
                 tracing::info!(slot, "relay: recorder lease lost");
                 task.abort();
                 held = None;
+                r.forget_fleet_rooms();
             }
             continue;
         }
@@ -80,7 +83,11 @@ pub async fn run(relay: Weak<Relay>) {
                     slot,
                     "relay: recording the emitter's and Node servers' broadcasts"
                 );
-                let task = tokio::spawn(record(relay.clone()));
+                let task = if r.sharded {
+                    tokio::spawn(follow_fleet_rooms(relay.clone()))
+                } else {
+                    tokio::spawn(record(relay.clone()))
+                };
                 held = Some((slot, task));
                 break;
             }

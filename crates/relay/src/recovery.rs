@@ -103,6 +103,12 @@ impl Recovery {
         format!("{}-csr-seen#{{{nsp}}}#{digest}", self.prefix)
     }
 
+    /// Sharded Pub/Sub: the rooms of the fleet's live and kept sessions, scored by expiry
+    /// (see `sharded_recording`).
+    pub fn rooms_key(&self, nsp: &str) -> String {
+        format!("{}-csr-rooms#{{{nsp}}}#", self.prefix)
+    }
+
     pub fn lease_key(&self, slot: usize) -> String {
         format!("{}-csr-recorder#{slot}", self.prefix)
     }
