@@ -2,11 +2,12 @@
 // (release build; recovery on, as by default, and off), SOCKETS sockets in one channel room over both, and the app's
 // @socket.io/redis-emitter on an ioredis Cluster client publishing RATE messages/s to that room for SECONDS.
 // Prints, per cluster size: what was delivered, Valkey's CPU (all nodes) per publish and per delivery, the
-// gateways' CPU per delivery, and the ratio of each to the 1-primary cluster's. Classic Pub/Sub only: a classic
-// PUBLISH is copied to every node of a Cluster, which is what the Valkey column shows.
+// gateways' CPU per delivery, and the ratio of each to the 1-primary cluster's. Each on classic Pub/Sub (a PUBLISH
+// is copied to every node of a Cluster) and on sharded Pub/Sub (redis.pubsub = "sharded", the app publishing
+// with the example's sharded emitter: an SPUBLISH goes to its channel's slot's primary only).
 //
 //   cargo build --release -p socket-gateway && node bench/valkey-topologies.mjs
-//   SOCKETS=400 RATE=500 SECONDS=10 PRIMARIES=1,2,3 RECOVERY=on,off node bench/valkey-topologies.mjs
+//   SOCKETS=400 RATE=500 SECONDS=10 PRIMARIES=1,2,3 RECOVERY=on,off PUBSUB=classic,sharded node bench/valkey-topologies.mjs
 //
 // Needs VALKEY_SERVER (scripts/setup.sh puts valkey-server in .cache/bin; this script finds it there).
 import { readFileSync, existsSync } from "node:fs";
@@ -22,12 +23,15 @@ const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
 const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
 const { startGateway, connect, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
 const { waitRelay } = await import("../tests/node/relay/helpers.mjs");
+const { loadShardedEmitter } = await import("../tests/node/lib/sharded-emitter.mjs");
+const { ShardedEmitter } = await loadShardedEmitter();
 
 const SOCKETS = Number(process.env.SOCKETS ?? 400);
 const RATE = Number(process.env.RATE ?? 500);
 const SECONDS = Number(process.env.SECONDS ?? 10);
 const PRIMARIES = (process.env.PRIMARIES ?? "1,2,3").split(",").map(Number);
 const RECOVERY = (process.env.RECOVERY ?? "on,off").split(",");
+const PUBSUB = (process.env.PUBSUB ?? "classic,sharded").split(",");
 if (!existsSync(process.env.VALKEY_SERVER)) throw new Error(`no valkey-server at ${process.env.VALKEY_SERVER}: run bash scripts/setup.sh`);
 
 const TICK_S = 1 / 100; // USER_HZ
@@ -38,7 +42,7 @@ function cpu(pid) {
 }
 const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
 
-async function measure(primaries, recovery, app, cookies) {
+async function measure(primaries, recovery, pubsub, app, cookies) {
   const cluster = await startValkeyCluster({ primaries, replicasPerPrimary: 0 });
   const [url, ...more] = cluster.seeds;
   const env = {
@@ -47,6 +51,7 @@ async function measure(primaries, recovery, app, cookies) {
     GATEWAY_REDIS__TOPOLOGY: "cluster",
     GATEWAY_REDIS__NODES: more.join(","),
     GATEWAY_RECOVERY__ENABLED: String(recovery === "on"),
+    GATEWAY_REDIS__PUBSUB: pubsub,
   };
   const gws = [];
   let emitterClient;
@@ -63,7 +68,7 @@ async function measure(primaries, recovery, app, cookies) {
     emitterClient = new Cluster(cluster.seeds.map((u) => ({ host: "127.0.0.1", port: Number(new URL(u).port) })), {
       redisOptions: { maxRetriesPerRequest: 1 },
     });
-    const emitter = new Emitter(emitterClient);
+    const emitter = pubsub === "sharded" ? new ShardedEmitter(emitterClient) : new Emitter(emitterClient);
     const publish = async (seconds) => {
       const every = 1000 / RATE;
       const t0 = performance.now();
@@ -87,6 +92,7 @@ async function measure(primaries, recovery, app, cookies) {
     return {
       primaries,
       recovery,
+      pubsub,
       sent,
       expected: sent * SOCKETS,
       delivered: got,
@@ -111,20 +117,28 @@ try {
   const rows = [];
   for (const recovery of RECOVERY) {
     for (const p of PRIMARIES) {
-      const r = await measure(p, recovery, app, cookies);
-      rows.push(r);
-      console.error(`# ${p} primaries, recovery ${recovery}: ${JSON.stringify(r)}`);
+      for (const pubsub of PUBSUB) {
+        const r = await measure(p, recovery, pubsub, app, cookies);
+        rows.push(r);
+        console.error(`# ${p} primaries, recovery ${recovery}, ${pubsub}: ${JSON.stringify(r)}`);
+      }
     }
   }
   const ratio = (a, b) => (b ? (a / b).toFixed(2) : "-");
-  console.log(`\n${SOCKETS} sockets in one room over 2 gateways, ${RATE} publishes/s for ${SECONDS} s, classic Pub/Sub\n`);
-  console.log("| recovery | primaries | delivered / expected | Valkey CPU per publish | vs 1 primary | gateways' CPU per delivery | vs 1 primary |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log(`\n${SOCKETS} sockets in one room over 2 gateways, ${RATE} publishes/s for ${SECONDS} s\n`);
+  console.log(
+    "| recovery | primaries | Pub/Sub | delivered / expected | Valkey CPU per publish | vs 1 primary | vs classic | gateways' CPU per delivery | vs 1 primary | vs classic |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    const base = rows.find((b) => b.recovery === r.recovery && b.primaries === PRIMARIES[0]);
+    const same = (b) => b.recovery === r.recovery && b.pubsub === r.pubsub;
+    const base = rows.find((b) => same(b) && b.primaries === PRIMARIES[0]);
+    const classic = rows.find((b) => b.recovery === r.recovery && b.primaries === r.primaries && b.pubsub === "classic");
     console.log(
-      `| ${r.recovery} | ${r.primaries} | ${r.delivered} / ${r.expected} | ${r.valkeyUsPerPublish.toFixed(1)} µs | ${ratio(r.valkeyUsPerPublish, base.valkeyUsPerPublish)} | ` +
-        `${r.gatewayUsPerDelivery.toFixed(2)} µs | ${ratio(r.gatewayUsPerDelivery, base.gatewayUsPerDelivery)} |`,
+      `| ${r.recovery} | ${r.primaries} | ${r.pubsub} | ${r.delivered} / ${r.expected} | ${r.valkeyUsPerPublish.toFixed(1)} µs | ` +
+        `${ratio(r.valkeyUsPerPublish, base.valkeyUsPerPublish)} | ${ratio(r.valkeyUsPerPublish, classic?.valkeyUsPerPublish)} | ` +
+        `${r.gatewayUsPerDelivery.toFixed(2)} µs | ${ratio(r.gatewayUsPerDelivery, base.gatewayUsPerDelivery)} | ` +
+        `${ratio(r.gatewayUsPerDelivery, classic?.gatewayUsPerDelivery)} |`,
     );
   }
 } finally {
