@@ -166,6 +166,39 @@ describe("gateways on sharded Pub/Sub: the recovery log's primary crashes", { sk
   });
 });
 
+describe("gateways given one seed on sharded Pub/Sub: that seed, a primary, crashes", { skip, timeout: 120000 }, () => {
+  let cluster, s, seed;
+  before(async () => {
+    cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
+    // The log's primary is the only node the gateways are told of.
+    seed = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+    s = await startRelayStack({
+      valkeyUrl: seed.url,
+      gateways: 2,
+      gatewayEnv: {
+        GATEWAY_REDIS__TOPOLOGY: "cluster",
+        GATEWAY_REDIS__PUBSUB: "sharded",
+        GATEWAY_RECOVERY__ENABLED: "true",
+      },
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    closeAllRedis();
+    await cluster?.stop();
+  });
+
+  // A new subscriber connection cannot start from a dead seed: it uses the nodes the cluster named since.
+  test("the only configured seed is SIGKILLed: the gateways reconnect through the nodes the cluster named", async () => {
+    await throughFault(s, "sharded, only seed killed", async () => {
+      await cluster.kill(seed);
+      await cluster.waitOk({ ms: 30000 });
+      const promoted = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      return `the seed :${seed.port} killed, replica :${promoted.port} promoted`;
+    });
+  });
+});
+
 describe("gateways on Sentinel: the primary crashes", { skip, timeout: 120000 }, () => {
   let sentinel, s;
   before(async () => {

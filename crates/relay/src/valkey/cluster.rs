@@ -14,6 +14,9 @@ pub struct ClusterLink {
     conn: AsyncMutex<Option<ClusterConnection>>,
     /// Asked for the primaries; their credentials and settings serve Pub/Sub connections too.
     seeds: Vec<redis::ConnectionInfo>,
+    /// The nodes the cluster named last, tried after the seeds: after failovers every
+    /// configured seed may be gone while the cluster lives on.
+    learned: std::sync::Mutex<Vec<redis::ConnectionInfo>>,
     timeouts: Timeouts,
 }
 
@@ -35,6 +38,7 @@ impl ClusterLink {
             client,
             conn: AsyncMutex::new(None),
             seeds,
+            learned: std::sync::Mutex::default(),
             timeouts,
         })
     }
@@ -61,7 +65,8 @@ impl ClusterLink {
         &self,
         pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
     ) -> Result<ClusterConnection, ValkeyError> {
-        let client = ClusterClient::builder(self.seeds.clone())
+        self.learn_nodes().await;
+        let client = ClusterClient::builder(self.candidates())
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(pushes)
             .connection_timeout(self.timeouts.connect)
@@ -79,8 +84,9 @@ impl ClusterLink {
     /// SLOTS` names them. Seeds are asked directly: a node that does not know its own address
     /// yet (a cluster of one) names itself with an empty host, meaning the node asked.
     pub async fn pubsub_client(&self) -> Result<redis::Client, ValkeyError> {
+        self.learn_nodes().await;
         let mut last = None;
-        for seed in &self.seeds {
+        for seed in &self.candidates() {
             match self.primaries_from(seed).await {
                 Ok(found) => {
                     if let Some((host, port)) = found.choose(&mut rand::rng()) {
@@ -95,6 +101,48 @@ impl ClusterLink {
             let none = (redis::ErrorKind::Client, "CLUSTER SLOTS names no primary");
             redis::RedisError::from(none).into()
         }))
+    }
+
+    /// The seeds, then the nodes learned from the cluster.
+    fn candidates(&self) -> Vec<redis::ConnectionInfo> {
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.seeds.clone();
+        for node in learned.iter() {
+            if !all.iter().any(|s| s.addr() == node.addr()) {
+                all.push(node.clone());
+            }
+        }
+        all
+    }
+
+    /// Asks the cluster, through the command connection (which follows failovers), which
+    /// nodes it has now. Kept as it was when the cluster cannot be asked.
+    async fn learn_nodes(&self) {
+        let limit = self.timeouts.connect;
+        let asking = async {
+            let mut conn = self.connection().await?;
+            let slots = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<redis::Value>(&mut conn)
+                .await?;
+            Ok::<_, ValkeyError>(slots)
+        };
+        let Ok(Ok(slots)) = tokio::time::timeout(limit, asking).await else {
+            return;
+        };
+        let Some(template) = self.seeds.first() else {
+            return;
+        };
+        let found: Vec<redis::ConnectionInfo> = nodes(&slots)
+            .into_iter()
+            .map(|(host, port)| {
+                let at = redis::ConnectionAddr::Tcp(host, port);
+                template.clone().set_addr(at)
+            })
+            .collect();
+        if !found.is_empty() {
+            *self.learned.lock().unwrap_or_else(|e| e.into_inner()) = found;
+        }
     }
 
     async fn primaries_from(
@@ -125,6 +173,17 @@ impl ClusterLink {
 /// The primaries' addresses in a `CLUSTER SLOTS` answer: `[[start, end, [host, port, id,
 /// ...], replicas...], ...]`; an empty host is `asked`'s.
 fn primaries(slots: &redis::Value, asked: &str) -> Vec<(String, u16)> {
+    addresses(slots, asked, 2..3)
+}
+
+/// Every node's address in a `CLUSTER SLOTS` answer, primaries and replicas, as the cluster
+/// names them (an empty host is left out: the node asked is not known here).
+fn nodes(slots: &redis::Value) -> Vec<(String, u16)> {
+    addresses(slots, "", 2..usize::MAX)
+}
+
+/// The addresses at positions `at` of each slot range.
+fn addresses(slots: &redis::Value, asked: &str, at: std::ops::Range<usize>) -> Vec<(String, u16)> {
     let mut found = Vec::new();
     let redis::Value::Array(ranges) = slots else {
         return found;
@@ -133,30 +192,37 @@ fn primaries(slots: &redis::Value, asked: &str) -> Vec<(String, u16)> {
         let redis::Value::Array(parts) = range else {
             continue;
         };
-        let Some(redis::Value::Array(primary)) = parts.get(2) else {
-            continue;
-        };
-        let host = match primary.first() {
-            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            Some(redis::Value::SimpleString(s)) => s.clone(),
-            _ => continue,
-        };
-        let Some(redis::Value::Int(port)) = primary.get(1) else {
-            continue;
-        };
-        let Ok(port) = u16::try_from(*port) else {
-            continue;
-        };
-        let host = if host.is_empty() {
-            asked.to_owned()
-        } else {
-            host
-        };
-        if !host.is_empty() && !found.contains(&(host.clone(), port)) {
-            found.push((host, port));
+        for node in parts.iter().skip(at.start).take(at.len()) {
+            let redis::Value::Array(node) = node else {
+                continue;
+            };
+            if let Some(addr) = address(node, asked) {
+                if !found.contains(&addr) {
+                    found.push(addr);
+                }
+            }
         }
     }
     found
+}
+
+/// `[host, port, id, ...]`; an empty host is `asked`'s.
+fn address(node: &[redis::Value], asked: &str) -> Option<(String, u16)> {
+    let host = match node.first() {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(redis::Value::SimpleString(s)) => s.clone(),
+        _ => return None,
+    };
+    let Some(redis::Value::Int(port)) = node.get(1) else {
+        return None;
+    };
+    let port = u16::try_from(*port).ok()?;
+    let host = if host.is_empty() {
+        asked.to_owned()
+    } else {
+        host
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 #[cfg(test)]
@@ -195,5 +261,13 @@ mod tests {
             ]
         );
         assert!(primaries(&Int(1), "h").is_empty());
+        assert_eq!(
+            nodes(&slots),
+            vec![
+                addr("127.0.0.1", 7000),
+                addr("127.0.0.1", 7003),
+                addr("127.0.0.1", 7001)
+            ]
+        );
     }
 }
