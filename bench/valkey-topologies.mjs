@@ -127,15 +127,16 @@ try {
   const ratio = (a, b) => (b ? (a / b).toFixed(2) : "-");
   console.log(`\n${SOCKETS} sockets in one room over 2 gateways, ${RATE} publishes/s for ${SECONDS} s\n`);
   console.log(
-    "| recovery | primaries | Pub/Sub | delivered / expected | Valkey CPU per publish | vs 1 primary | vs classic | gateways' CPU per delivery | vs 1 primary | vs classic |",
+    "| recovery | primaries | Pub/Sub | delivered / expected | Valkey CPU per publish | per delivery | vs 1 primary | vs classic | gateways' CPU per delivery | vs 1 primary | vs classic |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     const same = (b) => b.recovery === r.recovery && b.pubsub === r.pubsub;
     const base = rows.find((b) => same(b) && b.primaries === PRIMARIES[0]);
     const classic = rows.find((b) => b.recovery === r.recovery && b.primaries === r.primaries && b.pubsub === "classic");
     console.log(
       `| ${r.recovery} | ${r.primaries} | ${r.pubsub} | ${r.delivered} / ${r.expected} | ${r.valkeyUsPerPublish.toFixed(1)} µs | ` +
+        `${r.valkeyNsPerDelivery.toFixed(0)} ns | ` +
         `${ratio(r.valkeyUsPerPublish, base.valkeyUsPerPublish)} | ${ratio(r.valkeyUsPerPublish, classic?.valkeyUsPerPublish)} | ` +
         `${r.gatewayUsPerDelivery.toFixed(2)} µs | ${ratio(r.gatewayUsPerDelivery, base.gatewayUsPerDelivery)} | ` +
         `${ratio(r.gatewayUsPerDelivery, classic?.gatewayUsPerDelivery)} |`,
