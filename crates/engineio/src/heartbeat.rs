@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
+use super::deadlines::{self, Deadlines};
 use super::packet::Frame;
 use super::session::{CloseReason, Session};
 
@@ -65,7 +66,7 @@ impl Heartbeats {
         push(&mut q.pings, start + self.interval, Arc::downgrade(session));
         if !q.running {
             q.running = true;
-            tokio::spawn(run(Arc::downgrade(self), self.wake.clone()));
+            tokio::spawn(deadlines::serve(Arc::downgrade(self), self.wake.clone()));
         } else if was_empty {
             self.wake.notify_one();
         }
@@ -85,7 +86,9 @@ impl Heartbeats {
             self.wake.notify_one();
         }
     }
+}
 
+impl Deadlines for Heartbeats {
     /// Sends the pings and closes the sessions that are due; returns the next deadline.
     fn fire(&self, now: Instant) -> Option<Instant> {
         loop {
@@ -118,31 +121,6 @@ impl Heartbeats {
                 let next_ping = q.pings.front().map(|(due, _)| *due);
                 let next_timeout = q.timeouts.front().map(|(due, ..)| *due);
                 return next_ping.into_iter().chain(next_timeout).min();
-            }
-        }
-    }
-}
-
-/// The engine's heartbeat task; it ends once the engine is gone.
-async fn run(heartbeats: Weak<Heartbeats>, wake: Arc<Notify>) {
-    loop {
-        let notified = wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let next = match heartbeats.upgrade() {
-            Some(h) => h.fire(Instant::now()),
-            None => return,
-        };
-        match next {
-            Some(deadline) => {
-                tokio::select! {
-                    _ = sleep_until(deadline) => {}
-                    _ = &mut notified => {}
-                }
-            }
-            // Nothing scheduled: wait for a session, checking now and then for the engine.
-            None => {
-                let _ = tokio::time::timeout(Duration::from_secs(30), notified).await;
             }
         }
     }

@@ -6,6 +6,7 @@
 mod admission;
 pub mod batch;
 pub mod config;
+pub mod deadlines;
 pub mod engine;
 pub mod handler;
 pub mod headers;

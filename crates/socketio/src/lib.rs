@@ -3,6 +3,7 @@
 
 pub mod adapter;
 mod client;
+mod connect_timeout;
 pub mod disconnect;
 pub mod encode;
 pub mod handler;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::client::Client;
+use super::connect_timeout::ConnectTimeouts;
 use super::disconnect::DisconnectReason;
 use super::encode::encode;
 use super::handler::{AckSender, ConnectRequest, Event, NamespaceHandler};
@@ -42,6 +43,7 @@ const MAX_REPLAY_PER_QUEUED: usize = 16;
 pub struct SocketIo {
     config: SocketIoConfig,
     namespaces: HashMap<String, Arc<Namespace>>,
+    connect_timeouts: Arc<ConnectTimeouts>,
 }
 
 /// Builds a [`SocketIo`] with its namespaces (fixed at start: unknown ones are refused).
@@ -59,6 +61,10 @@ impl SocketIoBuilder {
 
     pub fn build(self) -> Arc<SocketIo> {
         Arc::new(SocketIo {
+            connect_timeouts: ConnectTimeouts::new(self.config.connect_timeout, |session| {
+                let idle = SocketIo::client(session).is_some_and(|c| !c.has_namespace());
+                idle && !session.is_closed()
+            }),
             config: self.config,
             namespaces: self.namespaces,
         })
@@ -331,17 +337,7 @@ fn recovery_claim(auth: &Value) -> Option<(String, Offset)> {
 impl EngineHandler for SocketIo {
     fn on_open(&self, session: &Arc<Session>) {
         session.set_data(Client::new(self.config.max_attachments));
-        let timeout = self.config.connect_timeout;
-        let weak = Arc::downgrade(session);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(session) = weak.upgrade() {
-                let idle = Self::client(&session).is_some_and(|c| !c.has_namespace());
-                if idle && !session.is_closed() {
-                    session.close(CloseReason::ForcedServerClose);
-                }
-            }
-        });
+        self.connect_timeouts.opened(session);
     }
 
     fn on_message(&self, session: &Arc<Session>, text: &str) {

@@ -27,7 +27,16 @@ pub struct EchoServer {
 /// Starts an echo server on `/socket.io/`, any origin, with `max_payload` and `ping_timeout`
 /// (which is also how long a closing WebSocket waits for the client's close).
 pub async fn start_echo(max_payload: usize, ping_timeout: Duration) -> EchoServer {
-    let io = SocketIo::builder(SocketIoConfig::default())
+    start_echo_with(SocketIoConfig::default(), max_payload, ping_timeout).await
+}
+
+/// [`start_echo`] with this Socket.IO configuration.
+pub async fn start_echo_with(
+    config: SocketIoConfig,
+    max_payload: usize,
+    ping_timeout: Duration,
+) -> EchoServer {
+    let io = SocketIo::builder(config)
         .namespace("/", Arc::new(Echo))
         .build();
     let cfg = EngineConfig {
