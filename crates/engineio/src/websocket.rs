@@ -104,12 +104,12 @@ pub async fn upgrade<B: Send + 'static>(
                 let session = engine.open(handshake, Transport::Websocket, slot);
                 // A task of its own: this one's captures (the handshake, the slot...) would
                 // otherwise stay in every connection's future for its whole life.
-                tokio::spawn(async move { run(&engine, &session, conn).await });
+                tokio::spawn(run(engine, session, conn));
             }
             Target::Existing(sid) => match engine.session(&sid) {
                 Some(session) => {
                     if let Some(conn) = upgrade_session(&engine, &session, conn).await {
-                        tokio::spawn(async move { run(&engine, &session, conn).await });
+                        tokio::spawn(run(engine, session, conn));
                     }
                 }
                 None => conn.close(None, engine.config().ping_timeout).await,
@@ -361,92 +361,117 @@ fn take_queued(session: &Session, limit: usize) -> Queued {
     }
 }
 
-/// The connection loop of a WebSocket session.
-async fn run(engine: &Engine, session: &Arc<Session>, mut conn: Conn) {
-    let _task = engine.track_websocket_task();
-    let linger = engine.config().ping_timeout;
-    let mut peer_close = None;
-    session.attach_direct(conn.stream.clone());
-    loop {
-        let notified = session.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let Queued {
-            out,
-            closed,
-            closing,
-        } = take_queued(session, conn.limits.write_chunk);
-        if !out.is_empty() {
-            let written = if closing {
+/// The connection loop of a WebSocket session, the connection task's whole future. A plain
+/// function returning a block: an `async fn` keeps its arguments twice in its future
+/// (rust-lang/rust#62958), and this future lives as long as the connection.
+#[allow(clippy::manual_async_fn)]
+fn run(engine: Engine, session: Arc<Session>, mut conn: Conn) -> impl Future<Output = ()> + Send {
+    async move {
+        let _task = engine.track_websocket_task();
+        let linger = engine.config().ping_timeout;
+        let mut peer_close = None;
+        session.attach_direct(conn.stream.clone());
+        loop {
+            let notified = session.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Queued {
+                out,
+                closed,
+                closing,
+            } = take_queued(&session, conn.limits.write_chunk);
+            if !out.is_empty() {
                 // The last frames before a close: a peer that stopped reading gets `linger`.
-                matches!(
-                    tokio::time::timeout(linger, conn.write(&out)).await,
-                    Ok(Ok(()))
-                )
-            } else {
-                tokio::select! {
-                    r = conn.write(&out) => r.is_ok(),
-                    // A peer that stopped reading must not pin this task once the session closed.
-                    _ = session.closed() => false,
-                }
-            };
-            drop(out);
-            if !written {
-                session.close(CloseReason::TransportError);
-                return;
-            }
-            if closed.is_none() {
-                continue;
-            }
-        }
-        if let Some(reason) = closed {
-            let code = match (reason, peer_close) {
-                // An oversized message gets the WebSocket code for it, as the reference's.
-                (CloseReason::PayloadTooLarge, _) => Some((1009, "message too big")),
-                (_, Some(WsClose::Error(e))) => Some((e.close_code(), "protocol error")),
-                // The peer's own code back, as RFC 6455 §5.5.1 suggests and `ws` does.
-                (_, Some(WsClose::Peer(Some(code)))) => Some((code, "")),
-                _ => None,
-            };
-            conn.close(code, linger).await;
-            return;
-        }
-        tokio::select! {
-            msg = conn.next() => {
-                let outcome = match msg {
-                    Ok(Some(Incoming::Text(t))) => match Packet::decode_text(t.as_str()) {
-                        Ok(p) => engine.on_packet(session, p),
-                        Err(_) => Err(CloseReason::ParseError),
-                    },
-                    Ok(Some(Incoming::Binary(b))) => engine.on_packet(session, Packet::Binary(b)),
-                    Ok(Some(Incoming::Ping(p))) => {
-                        let mut out = BytesMut::new();
-                        wsproto::encode(&mut out, Opcode::Pong, &p);
-                        // Through the session: a direct write may be half-way through a frame.
-                        session.send_ws_control(out).map_err(|_| CloseReason::TransportError)
+                let deadline = closing.then(|| tokio::time::Instant::now() + linger);
+                let mut rest = &out[..];
+                let written = loop {
+                    match conn.stream.try_write(rest) {
+                        Ok(n) if n == rest.len() => break true,
+                        Ok(0) => break false,
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => break false,
                     }
-                    Ok(Some(Incoming::Pong)) => Ok(()),
-                    Ok(Some(Incoming::Close(code))) => {
-                        peer_close = Some(WsClose::Peer(code));
-                        Err(CloseReason::TransportClose)
-                    }
-                    Ok(None) => Err(CloseReason::TransportClose),
-                    Err(ReadError::Protocol(WsError::TooBig(_))) => Err(CloseReason::PayloadTooLarge),
-                    Err(ReadError::Protocol(e)) => {
-                        tracing::debug!(sid = %session.sid, error = %e, "websocket error");
-                        peer_close = Some(WsClose::Error(e));
-                        Err(CloseReason::TransportError)
-                    }
-                    Err(ReadError::Io(e)) => {
-                        tracing::debug!(sid = %session.sid, error = %e, "websocket error");
-                        Err(CloseReason::TransportError)
+                    // Waits for room on the socket. The session's wake-up doubles as the close
+                    // watcher: a peer that stopped reading must not pin this task once the
+                    // session closed.
+                    let room = match deadline {
+                        Some(deadline) => {
+                            // Boxed: a rare wait, whose timer would grow every connection.
+                            let ready = tokio::time::timeout_at(deadline, conn.stream.writable());
+                            matches!(Box::pin(ready).await, Ok(Ok(())))
+                        }
+                        None => tokio::select! {
+                            ready = conn.stream.writable() => ready.is_ok(),
+                            _ = &mut notified => {
+                                notified.set(session.notified());
+                                notified.as_mut().enable();
+                                !session.is_closed()
+                            }
+                        },
+                    };
+                    if !room {
+                        break false;
                     }
                 };
-                if let Err(reason) = outcome {
-                    session.close(reason);
+                drop(out);
+                if !written {
+                    session.close(CloseReason::TransportError);
+                    return;
+                }
+                if closed.is_none() {
+                    continue;
                 }
             }
-            _ = &mut notified => {}
+            if let Some(reason) = closed {
+                let code = match (reason, peer_close) {
+                    // An oversized message gets the WebSocket code for it, as the reference's.
+                    (CloseReason::PayloadTooLarge, _) => Some((1009, "message too big")),
+                    (_, Some(WsClose::Error(e))) => Some((e.close_code(), "protocol error")),
+                    // The peer's own code back, as RFC 6455 §5.5.1 suggests and `ws` does.
+                    (_, Some(WsClose::Peer(Some(code)))) => Some((code, "")),
+                    _ => None,
+                };
+                conn.close(code, linger).await;
+                return;
+            }
+            tokio::select! {
+                msg = conn.next() => {
+                    let outcome = match msg {
+                        Ok(Some(Incoming::Text(t))) => match Packet::decode_text(t.as_str()) {
+                            Ok(p) => engine.on_packet(&session, p),
+                            Err(_) => Err(CloseReason::ParseError),
+                        },
+                        Ok(Some(Incoming::Binary(b))) => engine.on_packet(&session, Packet::Binary(b)),
+                        Ok(Some(Incoming::Ping(p))) => {
+                            let mut out = BytesMut::new();
+                            wsproto::encode(&mut out, Opcode::Pong, &p);
+                            // Through the session: a direct write may be half-way through a frame.
+                            session.send_ws_control(out).map_err(|_| CloseReason::TransportError)
+                        }
+                        Ok(Some(Incoming::Pong)) => Ok(()),
+                        Ok(Some(Incoming::Close(code))) => {
+                            peer_close = Some(WsClose::Peer(code));
+                            Err(CloseReason::TransportClose)
+                        }
+                        Ok(None) => Err(CloseReason::TransportClose),
+                        Err(ReadError::Protocol(WsError::TooBig(_))) => Err(CloseReason::PayloadTooLarge),
+                        Err(ReadError::Protocol(e)) => {
+                            tracing::debug!(sid = %session.sid, error = %e, "websocket error");
+                            peer_close = Some(WsClose::Error(e));
+                            Err(CloseReason::TransportError)
+                        }
+                        Err(ReadError::Io(e)) => {
+                            tracing::debug!(sid = %session.sid, error = %e, "websocket error");
+                            Err(CloseReason::TransportError)
+                        }
+                    };
+                    if let Err(reason) = outcome {
+                        session.close(reason);
+                    }
+                }
+                _ = &mut notified => {}
+            }
         }
     }
 }
