@@ -825,12 +825,18 @@ async fn probe(relay: Weak<Relay>) {
     }
 }
 
-/// Keeps recoverable sessions in step: rewrites those whose rooms changed (every 500 ms)
-/// and pushes back the expiry of every live one (every quarter window), so sessions of an
-/// instance that dies stay restorable for the whole window.
+/// How often [`keep_sessions`] runs.
+const KEEP_TICK: Duration = Duration::from_millis(500);
+
+/// Keeps recoverable sessions in step: rewrites those whose rooms changed (every tick) and
+/// pushes back the expiry of every live one once a quarter window, so sessions of an instance
+/// that dies stay restorable for the whole window. The expiries are pushed back a slice of
+/// the sockets per tick, not all at once: a burst of tens of thousands of `PEXPIRE` would hold
+/// up the recorded broadcasts queued behind it in Valkey.
 async fn keep_sessions(relay: Weak<Relay>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(KEEP_TICK);
     let mut last_refresh = tokio::time::Instant::now();
+    let mut slice = 0;
     loop {
         tick.tick().await;
         let Some(r) = relay.upgrade() else { return };
@@ -841,9 +847,9 @@ async fn keep_sessions(relay: Weak<Relay>) {
         if !r.link.is_up() {
             continue;
         }
-        let share_all = last_refresh.elapsed() >= sessions.refresh_every();
+        let whole_round = last_refresh.elapsed() >= sessions.refresh_every();
         if r.sharded {
-            r.share_rooms(share_all).await;
+            r.share_rooms(whole_round).await;
         }
         for (nsp, sid) in recovery.take_dirty() {
             let record = r
@@ -855,16 +861,14 @@ async fn keep_sessions(relay: Weak<Relay>) {
                 r.publisher.script(sessions.save_live(&record));
             }
         }
-        if last_refresh.elapsed() < sessions.refresh_every() {
-            continue;
-        }
-        last_refresh = tokio::time::Instant::now();
-        recovery.forget_idle();
+        let slices = refresh_slices(sessions.refresh_every());
+        slice = (slice + 1) % slices;
         let live: Vec<(String, String)> = r
             .spaces
             .iter()
             .filter_map(|s| s.ns.upgrade())
             .flat_map(|ns| ns.sockets())
+            .filter(|s| s.pid().is_some_and(|pid| slice_of(pid, slices) == slice))
             .filter_map(|s| Some((s.owner()?.to_owned(), s.pid()?.to_owned())))
             .collect();
         if let Ok(mut c) = r.valkey.connection().await {
@@ -874,6 +878,11 @@ async fn keep_sessions(relay: Weak<Relay>) {
                     break;
                 }
             }
+            if !whole_round {
+                continue;
+            }
+            last_refresh = tokio::time::Instant::now();
+            recovery.forget_idle();
             for space in &r.spaces {
                 let _: Result<(), _> = redis::cmd("XTRIM")
                     .arg(recovery.log_key(&space.name))
@@ -884,5 +893,41 @@ async fn keep_sessions(relay: Weak<Relay>) {
                     .await;
             }
         }
+    }
+}
+
+/// Into how many slices the live sessions are cut, one refreshed per tick, so that each is
+/// refreshed once every `refresh_every`.
+fn refresh_slices(refresh_every: Duration) -> u64 {
+    (refresh_every.as_millis() / KEEP_TICK.as_millis()).max(1) as u64
+}
+
+/// The slice of the session `pid` (FNV-1a: stable, and pids are random already).
+fn slice_of(pid: &str, slices: u64) -> u64 {
+    let hash = pid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % slices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_session_is_refreshed_once_a_round_and_slices_are_even() {
+        let slices = refresh_slices(Duration::from_secs(30));
+        assert_eq!(slices, 60, "one slice per tick of a 30 s round");
+        assert_eq!(refresh_slices(Duration::from_millis(300)), 1);
+        let mut counts = vec![0_u32; slices as usize];
+        for i in 0..60_000 {
+            let pid = engineio::Sid::generate().to_string() + &i.to_string();
+            counts[slice_of(&pid, slices) as usize] += 1;
+        }
+        let (least, most) = (counts.iter().min(), counts.iter().max());
+        assert!(
+            least >= Some(&700) && most <= Some(&1300),
+            "1,000 per slice expected, got {least:?}..{most:?}"
+        );
     }
 }
