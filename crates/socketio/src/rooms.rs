@@ -5,8 +5,10 @@
 //! builds its recipient list in one pass over the room, without looking every member up again
 //! in the namespace's socket map.
 
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use engineio::sparse::ShrinkWhenSparse;
@@ -15,36 +17,66 @@ use engineio::Sid;
 /// Room names are shared between the index's two maps (and every socket in the room).
 pub type Room = Arc<str>;
 
-/// A room's members. Most rooms have one (a socket's own room, a user with one tab, a direct
-/// conversation with one side online): those keep it inline instead of in a hash map of
-/// their own, which costs about 300 bytes.
-enum Members<M> {
-    One(Sid, M),
-    Many(HashMap<Sid, M>),
+/// A room member's handle (the namespace's `Arc<Socket>`, or a bare id): the index finds a
+/// member by the id the handle carries.
+pub trait Member: Clone {
+    fn sid(&self) -> &Sid;
 }
 
-impl<M> Members<M> {
-    /// Adds `sid`; false if it was there already.
-    fn insert(&mut self, sid: Sid, member: M) -> bool {
+impl Member for Sid {
+    fn sid(&self) -> &Sid {
+        self
+    }
+}
+
+/// A member in a room's set, hashed and compared by its id: the handle alone is the entry,
+/// 8 bytes for an `Arc` where a map from id to handle took 32.
+struct ById<M>(M);
+
+impl<M: Member> Hash for ById<M> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.sid().hash(state);
+    }
+}
+
+impl<M: Member> PartialEq for ById<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sid() == other.0.sid()
+    }
+}
+
+impl<M: Member> Eq for ById<M> {}
+
+/// Lookups by id: `Sid`'s hash is the one [`ById`] hashes with.
+impl<M: Member> Borrow<Sid> for ById<M> {
+    fn borrow(&self) -> &Sid {
+        self.0.sid()
+    }
+}
+
+/// A room's members. Most rooms have one (a socket's own room, a user with one tab, a direct
+/// conversation with one side online): those keep it inline instead of in a hash set of
+/// their own.
+enum Members<M> {
+    One(M),
+    Many(HashSet<ById<M>>),
+}
+
+impl<M: Member> Members<M> {
+    /// Adds `member`; false if it was there already.
+    fn insert(&mut self, member: M) -> bool {
         match self {
-            Members::One(only, _) if *only == sid => false,
-            Members::Many(map) => match map.entry(sid) {
-                Entry::Vacant(slot) => {
-                    slot.insert(member);
-                    true
-                }
-                Entry::Occupied(_) => false,
-            },
+            Members::One(only) if only.sid() == member.sid() => false,
+            Members::Many(set) => set.insert(ById(member)),
             Members::One(..) => {
-                // A second member: the room grows into a map.
-                let mut map = HashMap::with_capacity(2);
-                if let Members::One(only, first) =
-                    std::mem::replace(self, Members::Many(HashMap::new()))
+                // A second member: the room grows into a set.
+                let mut set = HashSet::with_capacity(2);
+                if let Members::One(first) = std::mem::replace(self, Members::Many(HashSet::new()))
                 {
-                    map.insert(only, first);
+                    set.insert(ById(first));
                 }
-                map.insert(sid, member);
-                *self = Members::Many(map);
+                set.insert(ById(member));
+                *self = Members::Many(set);
                 true
             }
         }
@@ -53,14 +85,14 @@ impl<M> Members<M> {
     /// Removes `sid`; false if it was not there.
     fn remove(&mut self, sid: &Sid) -> bool {
         match self {
-            Members::One(only, _) if only == sid => {
-                *self = Members::Many(HashMap::new());
+            Members::One(only) if only.sid() == sid => {
+                *self = Members::Many(HashSet::new());
                 true
             }
             Members::One(..) => false,
-            Members::Many(map) => {
-                let removed = map.remove(sid).is_some();
-                map.shrink_when_sparse();
+            Members::Many(set) => {
+                let removed = set.remove(sid);
+                set.shrink_when_sparse();
                 removed
             }
         }
@@ -68,15 +100,15 @@ impl<M> Members<M> {
 
     fn contains(&self, sid: &Sid) -> bool {
         match self {
-            Members::One(only, _) => only == sid,
-            Members::Many(map) => map.contains_key(sid),
+            Members::One(only) => only.sid() == sid,
+            Members::Many(set) => set.contains(sid),
         }
     }
 
     fn len(&self) -> usize {
         match self {
             Members::One(..) => 1,
-            Members::Many(map) => map.len(),
+            Members::Many(set) => set.len(),
         }
     }
 
@@ -84,10 +116,10 @@ impl<M> Members<M> {
         self.len() == 0
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Sid, &M)> {
+    fn iter(&self) -> impl Iterator<Item = &M> {
         let (one, many) = match self {
-            Members::One(sid, member) => (Some((sid, member)), None),
-            Members::Many(map) => (None, Some(map.iter())),
+            Members::One(member) => (Some(member), None),
+            Members::Many(set) => (None, Some(set.iter().map(|m| &m.0))),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -120,7 +152,7 @@ pub struct RoomChanges {
     pub deleted: Vec<Room>,
 }
 
-impl<M: Clone> RoomIndex<M> {
+impl<M: Member> RoomIndex<M> {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index<M>> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -143,9 +175,9 @@ impl<M: Clone> RoomIndex<M> {
                 }
             };
             let added = match idx.members.entry(room.clone()) {
-                Entry::Occupied(mut set) => set.get_mut().insert(sid, member.clone()),
+                Entry::Occupied(mut set) => set.get_mut().insert(member.clone()),
                 Entry::Vacant(slot) => {
-                    slot.insert(Members::One(sid, member.clone()));
+                    slot.insert(Members::One(member.clone()));
                     true
                 }
             };
@@ -225,7 +257,7 @@ impl<M: Clone> RoomIndex<M> {
                     && members
                         .iter()
                         .next()
-                        .is_some_and(|(sid, _)| sid.as_str() == &***room);
+                        .is_some_and(|member| member.sid().as_str() == &***room);
                 !own
             })
             .count()
@@ -248,7 +280,7 @@ impl<M: Clone> RoomIndex<M> {
         let excluded: HashSet<Sid> = except
             .iter()
             .filter_map(|r| idx.members.get(r.as_ref()))
-            .flat_map(|m| m.iter().map(|(sid, _)| *sid))
+            .flat_map(|m| m.iter().map(|member| *member.sid()))
             .collect();
         if rooms.is_empty() {
             drop(idx);
@@ -260,7 +292,8 @@ impl<M: Clone> RoomIndex<M> {
             .collect();
         let mut out = Vec::with_capacity(sets.iter().map(|s| s.len()).sum());
         for (i, set) in sets.iter().enumerate() {
-            for (sid, member) in set.iter() {
+            for member in set.iter() {
+                let sid = member.sid();
                 // Once: a member of an earlier room (or of the same room listed twice) was taken.
                 if excluded.contains(sid) || sets[..i].iter().any(|s| s.contains(sid)) {
                     continue;
@@ -289,15 +322,15 @@ mod tests {
     #[test]
     fn a_room_grows_from_one_member_and_empties() {
         let (a, b) = (Sid::generate(), Sid::generate());
-        let mut m = Members::One(a, a);
-        assert!(!m.insert(a, a), "already there");
-        assert!(m.insert(b, b));
+        let mut m = Members::One(a);
+        assert!(!m.insert(a), "already there");
+        assert!(m.insert(b));
         assert_eq!(m.len(), 2);
         assert!(m.contains(&a) && m.contains(&b));
         assert!(m.remove(&a));
         assert!(!m.remove(&a));
-        assert_eq!(m.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [b]);
-        let mut one = Members::One(a, a);
+        assert_eq!(m.iter().copied().collect::<Vec<_>>(), [b]);
+        let mut one = Members::One(a);
         assert!(!one.remove(&b));
         assert!(one.remove(&a));
         assert!(one.is_empty() && one.iter().next().is_none());

@@ -343,3 +343,10 @@ impl Socket {
         }
     }
 }
+
+/// The room index finds a socket's handle by its id.
+impl crate::rooms::Member for Arc<Socket> {
+    fn sid(&self) -> &Sid {
+        &self.id
+    }
+}
