@@ -1,6 +1,6 @@
-//! The task behind a queue of deadlines (the heartbeats here, Socket.IO's connect timeouts):
-//! it acts on what is due, sleeps until the next deadline or a wake-up, and ends once the
-//! queue's owner is gone.
+//! The task behind a queue of deadlines (the heartbeats, and any queue a layer above keeps
+//! with one fixed delay): it acts on what is due, sleeps until the next deadline or a
+//! wake-up, and ends once the queue's owner is gone.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
