@@ -119,8 +119,11 @@ export async function startNodePeer(valkeyUrl, { key = "socket.io", requestsTime
   joinAndLeaveOnRequest(io);
   const port = await freePort();
   await new Promise((resolve) => httpServer.listen(port, "127.0.0.1", resolve));
-  // Wait until the adapter's subscriptions are in place (PSUBSCRIBE + request/response channels).
-  await until(async () => (await pubsubNumsub(pub, [`${key}-request#/#`]))[`${key}-request#/#`] >= 1, {
+  // Wait until the adapter's subscriptions are in place: its own response channel, subscribed last (after the
+  // PSUBSCRIBE, with the request channel). Not the request channel: the gateways subscribe to it too, and a peer
+  // closed with its subscriptions still queued rejects them, unhandled.
+  const own = `${key}-response#/#${io.of("/").adapter.uid}#`;
+  await until(async () => (await pubsubNumsub(pub, [own]))[own] >= 1, {
     ms: 5000,
     what: "node peer subscribed",
   });
