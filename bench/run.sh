@@ -21,7 +21,8 @@
 # CAP_SYS_RESOURCE can raise it): instances default to one per 18,000 sockets, and the load
 # generator spreads its sockets over worker processes the same way.
 #
-# Knobs (environment): BENCH_USERS (10000), BENCH_SERVERS ("node gateway raw"),
+# Knobs (environment): BENCH_USERS (10000), BENCH_WORKSPACES (10: each workspace room holds
+# BENCH_USERS/10 users, and a user's presence update reaches all of them), BENCH_SERVERS ("node gateway raw"),
 # BENCH_SCENARIOS ("S1 S2 S3"), S1_LEVELS (10000,20000,50000), S1_INSTANCES (auto),
 # S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (3),
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
@@ -54,6 +55,7 @@ if [[ -n ${BENCH_SMALL:-} ]]; then
   : "${S2_RATES:=100,200,400}" "${S2_STEP_S:=2}" "${S2_FIXED_S:=3}"
 fi
 : "${BENCH_USERS:=10000}"
+: "${BENCH_WORKSPACES:=10}"
 : "${BENCH_SERVERS:=node gateway raw}"
 : "${BENCH_SCENARIOS:=S1 S2 S3}"
 : "${S1_LEVELS:=10000,20000,50000}"
@@ -187,12 +189,13 @@ grep -q "Ready to accept" "$LOGS/valkey.log" || die "valkey did not start"
 REDIS_URL=redis://127.0.0.1:$VPORT
 
 # ---- users (cached: creating 10k users takes ~10 s; sessions last 7 days, rebuilt after 5)
-CACHE=$ROOT/.cache/bench/users-v2-$BENCH_USERS
+CACHE=$ROOT/.cache/bench/users-v2-$BENCH_USERS$([[ $BENCH_WORKSPACES == 10 ]] || echo "-w$BENCH_WORKSPACES")
 if [[ ! -f $CACHE/users.jsonl || -n $(find "$CACHE/users.jsonl" -mtime +5 2>/dev/null) ]]; then
   rm -rf "$CACHE"
   mkdir -p "$CACHE"
   log "creating $BENCH_USERS users and sessions"
-  node bench/users.mjs create --db "$CACHE/app.sqlite" --users "$BENCH_USERS" --out "$CACHE/users.jsonl" --secret "$SECRET"
+  node bench/users.mjs create --db "$CACHE/app.sqlite" --users "$BENCH_USERS" --out "$CACHE/users.jsonl" --secret "$SECRET" \
+    --workspaces "$BENCH_WORKSPACES"
 fi
 USERS=$CACHE/users.jsonl
 

@@ -2,7 +2,7 @@
 // better-auth session each, and their memberships, straight into the SQLite file the fixture app
 // is then started on (DB_FILE), and writes one JSON line per user: {cookie, userId, rooms}.
 //
-//   node bench/users.mjs create --db FILE --users N --out FILE [--secret S]
+//   node bench/users.mjs create --db FILE --users N --out FILE [--secret S] [--workspaces W]
 //   node bench/users.mjs verify --app URL --out FILE [--sample 3]
 //
 // Users and sessions are made with better-auth's own internal adapter, configured like the
@@ -13,7 +13,8 @@
 // the cookies through the running app's real get-session and memberships routes.
 //
 // Rooms of user i (10 each, every kind of the contract):
-//   user:<id>, workspace:bw<i%10>, channel:f<i%100> (the fan-out rooms of S2),
+//   user:<id>, workspace:bw<i%W> (W = --workspaces, 10: workspaces of N/10 users, whose presence
+//   updates reach them all; W = N puts each user alone in one, to measure a connect without that), channel:f<i%100> (the fan-out rooms of S2),
 //   channel:g<(i+100k)%700> for k=0..5 (background channels), dm:p<floor(i/2)>
 // Cookies are bearer secrets even here: never print them.
 import crypto from "node:crypto";
@@ -29,7 +30,7 @@ const { createAppSchema } = await import(path.join(here, "../tests/node/fixture-
 
 // The fixture app's default secret (tests/node/fixture-app/server.mjs); run.sh passes it explicitly.
 const DEFAULT_SECRET = "socket-gateway-fixture-secret-0123456789abcdef";
-const WORKSPACES = 10;
+const DEFAULT_WORKSPACES = 10;
 const FANOUT_ROOMS = 100;
 const BACKGROUND = 700;
 const BACKGROUND_PER_USER = 6;
@@ -44,8 +45,8 @@ function parseArgs(argv) {
   return out;
 }
 
-export function roomsOf(i, userId) {
-  const rooms = [`user:${userId}`, `workspace:bw${i % WORKSPACES}`, `channel:f${i % FANOUT_ROOMS}`];
+export function roomsOf(i, userId, workspaces = DEFAULT_WORKSPACES) {
+  const rooms = [`user:${userId}`, `workspace:bw${i % workspaces}`, `channel:f${i % FANOUT_ROOMS}`];
   for (let k = 0; k < BACKGROUND_PER_USER; k++) rooms.push(`channel:g${(i + 100 * k) % BACKGROUND}`);
   rooms.push(`dm:p${Math.floor(i / 2)}`);
   return rooms;
@@ -56,8 +57,10 @@ function signedCookie(token, secret) {
   return `better-auth.session_token=${encodeURIComponent(`${token}.${sig}`)}`;
 }
 
-async function create({ db: dbFile, users, out, secret = DEFAULT_SECRET }) {
+async function create({ db: dbFile, users, out, secret = DEFAULT_SECRET, workspaces = DEFAULT_WORKSPACES }) {
   const n = Number(users);
+  const WORKSPACES = Number(workspaces);
+  if (!(WORKSPACES >= 1)) throw new Error(`--workspaces ${workspaces}: expected a number >= 1`);
   if (!dbFile || !out || !(n > 0)) throw new Error("create needs --db FILE --users N --out FILE");
   fs.mkdirSync(path.dirname(dbFile), { recursive: true });
   const db = new Database(dbFile);
@@ -110,7 +113,7 @@ async function create({ db: dbFile, users, out, secret = DEFAULT_SECRET }) {
       emailVerified: false,
     });
     const session = await ctx.internalAdapter.createSession(user.id);
-    const rooms = roomsOf(i, user.id);
+    const rooms = roomsOf(i, user.id, WORKSPACES);
     db.transaction(() => {
       for (const r of rooms) {
         const [kind, id] = [r.slice(0, r.indexOf(":")), r.slice(r.indexOf(":") + 1)];

@@ -35,4 +35,4 @@ pub use engine::Engine;
 pub use handler::{EngineHandler, EngineObserver, Refused};
 pub use packet::Frame;
 pub use session::{CloseReason, Handshake, Session, SessionClosed, Transport};
-pub use sid::Sid;
+pub use sid::{Sid, SidTag};

@@ -1,6 +1,7 @@
 //! Channel names, as `@socket.io/redis-adapter` derives them from its key prefix: those of
 //! `createAdapter` (classic Pub/Sub) or of `createShardedAdapter` (sharded Pub/Sub).
 
+use engineio::sid::{SID_LEN, TAG_LEN};
 use serde::{Deserialize, Serialize};
 
 /// The `redis.pubsub` setting: which Pub/Sub, and the wire format that goes with it.
@@ -125,6 +126,23 @@ pub fn room_in(base: &str, room: &str) -> String {
     s
 }
 
+/// The pattern matching the channel under `base` of every room named `tag` and then any
+/// [`SID_LEN`]` - `[`TAG_LEN`] bytes: the own rooms of the sockets whose ids start with `tag`
+/// (see [`engineio::SidTag::made`]). Glob characters in `base` match themselves.
+pub fn ids_pattern(base: &str, tag: &str) -> String {
+    let mut p = String::with_capacity(base.len() + SID_LEN + 2);
+    for c in base.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push_str(tag);
+    p.extend(std::iter::repeat_n('?', SID_LEN - TAG_LEN));
+    p.push('#');
+    p
+}
+
 /// The room a channel under `base` names (`""` for `base` itself).
 pub fn room_of_in<'a>(base: &str, channel: &'a str) -> Option<&'a str> {
     let rest = channel.strip_prefix(base)?;
@@ -150,6 +168,18 @@ mod tests {
         assert_eq!(room_of_in(&c.broadcast, "socket.io#/#a#b#"), Some("a#b"));
         assert_eq!(room_of_in(&c.broadcast, "socket.io#/admin#x#"), None);
         assert_eq!(room_of_in(&c.broadcast, "socket.io-request#/#"), None);
+    }
+
+    #[test]
+    fn the_ids_pattern_is_exact_and_escapes_the_base() {
+        assert_eq!(
+            ids_pattern("socket.io#/#", "AbC-"),
+            "socket.io#/#AbC-????????????????#"
+        );
+        assert_eq!(
+            ids_pattern("a*b?[c]\\#/#", "t_9z"),
+            "a\\*b\\?\\[c\\]\\\\#/#t_9z????????????????#"
+        );
     }
 
     #[test]

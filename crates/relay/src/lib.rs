@@ -47,7 +47,7 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::metrics::{RecoveryOutcome, ValkeyOp};
 use channels::{Channels, PubSubKind, SubscriptionMode};
-use engineio::WriteBatch;
+use engineio::{SidTag, WriteBatch};
 use link::ValkeyLink;
 use publisher::Publisher;
 use sessions::KeptChange;
@@ -121,6 +121,10 @@ pub struct Relay {
     sessions: Option<sessions::Sessions>,
     /// Sharded Pub/Sub (`createShardedAdapter`'s wire format) rather than classic.
     sharded: bool,
+    /// Classic Pub/Sub: what the ids of the sockets made here start with. Their own rooms
+    /// are followed by one pattern per namespace ([`PubSubHandler::patterns`]), not by a
+    /// channel each (sharded Pub/Sub has no patterns).
+    own_socket_ids: Option<SidTag>,
     /// With recovery on sharded Pub/Sub, every gateway records the foreign broadcasts it
     /// receives (no pattern subscription reaches sharded channels): how often it saw each.
     foreign_seen: Mutex<recorder::Seen>,
@@ -197,6 +201,7 @@ impl Relay {
                 .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
             uid,
             sharded,
+            own_socket_ids: (!sharded).then(|| io.socket_id_tag()),
             foreign_seen: Mutex::default(),
             publisher,
             valkey,
@@ -331,6 +336,12 @@ impl Relay {
         } else {
             vec![listen]
         }
+    }
+
+    /// Whether `room` is the own room of a socket made here: followed by the pattern of its
+    /// namespace, never by a channel of its own.
+    fn by_pattern(&self, room: &str) -> bool {
+        self.own_socket_ids.is_some_and(|tag| tag.made(room))
     }
 
     /// Whether a room this instance has members in is followed on its channel under `base`:
@@ -495,6 +506,7 @@ impl Adapter for Relay {
                 .created
                 .iter()
                 .chain(&changes.deleted)
+                .filter(|room| !self.by_pattern(room))
                 .flat_map(|room| bases.iter().map(move |base| channels::room_in(base, room))),
         );
     }
@@ -748,6 +760,9 @@ impl PubSubHandler for Relay {
                 continue;
             };
             for room in ns.rooms.all_rooms() {
+                if self.by_pattern(&room) {
+                    continue;
+                }
                 for base in &bases {
                     if self.room_channel_wanted(space, base, &room) {
                         out.push(channels::room_in(base, &room));
@@ -763,11 +778,20 @@ impl PubSubHandler for Relay {
         out
     }
 
+    fn patterns(&self) -> Vec<String> {
+        let Some(tag) = self.own_socket_ids else {
+            return Vec::new();
+        };
+        let pattern = |space| channels::ids_pattern(self.listen(space), tag.as_str());
+        self.spaces.iter().map(pattern).collect()
+    }
+
     fn wanted(&self, channel: &str) -> bool {
         let wanted_in = |space: &RelayedNamespace| {
             for base in self.listen_all(space) {
                 match channels::room_of_in(base, channel) {
                     Some("") => return true,
+                    Some(room) if self.by_pattern(room) => return false,
                     Some(room) => {
                         let member = space
                             .ns

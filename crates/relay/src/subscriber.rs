@@ -28,6 +28,9 @@ use engineio::WriteBatch;
 pub trait PubSubHandler: Send + Sync + 'static {
     /// Every channel wanted right now (after a (re)connect).
     fn desired(&self) -> Vec<String>;
+    /// Patterns followed for the life of the connection (classic Pub/Sub only), besides the
+    /// channels; `on_message` gets the channel a message was published on either way.
+    fn patterns(&self) -> Vec<String>;
     /// Whether `channel` is wanted now (after a change was signalled for it).
     fn wanted(&self, channel: &str) -> bool;
     /// A message; deliveries it makes to sockets join `batch` (one write per socket per burst).
@@ -218,9 +221,16 @@ async fn session(
     let (_, generation) = interest.take();
     let mut subscribed: HashSet<String> = HashSet::new();
     apply(&mut sink, inbox.desired(), true, &mut subscribed).await?;
+    let patterns = inbox.patterns();
+    if !patterns.is_empty() {
+        let op = "PSUBSCRIBE";
+        let subscribing = sink.psubscribe(&patterns).await;
+        subscribing.map_err(|source| SessionError::Command { op, source })?;
+    }
     interest.applied(generation);
-    crate::metrics::valkey_subscriptions(subscribed.len());
-    link.set_up(subscribed.len());
+    let followed = subscribed.len() + patterns.len();
+    crate::metrics::valkey_subscriptions(followed);
+    link.set_up(followed);
     inbox.resubscribed().await;
 
     let mut ping = tokio::time::interval(timing.ping_interval);
@@ -264,7 +274,7 @@ async fn session(
             },
             _ = interest.wake.notified() => {
                 flush(&mut sink, inbox, interest, &mut subscribed).await?;
-                crate::metrics::valkey_subscriptions(subscribed.len());
+                crate::metrics::valkey_subscriptions(subscribed.len() + patterns.len());
             }
             _ = ping.tick() => {
                 match tokio::time::timeout(timing.ping_timeout, sink.ping::<()>()).await {

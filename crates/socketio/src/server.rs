@@ -17,7 +17,7 @@ use super::namespace::Namespace;
 use super::packet::{event_parts, Packet, PacketType};
 use super::recovery::{Claim, Offset, Restored, SessionStore};
 use super::socket::Socket;
-use engineio::{CloseReason, EngineHandler, Session, Sid};
+use engineio::{CloseReason, EngineHandler, Session, Sid, SidTag};
 
 #[derive(Clone, Debug)]
 pub struct SocketIoConfig {
@@ -44,6 +44,8 @@ pub struct SocketIo {
     config: SocketIoConfig,
     namespaces: HashMap<String, Arc<Namespace>>,
     connect_timeouts: Arc<ConnectTimeouts>,
+    /// Starts every socket id made here (a restored socket keeps the id it had).
+    socket_ids: SidTag,
 }
 
 /// Builds a [`SocketIo`] with its namespaces (fixed at start: unknown ones are refused).
@@ -67,6 +69,7 @@ impl SocketIoBuilder {
             }),
             config: self.config,
             namespaces: self.namespaces,
+            socket_ids: SidTag::random(),
         })
     }
 }
@@ -85,6 +88,11 @@ impl SocketIo {
 
     pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
         self.namespaces.values()
+    }
+
+    /// What the ids of the sockets made here start with (see [`SidTag`]).
+    pub fn socket_id_tag(&self) -> SidTag {
+        self.socket_ids
     }
 
     fn client(session: &Session) -> Option<&Client> {
@@ -161,6 +169,7 @@ impl SocketIo {
             auth: auth.clone(),
         };
         let verdict = ns.handler.authenticate(request);
+        let socket_ids = self.socket_ids;
         tokio::spawn(async move {
             let verdict = verdict.await;
             let Some(client) = Self::client(&session) else {
@@ -168,7 +177,9 @@ impl SocketIo {
             };
             match verdict {
                 _ if session.is_closed() => {}
-                Ok(accepted) => Self::admit(ns, session.clone(), client, auth, accepted).await,
+                Ok(accepted) => {
+                    Self::admit(ns, session.clone(), client, auth, accepted, socket_ids).await
+                }
                 Err(e) => {
                     let refusal = Packet::connect_error(&nsp, &e.message, e.data);
                     let _ = session.send_all(encode(&refusal));
@@ -193,6 +204,7 @@ impl SocketIo {
         client: &Client,
         auth: Value,
         accepted: super::Accepted,
+        socket_ids: SidTag,
     ) {
         let store = ns.session_store().cloned();
         let holder: u64 = rand::random();
@@ -213,7 +225,9 @@ impl SocketIo {
             }
             _ => None,
         };
-        let sid = restored.as_ref().map_or_else(Sid::generate, |(_, r)| r.sid);
+        let sid = restored
+            .as_ref()
+            .map_or_else(|| socket_ids.generate(), |(_, r)| r.sid);
         if restored.is_some() {
             // One live socket per session: a stale one still here with this id (its connection
             // went silent) goes first.

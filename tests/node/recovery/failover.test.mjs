@@ -105,6 +105,13 @@ test("SIGKILL of the client's instance: it comes back on the other one recovered
   await until(() => chat(alice).some((m) => m.tag === "live-after"), { what: "live message after recovery" });
   await sleep(300);
   assert.equal(chat(alice).filter((m) => m.tag === "live-after").length, 1);
+  // Her own room too: her id came from A (its tag, not B's), so B follows that room on a channel of its own.
+  emitter.to(sid).emit("news", "to-her-id");
+  peer.io.to(sid).emit("peer-news", "to-her-id-from-node");
+  const toHer = () => chat(alice).filter((m) => m.tag.startsWith("to-her-id")).map((m) => m.tag);
+  await until(() => toHer().length === 2, { what: "to(her id) on B" });
+  await sleep(300);
+  assert.deepEqual(toHer().sort(), ["to-her-id", "to-her-id-from-node"]);
   alice.close();
   bob.close();
 });

@@ -1,7 +1,9 @@
 // Per-room interest: each gateway SUBSCRIBEs `socket.io#/#<room>#` only while it has a local member in the room
 // (one subscription per room however many local sockets are in it), plus `socket.io#/#` and the request
-// channel; it never PSUBSCRIBEs. Checked with PUBSUB CHANNELS / NUMSUB / NUMPAT and CLIENT LIST on Valkey
-// as sockets connect, join, leave and disconnect on two gateways.
+// channel. The rooms named by its own sockets' ids have no channel subscription each: every id a gateway makes
+// starts with its 4-character tag, and one pattern per gateway, `socket.io#/#<tag>????????????????#`, follows
+// them all. Checked with PUBSUB CHANNELS / NUMSUB / NUMPAT and CLIENT LIST on Valkey as sockets connect, join,
+// leave and disconnect on two gateways.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, waitDisconnect, closeAllClients } from "../lib/gateway.mjs";
@@ -82,8 +84,9 @@ async function observed() {
 
 /**
  * Waits until Valkey's subscriptions match the model exactly: every room with NUMSUB = number of gateways that
- * have a local member in it, each open socket's id room once (Node's `io.to(socketId)` publishes on that room's
- * channel), the bare channel on both gateways, and nothing else. Resolves to the observed map.
+ * have a local member in it, the bare channel on both gateways, and nothing else: no socket's id room (Node's
+ * `io.to(socketId)` publishes on that room's channel, which the gateway's pattern matches). Resolves to the
+ * observed map.
  */
 async function assertInterest(label) {
   const sids = new Set([...open].map((e) => e.sock.id));
@@ -94,7 +97,6 @@ async function assertInterest(label) {
         const want = { "": 2, ...expected() };
         const got = await observed();
         last = { want, got };
-        for (const sid of sids) want[sid] = 1;
         return JSON.stringify(sortKeys(got)) === JSON.stringify(sortKeys(want)) ? got : false;
       },
       { ms: 4000, everyMs: 50, what: label },
@@ -113,13 +115,13 @@ function sortKeys(o) {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-test("no sockets: only socket.io#/# (both gateways) and the request channel; no PSUBSCRIBE anywhere", async () => {
+test("no sockets: only socket.io#/# (both gateways), the request channel and one pattern per gateway", async () => {
   await assertInterest("idle gateways");
   const req = await pubsubNumsub(admin, ["socket.io-request#/#"]);
   assert.equal(req["socket.io-request#/#"], 2, "each gateway subscribes to the request channel once");
-  assert.equal(await pubsubNumpat(admin), 0, "a gateway PSUBSCRIBEd");
+  assert.equal(await pubsubNumpat(admin), 2, "patterns: one per gateway");
   const psubbers = (await clientList(admin)).filter((c) => c.psub > 0);
-  assert.deepEqual(psubbers, [], "connections with pattern subscriptions");
+  assert.deepEqual(psubbers.map((c) => c.psub), [1, 1], "connections with pattern subscriptions");
 });
 
 test("3 alice + 2 bob sockets on A: one subscription per room of theirs, nothing for carol's or dave's rooms", async () => {
@@ -128,7 +130,9 @@ test("3 alice + 2 bob sockets on A: one subscription per room of theirs, nothing
   const got = await assertInterest("alice×3 + bob×2 on A");
   assert.equal(got[`user:${s.users.carol.id}`], undefined);
   assert.equal(got[`user:${s.users.dave.id}`], undefined);
-  for (const e of open) assert.equal(got[e.sock.id], 1, "socket-id room channel");
+  for (const e of open) assert.equal(got[e.sock.id], undefined, "socket-id room channel");
+  const tags = new Set([...open].map((e) => e.sock.id.slice(0, 4)));
+  assert.equal(tags.size, 1, "the ids of one gateway's sockets start with its tag");
 });
 
 test("alice + dave on B: shared rooms count 2 (one per gateway), dave's rooms 1", async () => {
@@ -138,6 +142,9 @@ test("alice + dave on B: shared rooms count 2 (one per gateway), dave's rooms 1"
   assert.equal(got["channel:c1"], 2);
   assert.equal(got["channel:c4"], 2);
   assert.equal(got["channel:c3"], 1);
+  const tagsOn = (gw) => [...new Set([...open].filter((e) => e.gw === gw).map((e) => e.sock.id.slice(0, 4)))];
+  assert.equal(tagsOn(B).length, 1, "the ids of B's sockets start with its tag");
+  assert.notEqual(tagsOn(A)[0], tagsOn(B)[0], "each gateway has its own tag");
 });
 
 test("20 more alice sockets on A: the counts do not change (no per-socket subscriptions or connections)", async (t) => {
