@@ -64,6 +64,24 @@ export async function waitRelay(gw, state, ms = 8000) {
 }
 
 /**
+ * startRelayStack() on a Valkey Cluster (lib/valkey-cluster.mjs): two gateways told of `seeds` (all the cluster's
+ * by default; the first is REDIS_URL), on classic or sharded Pub/Sub, with recovery on unless said otherwise.
+ */
+export function startClusterRelayStack(cluster, { seeds = cluster.seeds.map((url) => ({ url })), pubsub = "classic", recovery = true } = {}) {
+  const [first, ...more] = seeds.map((n) => n.url);
+  return startRelayStack({
+    valkeyUrl: first,
+    gateways: 2,
+    gatewayEnv: {
+      GATEWAY_REDIS__TOPOLOGY: "cluster",
+      ...(more.length > 0 ? { GATEWAY_REDIS__NODES: more.join(",") } : {}),
+      GATEWAY_REDIS__PUBSUB: pubsub,
+      GATEWAY_RECOVERY__ENABLED: String(recovery),
+    },
+  });
+}
+
+/**
  * Starts a fixture app, signs every seed user in once, and starts `gateways` gateway instances with the relay
  * pointed at `valkeyUrl` (waiting for relay "up" unless `waitUp` is false). Resolves to
  * {app, gws, users, cookies, login(name), stop()}.

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { connect, emitAck, waitDisconnect, expectNothing, assertAlive, sleep } from "../lib/gateway.mjs";
 import { skipWithoutValkey, closeAllRedis, until, redisClient } from "../lib/valkey.mjs";
 import { startValkeyCluster } from "../lib/valkey-cluster.mjs";
-import { startRelayStack, startShardedNodePeer, peerClient, recorder, assertExactlyOnce, waitRelay } from "./helpers.mjs";
+import { startClusterRelayStack, startShardedNodePeer, peerClient, recorder, assertExactlyOnce, waitRelay } from "./helpers.mjs";
 import { scrape, value } from "../lib/ops.mjs";
 import { recoverable, nextConnect, closeRecoverable } from "../recovery/helpers.mjs";
 import { loadShardedEmitter } from "../lib/sharded-emitter.mjs";
@@ -26,17 +26,7 @@ const skip = skipWithoutValkey;
  */
 async function startShardedStack({ recovery }) {
   const cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 0 });
-  const [url, ...more] = cluster.seeds;
-  const s = await startRelayStack({
-    valkeyUrl: url,
-    gateways: 2,
-    gatewayEnv: {
-      GATEWAY_REDIS__TOPOLOGY: "cluster",
-      GATEWAY_REDIS__NODES: more.join(","),
-      GATEWAY_REDIS__PUBSUB: "sharded",
-      GATEWAY_RECOVERY__ENABLED: String(recovery),
-    },
-  });
+  const s = await startClusterRelayStack(cluster, { pubsub: "sharded", recovery });
   const P = await startShardedNodePeer(cluster.seeds);
   await until(async () => (await P.serverCount()) === 3, { ms: 5000, what: "3 servers on socket.io#/#" });
   return { cluster, s, P };

@@ -13,7 +13,7 @@ import { connect, emitAck, assertAlive, sleep } from "../lib/gateway.mjs";
 import { skipWithoutValkey, closeAllRedis, until } from "../lib/valkey.mjs";
 import { startValkeyCluster } from "../lib/valkey-cluster.mjs";
 import { startValkeySentinel } from "../lib/valkey-sentinel.mjs";
-import { startRelayStack, waitRelay } from "./helpers.mjs";
+import { startRelayStack, startClusterRelayStack, waitRelay } from "./helpers.mjs";
 
 const skip = skipWithoutValkey;
 
@@ -95,12 +95,7 @@ describe("gateways on a Valkey Cluster: the log's slot migrates, its primary cra
   let cluster, s;
   before(async () => {
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
-    const [url, ...more] = cluster.seeds;
-    s = await startRelayStack({
-      valkeyUrl: url,
-      gateways: 2,
-      gatewayEnv: { GATEWAY_REDIS__TOPOLOGY: "cluster", GATEWAY_REDIS__NODES: more.join(","), GATEWAY_RECOVERY__ENABLED: "true" },
-    });
+    s = await startClusterRelayStack(cluster);
   });
   after(async () => {
     await s?.stop();
@@ -135,17 +130,7 @@ describe("gateways on sharded Pub/Sub: the recovery log's primary crashes", { sk
   let cluster, s;
   before(async () => {
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
-    const [url, ...more] = cluster.seeds;
-    s = await startRelayStack({
-      valkeyUrl: url,
-      gateways: 2,
-      gatewayEnv: {
-        GATEWAY_REDIS__TOPOLOGY: "cluster",
-        GATEWAY_REDIS__NODES: more.join(","),
-        GATEWAY_REDIS__PUBSUB: "sharded",
-        GATEWAY_RECOVERY__ENABLED: "true",
-      },
-    });
+    s = await startClusterRelayStack(cluster, { pubsub: "sharded" });
   });
   after(async () => {
     await s?.stop();
@@ -172,15 +157,7 @@ describe("gateways given one seed on sharded Pub/Sub: that seed, a primary, cras
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
     // The log's primary is the only node the gateways are told of.
     seed = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
-    s = await startRelayStack({
-      valkeyUrl: seed.url,
-      gateways: 2,
-      gatewayEnv: {
-        GATEWAY_REDIS__TOPOLOGY: "cluster",
-        GATEWAY_REDIS__PUBSUB: "sharded",
-        GATEWAY_RECOVERY__ENABLED: "true",
-      },
-    });
+    s = await startClusterRelayStack(cluster, { seeds: [seed], pubsub: "sharded" });
   });
   after(async () => {
     await s?.stop();
