@@ -27,7 +27,8 @@
 # S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (3),
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
-# BENCH_SOURCES (8 source addresses),
+# BENCH_SOURCES (8 source addresses), BENCH_RECORDERS (0: gateway instances started before the
+# measured ones, which then hold both recorder leases and get no sockets; their CPU is not counted),
 # GATEWAY_BIN (the gateway binary measured, default target/release/socket-gateway), BASELINE_BIN
 # (an earlier gateway build, measured side by side as BENCH_SERVERS kind "baseline"),
 # BENCH_INFLIGHT (100 handshakes in flight while filling S1/S2), BENCH_OUT (result folder,
@@ -251,14 +252,23 @@ start_servers() {
   SERVER_PIDS=()
   SERVER_ADDRS=()
   GC_URLS=()
+  if [[ $kind == gateway || $kind == baseline ]] && [[ ${BENCH_RECORDERS:-0} -gt 0 ]]; then
+    # Started first, they take the recorder leases; they get no sockets and are not measured.
+    for i in $(seq "$BENCH_RECORDERS"); do start_server "$kind" "recorder$i"; done
+    sleep 2
+    RECORDER_PIDS=("${SERVER_PIDS[@]}")
+    SERVER_PIDS=()
+    SERVER_ADDRS=()
+  fi
   for i in $(seq "$n"); do start_server "$kind" "$i"; done
   sleep 1 # subscriptions and pools settle
 }
 
 stop_servers() {
   local p
-  for p in "${SERVER_PIDS[@]}"; do stop_pid "$p"; done
+  for p in "${SERVER_PIDS[@]}" ${RECORDER_PIDS[@]+"${RECORDER_PIDS[@]}"}; do stop_pid "$p"; done
   SERVER_PIDS=()
+  RECORDER_PIDS=()
 }
 
 join() {
