@@ -126,6 +126,26 @@ if (s3.length) {
   sections.push(table(`S3 connect storm (${fmt(n, 0)} sockets, ${s3[0]?.instances ?? "?"} instance(s) of each server)`, metrics));
 }
 
+// ---- S4
+const s4 = rows.filter((r) => r.scenario === "S4");
+if (s4.length) {
+  const summary = (s) => s4.find((r) => r.server === s && r.phase === "summary");
+  const fixed = (s) => s4.filter((r) => r.server === s && r.phase === "fixed").pop();
+  sections.push(
+    table(`S4 one message to every socket (${fmt(summary(present[0])?.sockets, 0)} sockets, ${s4[0]?.instances ?? "?"} instance(s) of each server, ${fmt(fixed(present[0])?.rate, 1)} publish/s to no room)`, [
+      ["sockets connected", (s) => summary(s)?.sockets, 0],
+      ["deliveries per publish", (s) => (fixed(s) ? fixed(s).delivered_per_s / fixed(s).publish_rate : undefined), 0],
+      ["delivery ratio", (s) => fixed(s)?.delivery_ratio, 4],
+      ["publish to arrival: p50 (ms)", (s) => (fixed(s)?.latency?.p50_us ?? NaN) / 1000, 2],
+      ["publish to arrival: p99 (ms)", (s) => (fixed(s)?.latency?.p99_us ?? NaN) / 1000, 2],
+      ["publish to the last arrival: max (ms)", (s) => (fixed(s)?.latency?.max_us ?? NaN) / 1000, 2],
+      ["server CPU µs per delivery", (s) => fixed(s)?.server_cpu_us_per_msg, 2],
+      ["server RSS (MiB)", (s) => (fixed(s)?.server_rss_kib ?? NaN) / 1024, 1],
+      ["time to connect the sockets (s)", (s) => summary(s)?.connect_s, 1],
+    ]),
+  );
+}
+
 const skipped = rows.filter((r) => r.skipped);
 if (skipped.length) {
   sections.push("Skipped (" + skipped[0].skipped + "): " + skipped.map((r) => `${r.scenario} on ${r.server}`).join(", "));

@@ -17,6 +17,10 @@
 #   S3  S3_SOCKETS sockets connect at once over S3_INSTANCES fresh instances (arrivals spread
 #       over 1 s like socket.io-client's first reconnection delay, S3_INFLIGHT handshakes in
 #       flight), S3_WAVES times (later waves reconnect right after dropping every socket)
+#   S4  (not in the default list) S4_SOCKETS sockets over S4_INSTANCES instances, as many as a
+#       process's open files allow (18,000 each): the emitter publishes to no room (`io.emit`),
+#       S4_RATE times a second for S4_FIXED_S s; latency from publish to each arrival (its
+#       maximum: the last arrival)
 # A process may have at most `ulimit -Hn` open files (20,000 where this was written, and only
 # CAP_SYS_RESOURCE can raise it): instances default to one per 18,000 sockets, and the load
 # generator spreads its sockets over worker processes the same way.
@@ -27,6 +31,7 @@
 # S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (3),
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
+# S4_INSTANCES (2), S4_SOCKETS (18000 per instance), S4_RATE (1), S4_FIXED_S (10),
 # BENCH_SOURCES (8 source addresses), BENCH_RECORDERS (0: gateway instances started before the
 # measured ones, which then hold both recorder leases and get no sockets; their CPU is not counted),
 # GATEWAY_BIN (the gateway binary measured, default target/release/socket-gateway), BASELINE_BIN
@@ -68,6 +73,10 @@ fi
 : "${S2_FIXED_RATE:=auto}"
 : "${S2_PAYLOAD:=160}"
 : "${S3_SOCKETS:=20000}"
+: "${S4_INSTANCES:=2}"
+: "${S4_SOCKETS:=$((18000 * S4_INSTANCES))}"
+: "${S4_RATE:=1}"
+: "${S4_FIXED_S:=10}"
 : "${S3_INFLIGHT:=200}"
 : "${S3_WAVES:=1}"
 : "${BENCH_SOURCES:=8}"
@@ -336,6 +345,12 @@ for SCEN in $BENCH_SCENARIOS; do
         loadgen "$kind" S3 storm --sockets "$S3_SOCKETS" --waves "$S3_WAVES" --inflight "$S3_INFLIGHT" \
           --storm-timeout-s "$((left < 180 ? left : 180))" ||
           log "S3 on $kind failed"
+        ;;
+      S4)
+        start_servers "$kind" "$S4_INSTANCES"
+        loadgen "$kind" S4 fanout --everyone true --ramp false --sockets "$S4_SOCKETS" \
+          --redis "127.0.0.1:$VPORT" --fixed-rate "$S4_RATE" --fixed-s "$S4_FIXED_S" \
+          --payload-bytes "$S2_PAYLOAD" --inflight "$BENCH_INFLIGHT" || log "S4 on $kind failed"
         ;;
       *) die "unknown scenario $SCEN" ;;
     esac

@@ -10,10 +10,14 @@ use crate::Result;
 
 /// The channel an emit to one room of the main namespace is published on.
 pub fn room_channel(prefix: &str, room: &str) -> String {
+    if room.is_empty() {
+        return format!("{prefix}#/#");
+    }
     format!("{prefix}#/#{room}#")
 }
 
-/// The msgpack message of an emit of `event` with one JSON argument to `room`.
+/// The msgpack message of an emit of `event` with one JSON argument to `room` (`""`: to
+/// every socket of the namespace, as `io.emit`).
 pub fn encode_emit(room: &str, event: &str, arg: &serde_json::Value) -> Result<Vec<u8>> {
     let packet = Mp::Map(vec![
         (Mp::from("type"), Mp::from(2)),
@@ -24,7 +28,14 @@ pub fn encode_emit(room: &str, event: &str, arg: &serde_json::Value) -> Result<V
         (Mp::from("nsp"), Mp::from("/")),
     ]);
     let opts = Mp::Map(vec![
-        (Mp::from("rooms"), Mp::Array(vec![Mp::from(room)])),
+        (
+            Mp::from("rooms"),
+            Mp::Array(if room.is_empty() {
+                vec![]
+            } else {
+                vec![Mp::from(room)]
+            }),
+        ),
         (Mp::from("except"), Mp::Array(vec![])),
         (Mp::from("flags"), Mp::Map(vec![])),
     ]);
@@ -126,6 +137,14 @@ pub fn decode_broadcast(msg: &[u8]) -> Result<Option<Broadcast>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emit_to_no_room_is_for_everyone() {
+        let msg = encode_emit("", "message:new", &serde_json::json!({})).expect("encode");
+        let b = decode_broadcast(&msg).expect("decode").expect("an event");
+        assert!(b.rooms.is_empty());
+        assert_eq!(room_channel("socket.io", ""), "socket.io#/#");
+    }
 
     #[test]
     fn emit_roundtrip() {

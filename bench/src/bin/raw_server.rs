@@ -2,7 +2,8 @@
 //! broadcast server. No Socket.IO framing, no Engine.IO heartbeats, no authentication. It takes
 //! its rooms from the query string (`/?rooms=a,b,c`), sends `ok` once they are joined, and
 //! relays every `@socket.io/redis-emitter` message it sees on Valkey (PSUBSCRIBE `<prefix>#/#*`)
-//! as one text frame, the JSON of the packet's data, encoded once for all recipients.
+//! as one text frame, the JSON of the packet's data, encoded once for all recipients. A message
+//! to no room goes to every socket (as `io.emit`): each is also in the room `""`.
 //!
 //! Each socket has one task and one bounded channel (like a typical tokio WebSocket server); the
 //! task writes everything queued in one flush. Buffers as the gateway's defaults: 4 KiB read and
@@ -42,14 +43,14 @@ struct Hub {
 impl Hub {
     fn join(&self, id: u64, rooms: &[String], tx: &mpsc::Sender<Utf8Bytes>) {
         let mut map = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        for r in rooms {
+        for r in rooms.iter().chain([&String::new()]) {
             map.entry(r.clone()).or_default().insert(id, tx.clone());
         }
     }
 
     fn leave(&self, id: u64, rooms: &[String]) {
         let mut map = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        for r in rooms {
+        for r in rooms.iter().chain([&String::new()]) {
             if let Some(m) = map.get_mut(r) {
                 m.remove(&id);
                 if m.is_empty() {
@@ -60,6 +61,12 @@ impl Hub {
     }
 
     fn broadcast(&self, rooms: &[String], text: Utf8Bytes) {
+        let everyone = [String::new()];
+        let rooms = if rooms.is_empty() {
+            &everyone[..]
+        } else {
+            rooms
+        };
         let map = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         let mut seen = std::collections::HashSet::new();
         for r in rooms {

@@ -8,6 +8,7 @@
 //!   bench-loadgen idle   --levels 10000,20000,50000 ...   S1: RSS per socket at each level
 //!   bench-loadgen fanout --sockets 10000 --rates ... ...   S2: publish rate ramp, fixed-rate latency
 //!   bench-loadgen storm  --sockets 20000 ...               S3: everyone (re)connects at once
+//!   bench-loadgen fanout --everyone true ...               S4: one message to every socket
 //!
 //! Results are JSON lines on stdout (one per measurement); progress goes to stderr. `--help`
 //! lists the options.
@@ -61,6 +62,8 @@ fanout (S2):
   --rates R1,R2,...       publish rates (publishes/s) of the ramp; it stops at saturation
   --step-s 4  --warmup-s 1  --fixed-rate R|auto|0  --fixed-s 10  --payload-bytes 160
   --ramp true|false       --interactive-p99-ms 50 (the summary's best step with p99 within it)
+  --everyone true         S4: publish to no room (`io.emit`: every socket of every server)
+                          instead of round-robin over the rooms; results say S4
 storm (S3):
   --sockets N  --waves 1  --spread-s 1  --pause-s 2  --storm-timeout-s 180
                           every socket starts at a random time within --spread-s (like
@@ -463,6 +466,8 @@ struct Publisher {
     seq: u64,
     /// Members of each published room (from the workers' last counters).
     members: Vec<u64>,
+    /// Sockets connected (from the workers' last counters), when publishing to everyone.
+    everyone: Option<u64>,
     /// Deliveries the publishes so far should cause (members of the room at publish time).
     expected: u64,
     published: u64,
@@ -494,14 +499,17 @@ impl Publisher {
             payload_pad: "x".repeat(payload_bytes.saturating_sub(130)),
             seq: 0,
             members: Vec::new(),
+            everyone: None,
             expected: 0,
             published: 0,
             buf: Vec::new(),
         })
     }
 
-    /// Queues one `message:new` to `room` (index `r`) in the emitter format, stamped now.
+    /// Queues one `message:new` to `room` (index `r`) in the emitter format, stamped now; to
+    /// every socket instead when publishing to everyone.
     fn queue(&mut self, room: &str, r: usize) -> Result<()> {
+        let room = if self.everyone.is_some() { "" } else { room };
         self.seq += 1;
         let mut content = String::with_capacity(self.payload_pad.len() + 24);
         clock::stamp(&mut content, now_us());
@@ -517,7 +525,10 @@ impl Publisher {
         let msg = emitter::encode_emit(room, "message:new", &arg)?;
         let channel = emitter::room_channel(&self.prefix, room);
         resp::command(&mut self.buf, &[b"PUBLISH", channel.as_bytes(), &msg]);
-        self.expected += self.members.get(r).copied().unwrap_or(0);
+        self.expected += match self.everyone {
+            Some(connected) => connected,
+            None => self.members.get(r).copied().unwrap_or(0),
+        };
         self.published += 1;
         Ok(())
     }
@@ -545,6 +556,7 @@ struct Snap {
 async fn snap(ctx: &mut Ctx, p: &mut Publisher) -> Result<Snap> {
     let stats = ctx.workers.stats(true).await?;
     p.members.clone_from(&stats.room_members);
+    p.everyone = p.everyone.map(|_| stats.connected);
     Ok(Snap {
         at: Instant::now(),
         expected: p.expected,
@@ -579,7 +591,9 @@ async fn phase(
 ) -> Result<PhaseResult> {
     let rooms = ctx.pub_rooms.clone();
     // Room sizes as they are now (also refreshed at the window's start).
-    p.members = ctx.workers.stats(false).await?.room_members;
+    let stats = ctx.workers.stats(false).await?;
+    p.members = stats.room_members;
+    p.everyone = p.everyone.map(|_| stats.connected);
     let t0 = Instant::now();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(2));
@@ -637,15 +651,16 @@ async fn phase(
         }
         last = d;
     }
+    let scenario = if p.everyone.is_some() { "S4" } else { "S2" };
     eprintln!(
-        "S2 {phase_name} rate {rate:.0}/s: delivered {delivered_per_s:.0}/s of {expected_per_s:.0}/s, server {:.2} µs/msg, p50 {} µs p99 {} µs{}",
+        "{scenario} {phase_name} rate {rate:.0}/s: delivered {delivered_per_s:.0}/s of {expected_per_s:.0}/s, server {:.2} µs/msg, p50 {} µs p99 {} µs{}",
         if delivered > 0 { server.cpu_s() * 1e6 / delivered as f64 } else { 0.0 },
         lat.quantile(0.5).unwrap_or(0),
         lat.quantile(0.99).unwrap_or(0),
         if saturated { " (saturated)" } else { "" }
     );
     ctx.emit(json!({
-        "scenario": "S2",
+        "scenario": scenario,
         "phase": phase_name,
         "rate": rate,
         "window_s": round(window, 3),
@@ -691,6 +706,11 @@ async fn fanout(ctx: &mut Ctx, args: &Args) -> Result<()> {
     }
     let fixed = args.str("fixed-rate").unwrap_or("auto").to_owned();
     let mut p = Publisher::connect(redis, prefix, args.get("payload-bytes", 160)?).await?;
+    let everyone = args.str("everyone").is_some_and(|v| v == "true");
+    if everyone {
+        p.everyone = Some(0);
+    }
+    let scenario = if everyone { "S4" } else { "S2" };
 
     ctx.workers.connect(0, sockets, Duration::ZERO).await?;
     let (took, complete, s) = ctx
@@ -761,7 +781,7 @@ async fn fanout(ctx: &mut Ctx, args: &Args) -> Result<()> {
     }
     let end = ctx.workers.stats(false).await?;
     ctx.emit(json!({
-        "scenario": "S2",
+        "scenario": scenario,
         "phase": "summary",
         "sockets": connected,
         "connect_s": round(took.as_secs_f64(), 2),
