@@ -164,6 +164,13 @@ impl<M: Member> RoomIndex<M> {
     pub fn join<S: AsRef<str>>(&self, sid: Sid, member: &M, rooms: &[S]) -> RoomChanges {
         let mut changes = RoomChanges::default();
         let mut idx = self.write();
+        // Room by room, the socket's list would double its capacity as it grows: a socket's
+        // own room then nine membership rooms would hold 16 slots for 10.
+        if let Some(list) = idx.rooms_of.get_mut(&sid) {
+            list.reserve_exact(rooms.len());
+        } else {
+            idx.rooms_of.insert(sid, Vec::with_capacity(rooms.len()));
+        }
         for name in rooms {
             let name = name.as_ref();
             let room: Room = match idx.members.get_key_value(name) {
@@ -184,6 +191,14 @@ impl<M: Member> RoomIndex<M> {
             if added {
                 idx.rooms_of.entry(sid).or_default().push(room);
             }
+        }
+        match idx.rooms_of.get_mut(&sid) {
+            Some(list) if list.is_empty() => {
+                idx.rooms_of.remove(&sid);
+            }
+            // Rooms it was in already took none of the reserved slots.
+            Some(list) => list.shrink_to_fit(),
+            None => {}
         }
         changes
     }
@@ -334,6 +349,24 @@ mod tests {
         assert!(!one.remove(&b));
         assert!(one.remove(&a));
         assert!(one.is_empty() && one.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_socket_s_room_list_holds_no_spare_slots_and_goes_with_its_last_room() {
+        let idx = RoomIndex::default();
+        let a = Sid::generate();
+        join(&idx, a, &[a.as_str()]);
+        let nine: Vec<String> = (0..9).map(|i| format!("room:{i}")).collect();
+        idx.join(a, &a, &nine);
+        idx.join(a, &a, &nine[..2]);
+        let capacity = idx.read().rooms_of.get(&a).map(Vec::capacity);
+        assert_eq!(capacity, Some(10));
+        assert_eq!(idx.rooms_of(a).len(), 10);
+        let b = Sid::generate();
+        idx.join(b, &b, &[] as &[&str]);
+        assert!(!idx.read().rooms_of.contains_key(&b), "no list for no room");
+        idx.leave_all(a);
+        assert!(idx.read().rooms_of.is_empty());
     }
 
     #[test]
