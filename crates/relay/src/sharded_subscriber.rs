@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 
 use super::link::ValkeyLink;
 use super::subscriber::{
-    Changes, PubSubHandler, SessionError, Subscriptions, Timing, BUSY_BATCH, CHUNK, MAX_BATCH,
+    flush, subscribe_all, ChannelSink, PubSubHandler, SessionError, Subscriptions, Timing,
+    BUSY_BATCH, CHUNK, MAX_BATCH,
 };
 use super::valkey::Valkey;
 use engineio::sparse::ShrinkWhenSparse;
@@ -39,13 +40,7 @@ pub(crate) async fn session(
         .ok_or(SessionError::NotACluster)?
         .map_err(SessionError::Node)?;
 
-    let (_, generation) = interest.take();
-    let mut subscribed: HashSet<String> = HashSet::new();
-    apply(&mut conn, inbox.desired(), true, &mut subscribed).await?;
-    interest.applied(generation);
-    crate::metrics::valkey_subscriptions(subscribed.len());
-    link.set_up(subscribed.len());
-    inbox.resubscribed().await;
+    let (mut subscribed, _) = subscribe_all(&mut conn, inbox, interest, link).await?;
 
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
@@ -76,7 +71,7 @@ pub(crate) async fn session(
                     for c in &again {
                         subscribed.remove(c);
                     }
-                    apply(&mut conn, again, true, &mut subscribed).await?;
+                    conn.apply(again, true, &mut subscribed).await?;
                     inbox.resubscribed().await;
                 }
             }
@@ -148,54 +143,50 @@ fn text(v: &redis::Value) -> Option<&str> {
     bytes(v).and_then(|b| std::str::from_utf8(b).ok())
 }
 
-/// Applies the recorded changes: SSUBSCRIBEs and SUNSUBSCRIBEs, one per slot.
-async fn flush(
-    conn: &mut ClusterConnection,
-    inbox: &dyn PubSubHandler,
-    interest: &Subscriptions,
-    subscribed: &mut HashSet<String>,
-) -> Result<(), SessionError> {
-    let changes = Changes::take(inbox, interest, subscribed);
-    apply(conn, changes.add, true, subscribed).await?;
-    apply(conn, changes.remove, false, subscribed).await?;
-    interest.applied(changes.generation);
-    Ok(())
-}
-
-/// SSUBSCRIBEs (`on`) or SUNSUBSCRIBEs `channels`, grouped by slot, the slots' commands sent
-/// together; `subscribed` follows what Valkey confirmed. Channels leaving are taken out
-/// first, so their confirmations are not taken for Valkey's own unsubscribes.
-async fn apply(
-    conn: &mut ClusterConnection,
-    channels: Vec<String>,
-    on: bool,
-    subscribed: &mut HashSet<String>,
-) -> Result<(), SessionError> {
-    let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
-    for channel in channels {
-        if !on {
-            subscribed.remove(&channel);
-        }
-        let slot = Slot::for_key(channel.as_bytes());
-        by_slot.entry(slot).or_default().push(channel);
-    }
-    let commands = by_slot.values().flat_map(|c| c.chunks(CHUNK)).map(|chunk| {
-        let mut conn = conn.clone();
-        async move {
-            if on {
-                conn.ssubscribe(chunk).await
-            } else {
-                conn.sunsubscribe(chunk).await
+impl ChannelSink for ClusterConnection {
+    /// SSUBSCRIBEs or SUNSUBSCRIBEs grouped by slot, the slots' commands sent together.
+    /// Channels leaving are taken out of `subscribed` first, so their confirmations are not
+    /// taken for Valkey's own unsubscribes.
+    async fn apply(
+        &mut self,
+        channels: Vec<String>,
+        on: bool,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), SessionError> {
+        let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
+        for channel in channels {
+            if !on {
+                subscribed.remove(&channel);
             }
+            let slot = Slot::for_key(channel.as_bytes());
+            by_slot.entry(slot).or_default().push(channel);
         }
-    });
-    let op = if on { "SSUBSCRIBE" } else { "SUNSUBSCRIBE" };
-    for result in join_all(commands).await {
-        result.map_err(|source| SessionError::Command { op, source })?;
+        let commands = by_slot.values().flat_map(|c| c.chunks(CHUNK)).map(|chunk| {
+            let mut conn = self.clone();
+            async move {
+                if on {
+                    conn.ssubscribe(chunk).await
+                } else {
+                    conn.sunsubscribe(chunk).await
+                }
+            }
+        });
+        let op = if on { "SSUBSCRIBE" } else { "SUNSUBSCRIBE" };
+        for result in join_all(commands).await {
+            result.map_err(|source| SessionError::Command { op, source })?;
+        }
+        if on {
+            subscribed.extend(by_slot.into_values().flatten());
+        }
+        subscribed.shrink_when_sparse();
+        Ok(())
     }
-    if on {
-        subscribed.extend(by_slot.into_values().flatten());
+
+    /// Sharded Pub/Sub has no patterns (the relay asks for none on it).
+    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError> {
+        match patterns {
+            [] => Ok(()),
+            _ => Err(SessionError::NoShardedPatterns),
+        }
     }
-    subscribed.shrink_when_sparse();
-    Ok(())
 }

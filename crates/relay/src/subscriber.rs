@@ -199,6 +199,8 @@ pub(crate) enum SessionError {
     NotACluster,
     #[error("a node's connection was lost")]
     NodeLost,
+    #[error("sharded Pub/Sub has no pattern subscriptions")]
+    NoShardedPatterns,
 }
 
 /// One connection's life: returns when it fails.
@@ -216,22 +218,7 @@ async fn session(
         .map_err(SessionError::Connect)?;
     let (mut sink, mut stream) = pubsub.split();
 
-    // Pending changes are dropped first: `desired()` below already includes them, and any
-    // change from now on is recorded again.
-    let (_, generation) = interest.take();
-    let mut subscribed: HashSet<String> = HashSet::new();
-    apply(&mut sink, inbox.desired(), true, &mut subscribed).await?;
-    let patterns = inbox.patterns();
-    if !patterns.is_empty() {
-        let op = "PSUBSCRIBE";
-        let subscribing = sink.psubscribe(&patterns).await;
-        subscribing.map_err(|source| SessionError::Command { op, source })?;
-    }
-    interest.applied(generation);
-    let followed = subscribed.len() + patterns.len();
-    crate::metrics::valkey_subscriptions(followed);
-    link.set_up(followed);
-    inbox.resubscribed().await;
+    let (mut subscribed, patterns) = subscribe_all(&mut sink, inbox, interest, link).await?;
 
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
@@ -287,16 +274,59 @@ async fn session(
     }
 }
 
-/// Applies the recorded changes: one SUBSCRIBE and one UNSUBSCRIBE for the whole batch.
-async fn flush(
-    sink: &mut redis::aio::PubSubSink,
+/// A Pub/Sub connection as a session drives it: classic (`PubSubSink`) or sharded (the
+/// cluster connection, see `sharded_subscriber`).
+pub(crate) trait ChannelSink {
+    /// Subscribes to (`on`) or unsubscribes from `channels`, keeping `subscribed` in step
+    /// with what Valkey confirmed.
+    async fn apply(
+        &mut self,
+        channels: Vec<String>,
+        on: bool,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), SessionError>;
+
+    /// Follows `patterns` for the life of the connection (never asked of sharded Pub/Sub:
+    /// its handler has none).
+    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError>;
+}
+
+/// A session's start: everything wanted now is followed, then the link is up and what was
+/// missed meanwhile is made up for. Returns the channels and the patterns followed.
+pub(crate) async fn subscribe_all(
+    sink: &mut impl ChannelSink,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    link: &ValkeyLink,
+) -> Result<(HashSet<String>, Vec<String>), SessionError> {
+    // Pending changes are dropped first: `desired()` below already includes them, and any
+    // change from now on is recorded again.
+    let (_, generation) = interest.take();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    sink.apply(inbox.desired(), true, &mut subscribed).await?;
+    let patterns = inbox.patterns();
+    if !patterns.is_empty() {
+        sink.follow(&patterns).await?;
+    }
+    interest.applied(generation);
+    let followed = subscribed.len() + patterns.len();
+    crate::metrics::valkey_subscriptions(followed);
+    link.set_up(followed);
+    inbox.resubscribed().await;
+    Ok((subscribed, patterns))
+}
+
+/// Applies the recorded changes: what is now wanted is subscribed, then what is no longer
+/// is unsubscribed, each as few commands as the connection allows.
+pub(crate) async fn flush(
+    sink: &mut impl ChannelSink,
     inbox: &dyn PubSubHandler,
     interest: &Subscriptions,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), SessionError> {
     let changes = Changes::take(inbox, interest, subscribed);
-    apply(sink, changes.add, true, subscribed).await?;
-    apply(sink, changes.remove, false, subscribed).await?;
+    sink.apply(changes.add, true, subscribed).await?;
+    sink.apply(changes.remove, false, subscribed).await?;
     interest.applied(changes.generation);
     Ok(())
 }
@@ -332,29 +362,36 @@ impl Changes {
     }
 }
 
-/// SUBSCRIBEs (`on`) or UNSUBSCRIBEs `channels`, [`CHUNK`] per command, keeping `subscribed`
-/// in step with what Valkey confirmed.
-async fn apply(
-    sink: &mut redis::aio::PubSubSink,
-    channels: Vec<String>,
-    on: bool,
-    subscribed: &mut HashSet<String>,
-) -> Result<(), SessionError> {
-    for chunk in channels.chunks(CHUNK) {
-        let (op, result) = if on {
-            ("SUBSCRIBE", sink.subscribe(chunk).await)
-        } else {
-            ("UNSUBSCRIBE", sink.unsubscribe(chunk).await)
-        };
-        result.map_err(|source| SessionError::Command { op, source })?;
-        for c in chunk {
-            if on {
-                subscribed.insert(c.clone());
+impl ChannelSink for redis::aio::PubSubSink {
+    /// [`CHUNK`] channels per SUBSCRIBE or UNSUBSCRIBE.
+    async fn apply(
+        &mut self,
+        channels: Vec<String>,
+        on: bool,
+        subscribed: &mut HashSet<String>,
+    ) -> Result<(), SessionError> {
+        for chunk in channels.chunks(CHUNK) {
+            let (op, result) = if on {
+                ("SUBSCRIBE", self.subscribe(chunk).await)
             } else {
-                subscribed.remove(c);
+                ("UNSUBSCRIBE", self.unsubscribe(chunk).await)
+            };
+            result.map_err(|source| SessionError::Command { op, source })?;
+            for c in chunk {
+                if on {
+                    subscribed.insert(c.clone());
+                } else {
+                    subscribed.remove(c);
+                }
             }
         }
+        subscribed.shrink_when_sparse();
+        Ok(())
     }
-    subscribed.shrink_when_sparse();
-    Ok(())
+
+    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError> {
+        let op = "PSUBSCRIBE";
+        let subscribing = self.psubscribe(patterns).await;
+        subscribing.map_err(|source| SessionError::Command { op, source })
+    }
 }
