@@ -166,11 +166,10 @@ impl<M: Member> RoomIndex<M> {
         let mut idx = self.write();
         // Room by room, the socket's list would double its capacity as it grows: a socket's
         // own room then nine membership rooms would hold 16 slots for 10.
-        if let Some(list) = idx.rooms_of.get_mut(&sid) {
-            list.reserve_exact(rooms.len());
-        } else {
-            idx.rooms_of.insert(sid, Vec::with_capacity(rooms.len()));
-        }
+        idx.rooms_of
+            .entry(sid)
+            .or_default()
+            .reserve_exact(rooms.len());
         for name in rooms {
             let name = name.as_ref();
             let room: Room = match idx.members.get_key_value(name) {

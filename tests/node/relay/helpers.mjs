@@ -67,8 +67,8 @@ export async function waitRelay(gw, state, ms = 8000) {
  * startRelayStack() on a Valkey Cluster (lib/valkey-cluster.mjs): two gateways told of `seeds` (all the cluster's
  * by default; the first is REDIS_URL), on classic or sharded Pub/Sub, with recovery on unless said otherwise.
  */
-export function startClusterRelayStack(cluster, { seeds = cluster.seeds.map((url) => ({ url })), pubsub = "classic", recovery = true } = {}) {
-  const [first, ...more] = seeds.map((n) => n.url);
+export function startClusterRelayStack(cluster, { seeds = cluster.seeds, pubsub = "classic", recovery = true } = {}) {
+  const [first, ...more] = seeds;
   return startRelayStack({
     valkeyUrl: first,
     gateways: 2,

@@ -157,7 +157,7 @@ describe("gateways given one seed on sharded Pub/Sub: that seed, a primary, cras
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
     // The log's primary is the only node the gateways are told of.
     seed = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
-    s = await startClusterRelayStack(cluster, { seeds: [seed], pubsub: "sharded" });
+    s = await startClusterRelayStack(cluster, { seeds: [seed.url], pubsub: "sharded" });
   });
   after(async () => {
     await s?.stop();
