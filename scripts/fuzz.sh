@@ -48,7 +48,13 @@ else
 fi
 
 t0=$(date +%s)
-cargo +nightly fuzz build
+mkdir -p work/logs
+# The build's output goes to a log (its tail printed if it fails): a CI log keeps only its tail.
+if ! cargo +nightly fuzz build >work/logs/build.log 2>&1; then
+  tail -n 60 work/logs/build.log
+  log "the fuzz targets do not build (full output: $FUZZ/work/logs/build.log)"
+  exit 1
+fi
 log "built ${#targets[@]} targets in $(($(date +%s) - t0))s"
 
 mkdir -p work/logs

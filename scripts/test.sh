@@ -46,6 +46,8 @@ export PATH=$ROOT/.cache/bin:$PATH
 export CARGO_PROFILE=debug
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 mkdir -p "$TEST_OUTPUT_DIR"
+FAILURES=$TEST_OUTPUT_DIR/failed-tests.txt
+rm -f "$FAILURES"
 
 log() { printf '[test] %s\n' "$*"; }
 now() { date +%s.%N; }
@@ -71,6 +73,8 @@ summary() {
   log "---- phases ----"
   local t
   for t in "${timings[@]}"; do log "$t"; done
+  # Repeated last, where a CI log's tail shows it.
+  [[ -s $FAILURES ]] && cat "$FAILURES"
   if [[ ${#failed[@]} -gt 0 ]]; then
     log "FAILED: ${failed[*]}"
     exit 1
@@ -113,8 +117,21 @@ run_node_tests() {
   # The TAP reporter's closing lines, unchanged (# tests, # pass, # fail, ...).
   if [[ -f $tap ]]; then
     grep -E '^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$tap" || true
+    # The spec output above is long and CI keeps only its tail: name each failure again here.
+    [[ $rc -eq 0 ]] || { log "failed Node tests ($topology Valkey):" && tap_failures "$tap"; } | tee -a "$FAILURES"
   fi
   return $rc
+}
+
+# Each failed test's name, location and error (the first lines) from a TAP log.
+tap_failures() {
+  awk '
+    /^ *not ok / { print "[test] FAILED TEST: " $0; inblock = 1; err = 0; next }
+    inblock && /^ *\.\.\.$/ { inblock = 0; next }
+    inblock && /^ *(location|error|failureType):/ { print "[test]   " $0; err = ($1 == "error:"); n = 0; next }
+    inblock && err && n < 8 && /^ +[^ :]+[^:]*$/ { print "[test]   " $0; n++; next }
+    inblock { err = 0 }
+  ' "$1"
 }
 
 T0=$(now)
