@@ -7,10 +7,11 @@
 //!   and queues a PUBLISH to the room's channel (one room) or the namespace channel;
 //! - in: the [`subscriber`] receives it and the namespace delivers it to its local sockets.
 //!
-//! Subscriptions is per room: this instance subscribes to `{prefix}#{nsp}#{room}#` while the room
-//! has a local member (socket-id rooms included, so `io.to(socketId)` from Node reaches the
-//! socket), plus the namespace channel and the request channel. It does not PSUBSCRIBE, so
-//! it never receives broadcasts for rooms it has nobody in.
+//! Subscriptions are per room: this instance subscribes to `{prefix}#{nsp}#{room}#` while the
+//! room has a local member, plus the namespace channel and the request channel, so it never
+//! receives broadcasts for rooms it has nobody in. The rooms named by the ids of its own
+//! sockets (`io.to(socketId)` from Node) are followed by one pattern per namespace instead, as
+//! every id made here starts with this instance's tag (classic Pub/Sub; [`channels::ids_pattern`]).
 //!
 //! Subscribing to the request channel makes Node count this instance as a server, so it
 //! answers every request a Node server answers ([`requests`]).
