@@ -17,7 +17,9 @@ use warp::Filter;
 
 /// jemalloc rather than glibc's malloc: about a tenth less CPU per delivery in chat-shaped rooms
 /// and less memory per socket (BENCHMARKS.md), and it returns free pages by itself
-/// ([`socket_gateway::memory`]).
+/// ([`socket_gateway::memory`]). Without the `jemalloc` feature, the system allocator (for heap
+/// profilers).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

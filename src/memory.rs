@@ -16,8 +16,15 @@ const CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Turns on jemalloc's background threads, which purge decayed free pages while the process
 /// is idle.
+#[cfg(feature = "jemalloc")]
 pub fn purge_in_background() -> Result<(), tikv_jemalloc_ctl::Error> {
     tikv_jemalloc_ctl::background_thread::write(true)
+}
+
+/// Built without jemalloc (for a heap profiler): the system allocator keeps what it keeps.
+#[cfg(not(feature = "jemalloc"))]
+pub fn purge_in_background() -> Result<(), std::convert::Infallible> {
+    Ok(())
 }
 
 /// Runs for the life of the process: drops expired memories (`forget_expired`) every
