@@ -313,6 +313,17 @@ impl Session {
         let was_empty = st.outbox.is_empty();
         st.outbox.extend(frames);
         if st.outbox.len() > self.max_queued + st.burst {
+            // A write batch holds more for this WebSocket than the bound, but the socket was idle
+            // when the batch began: the client is not behind, so write what is held now (the
+            // batch's flush writes the rest) rather than close a prompt reader.
+            if st.deferred && st.unsent.is_empty() && !st.writing {
+                if let Some(stream) = st.direct.clone() {
+                    let out = wsproto::encode_frames(std::mem::take(&mut st.outbox));
+                    return self
+                        .write_direct(st, &stream, out)
+                        .map(|()| started_deferral);
+                }
+            }
             drop(st);
             self.close(CloseReason::SlowConsumer);
             return Err(SessionClosed);
@@ -486,5 +497,100 @@ impl Session {
     /// Removes a session that has delivered its last frames (its final GET was answered).
     pub(crate) fn finish(self: &Arc<Self>) {
         (self.on_end)(self, Ended::Delivered);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::WriteBatch;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A WebSocket session (bound `max_queued`) writing directly to one end of a loopback TCP
+    /// connection, and the other end, as its client.
+    async fn websocket_session(max_queued: usize) -> (Arc<Session>, tokio::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let handshake = Handshake::new(&HeaderMap::new(), "/engine.io/", "", None);
+        let on_end: OnEnd = Box::new(|_, _| {});
+        let session = Arc::new(Session::new(
+            Sid::generate(),
+            handshake,
+            Transport::Websocket,
+            on_end,
+            max_queued,
+        ));
+        session.attach_direct(Arc::new(accepted.expect("accept").0));
+        (session, client.expect("connect"))
+    }
+
+    /// Reads until `count` text frames of `marker` arrived (or a second passed).
+    async fn read_marked(client: &mut tokio::net::TcpStream, marker: &str, count: usize) -> usize {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut buf = [0_u8; 4096];
+        let seen = |got: &[u8]| {
+            got.windows(marker.len())
+                .filter(|w| *w == marker.as_bytes())
+                .count()
+        };
+        while seen(&got) < count {
+            match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        seen(&got)
+    }
+
+    /// A burst of deliveries in one write batch (many broadcasts read from Valkey at once) can
+    /// hold more frames for one socket than its queue bound before the batch is flushed. A
+    /// client that reads promptly is not a slow consumer for that: it gets them all.
+    #[tokio::test]
+    async fn a_batch_bigger_than_the_queue_bound_reaches_an_idle_websocket() {
+        let (session, mut client) = websocket_session(4).await;
+        let mut batch = WriteBatch::new();
+        for i in 0..20 {
+            let frame = Frame::Text(format!("4m{i:02}!").into());
+            assert!(
+                batch.send_all(&session, [frame]).is_ok(),
+                "frame {i} queued"
+            );
+        }
+        batch.flush();
+        assert_eq!(session.close_reason(), None, "not closed");
+        assert_eq!(
+            read_marked(&mut client, "!", 20).await,
+            20,
+            "every frame arrived"
+        );
+    }
+
+    /// The bound still holds for a client that is behind: once its socket takes no more, a
+    /// batch that queues past the bound closes it as a slow consumer.
+    #[tokio::test]
+    async fn a_batch_past_the_bound_of_a_client_that_stopped_reading_closes_it() {
+        let (session, _client) = websocket_session(4).await;
+        let big = "x".repeat(64 * 1024);
+        for _ in 0..1000 {
+            if !session.lock().unsent.is_empty() {
+                break;
+            }
+            let _ = session.send_frame(Frame::Text(format!("4{big}").into()));
+        }
+        assert!(
+            !session.lock().unsent.is_empty(),
+            "the socket's buffers are full"
+        );
+        let mut batch = WriteBatch::new();
+        for i in 0..6 {
+            let _ = batch.send_all(&session, [Frame::Text(format!("4m{i}").into())]);
+        }
+        batch.flush();
+        assert_eq!(session.close_reason(), Some(CloseReason::SlowConsumer));
     }
 }
