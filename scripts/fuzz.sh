@@ -57,7 +57,6 @@ if ! cargo +nightly fuzz build >work/logs/build.log 2>&1; then
 fi
 log "built ${#targets[@]} targets in $(($(date +%s) - t0))s"
 
-mkdir -p work/logs
 failed=()
 summary=()
 for target in "${targets[@]}"; do

@@ -4,9 +4,10 @@
 //! ([`Session::send_all`]), unless it goes through a [`WriteBatch`] ([`WriteBatch::send_all`]):
 //! then its frames wait in the socket's queue, and the batch writes each socket it touched
 //! once, when it is flushed or dropped (or earlier, when it holds more for one socket than the
-//! socket's queue bound: a client that was idle is not a slow consumer). A batch marked [`WriteBatch::busy`] (made under load)
-//! wakes the sockets' connection tasks instead of writing from the caller's thread: those run
-//! on every worker thread, and while they catch up each socket's frames merge into one write.
+//! socket's queue bound: a client that was idle is not a slow consumer). A batch marked
+//! [`WriteBatch::busy`] (made under load) wakes the sockets' connection tasks instead of
+//! writing from the caller's thread: those run on every worker thread, and while they catch up
+//! each socket's frames merge into one write.
 //!
 //! A batch is a plain value on the caller's stack, so it cannot outlive an await by accident
 //! (it is not `Send` across one unless the caller moves it), and who batches is visible at

@@ -510,11 +510,10 @@ mod tests {
 
     /// A WebSocket session (bound `max_queued`) writing directly to one end of a loopback TCP
     /// connection, and the other end, as its client.
-    async fn websocket_session(max_queued: usize) -> (Arc<Session>, tokio::net::TcpStream) {
+    async fn websocket_session(max_queued: usize) -> (Arc<Session>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let handshake = Handshake::new(&HeaderMap::new(), "/engine.io/", "", None);
         let on_end: OnEnd = Box::new(|_, _| {});
         let session = Arc::new(Session::new(
@@ -529,7 +528,7 @@ mod tests {
     }
 
     /// Reads until `count` text frames of `marker` arrived (or a second passed).
-    async fn read_marked(client: &mut tokio::net::TcpStream, marker: &str, count: usize) -> usize {
+    async fn read_marked(client: &mut TcpStream, marker: &str, count: usize) -> usize {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         let mut buf = [0_u8; 4096];
