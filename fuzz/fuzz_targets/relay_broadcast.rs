@@ -4,13 +4,14 @@
 //! Checked: an accepted broadcast is an event whose placeholders name each of its attachments
 //! exactly once (its clients' parsers would fail on a placeholder out of range, on every
 //! replay; an attachment no placeholder names is sent for nothing); it re-encodes for the
-//! other servers, and that decodes to the same broadcast.
+//! other servers, and that decodes to the same broadcast; an offset that reads as a client's
+//! offset prints back the same.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use relay::wire::{decode_broadcast, encode_broadcast};
-use socketio::recovery::Offset;
+use socketio::recovery::{Frontier, Offset};
 use socketio::packet::PacketType;
 use socket_gateway_fuzz::placeholders_name_each_attachment_once;
 
@@ -32,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
     );
     if let Some(offset) = &b.offset {
         let _ = offset.parse::<Offset>();
+        // Clients echo offsets back: one that reads prints back the same.
+        if let Ok(f) = offset.parse::<Frontier>() {
+            assert_eq!(f.to_string().parse::<Frontier>(), Ok(f));
+        }
     }
 
     let again = encode_broadcast(&b.uid, &b.target, packet, false)

@@ -63,6 +63,7 @@ impl From<&Config> for RelayConfig {
                 .recovery
                 .enabled
                 .then(|| cfg.recovery.max_disconnection()),
+            log_partitions: cfg.recovery.log_partitions(cfg.redis.topology),
         }
     }
 }

@@ -275,6 +275,9 @@ pub struct RecoverySettings {
     pub max_disconnection_ms: u64,
     /// Ask the app again (no cache) whether the session is valid before restoring it.
     pub recheck_session: bool,
+    /// Into how many partitions (Valkey streams) each namespace's log is split; 0 picks:
+    /// [`RecoverySettings::AUTO_CLUSTER_PARTITIONS`] on a Cluster, 1 otherwise.
+    pub log_partitions: u64,
 }
 
 impl Default for RecoverySettings {
@@ -283,13 +286,27 @@ impl Default for RecoverySettings {
             enabled: true,
             max_disconnection_ms: 120_000,
             recheck_session: true,
+            log_partitions: 0,
         }
     }
 }
 
 impl RecoverySettings {
+    /// The log's partitions on a Cluster unless set: enough to spread it over the primaries
+    /// of a small cluster, few enough that a restore reads them all at little cost.
+    pub const AUTO_CLUSTER_PARTITIONS: u64 = 8;
+
     pub fn max_disconnection(&self) -> Duration {
         Duration::from_millis(self.max_disconnection_ms)
+    }
+
+    /// `log_partitions`, with 0 resolved for `topology`.
+    pub fn log_partitions(&self, topology: TopologyKind) -> usize {
+        match (self.log_partitions, topology) {
+            (0, TopologyKind::Cluster) => Self::AUTO_CLUSTER_PARTITIONS as usize,
+            (0, _) => 1,
+            (n, _) => n as usize,
+        }
     }
 }
 
@@ -459,7 +476,7 @@ mod tests {
                 Ok(keys)
             };
             assert_eq!(keys(&shipped)?, keys(&defaults)?);
-            assert_eq!(keys(&defaults)?.len(), 54);
+            assert_eq!(keys(&defaults)?.len(), 55);
 
             // Every key is documented with its env override.
             let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;

@@ -247,6 +247,15 @@ impl Config {
         if self.recovery.enabled {
             let ms = self.recovery.max_disconnection_ms;
             positive(&mut out, "recovery.max_disconnection_ms", ms);
+            let partitions = self.recovery.log_partitions;
+            let max = socketio::recovery::MAX_PARTITIONS as u64;
+            at_most(
+                &mut out,
+                "recovery.log_partitions",
+                partitions,
+                max,
+                "0 picks",
+            );
         }
 
         let presence = &self.presence;

@@ -41,34 +41,84 @@ pub struct Channels {
     /// Classic `{prefix}-response#{nsp}#`: the generic response channel. Sharded: the
     /// namespace's channel, under which each requester has its own.
     pub response: String,
-    /// `{prefix}-csr#{nsp}#` (sharded: `{prefix}-csr#{{nsp}}#`, in the recovery log's slot, so
-    /// the record script may SPUBLISH there): with recovery on, broadcasts as recorded in the
-    /// log, each with its offset, in log order. Gateways deliver what comes here.
-    pub recorded: String,
+    /// With recovery on, broadcasts as recorded in the log, each with its offset, in the order
+    /// of its partition; gateways deliver what comes here. Classic: `{prefix}-csr#{nsp}#` for
+    /// every partition. Sharded: one base per partition in the slot of that partition's log
+    /// (`{prefix}-csr#{<log tag>}#`), so the record script may SPUBLISH there.
+    recorded: Vec<String>,
+    /// How many partitions the recovery log has (see [`Channels::partition_of`]).
+    partitions: usize,
     /// Set on sharded Pub/Sub.
     sharded: Option<SubscriptionMode>,
 }
 
 impl Channels {
-    pub fn new(prefix: &str, nsp: &str) -> Self {
+    pub fn new(prefix: &str, nsp: &str, partitions: usize) -> Self {
         Channels {
             broadcast: format!("{prefix}#{nsp}#"),
             request: format!("{prefix}-request#{nsp}#"),
             response: format!("{prefix}-response#{nsp}#"),
-            recorded: format!("{prefix}-csr#{nsp}#"),
+            recorded: vec![format!("{prefix}-csr#{nsp}#")],
+            partitions: partitions.max(1),
             sharded: None,
         }
     }
 
-    pub fn sharded(prefix: &str, nsp: &str, mode: SubscriptionMode) -> Self {
+    pub fn sharded(prefix: &str, nsp: &str, mode: SubscriptionMode, partitions: usize) -> Self {
         let broadcast = format!("{prefix}#{nsp}#");
+        let partitions = partitions.max(1);
         Channels {
             request: broadcast.clone(),
             response: broadcast.clone(),
             broadcast,
-            recorded: format!("{prefix}-csr#{{{nsp}}}#"),
+            recorded: (0..partitions)
+                .map(|p| format!("{prefix}-csr#{{{}}}#", log_tag(nsp, p)))
+                .collect(),
+            partitions,
             sharded: Some(mode),
         }
+    }
+
+    /// The recovery channels' bases (one per partition on sharded Pub/Sub, else one).
+    pub fn recorded_bases(&self) -> &[String] {
+        &self.recorded
+    }
+
+    /// The recovery channels' base of `partition`.
+    pub fn recorded_base(&self, partition: usize) -> &str {
+        let last = self.recorded.len() - 1;
+        &self.recorded[partition.min(last)]
+    }
+
+    /// The partition of the log a broadcast to `rooms` is recorded in: its room's for one
+    /// room, so a room's broadcasts keep their order; the first for none or several.
+    pub fn partition_of(&self, rooms: &[String]) -> usize {
+        match rooms {
+            [room] => self.partition_of_room(room),
+            _ => 0,
+        }
+    }
+
+    /// The partition of broadcasts to `room` alone (FNV-1a of its name: stable across
+    /// instances and versions).
+    pub fn partition_of_room(&self, room: &str) -> usize {
+        if self.partitions == 1 {
+            return 0;
+        }
+        let hash = room.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % self.partitions as u64) as usize
+    }
+
+    /// The recovery channel of a broadcast to `rooms`.
+    pub fn recorded_for(&self, rooms: &[String]) -> String {
+        Self::target_in(self.recorded_base(self.partition_of(rooms)), rooms)
+    }
+
+    /// Whether a room's recovery channel is under `base` (a recorded base).
+    pub fn recorded_under(&self, base: &str, room: &str) -> bool {
+        self.recorded_base(self.partition_of_room(room)) == base
     }
 
     pub fn is_sharded(&self) -> bool {
@@ -117,6 +167,16 @@ fn looks_like_a_socket_id(room: &str) -> bool {
     room.encode_utf16().count() == 20
 }
 
+/// The hash tag of a partition of the recovery log of `nsp`: every key a record script writes
+/// and, on sharded Pub/Sub, the channels it publishes to, share one slot. The first partition
+/// keeps the tag a log of one partition always had.
+pub fn log_tag(nsp: &str, partition: usize) -> String {
+    match partition {
+        0 => nsp.to_owned(),
+        p => format!("{nsp}#{p}"),
+    }
+}
+
 /// `{base}{room}#`.
 pub fn room_in(base: &str, room: &str) -> String {
     let mut s = String::with_capacity(base.len() + room.len() + 1);
@@ -158,7 +218,7 @@ mod tests {
 
     #[test]
     fn names_match_the_node_adapter() {
-        let c = Channels::new("socket.io", "/");
+        let c = Channels::new("socket.io", "/", 1);
         assert_eq!(c.broadcast, "socket.io#/#");
         assert_eq!(room_in(&c.broadcast, "channel:1"), "socket.io#/#channel:1#");
         assert_eq!(c.request, "socket.io-request#/#");
@@ -186,10 +246,10 @@ mod tests {
     fn sharded_names_and_rooms_match_the_sharded_adapter() {
         let rooms = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let sid = "abcdefghij0123456789";
-        let c = Channels::sharded("socket.io", "/", SubscriptionMode::Dynamic);
+        let c = Channels::sharded("socket.io", "/", SubscriptionMode::Dynamic, 1);
         assert_eq!(c.request, "socket.io#/#");
         assert_eq!(c.response_to(Some("f00d")), "socket.io#/#f00d#");
-        assert_eq!(c.recorded, "socket.io-csr#{/}#");
+        assert_eq!(c.recorded_bases(), ["socket.io-csr#{/}#"]);
         assert_eq!(c.publish_channel(&rooms(&["a"]), false), "socket.io#/#a#");
         assert_eq!(c.publish_channel(&rooms(&["a"]), true), "socket.io#/#");
         assert_eq!(c.publish_channel(&rooms(&[sid]), false), "socket.io#/#");
@@ -200,12 +260,39 @@ mod tests {
         // 20 UTF-16 units, not bytes.
         assert!(c.room_has_channel("é123456789012345678"));
         assert!(!c.room_has_channel("é1234567890123456789"));
-        let private = Channels::sharded("socket.io", "/", SubscriptionMode::DynamicPrivate);
+        let private = Channels::sharded("socket.io", "/", SubscriptionMode::DynamicPrivate, 1);
         assert_eq!(
             private.publish_channel(&rooms(&[sid]), false),
             format!("socket.io#/#{sid}#")
         );
-        let fixed = Channels::sharded("socket.io", "/", SubscriptionMode::Static);
+        let fixed = Channels::sharded("socket.io", "/", SubscriptionMode::Static, 1);
         assert_eq!(fixed.publish_channel(&rooms(&["a"]), false), "socket.io#/#");
+    }
+
+    #[test]
+    fn a_room_keeps_one_partition_and_sharded_partitions_have_their_own_slot() {
+        let rooms = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = Channels::sharded("socket.io", "/", SubscriptionMode::Dynamic, 8);
+        assert_eq!(c.recorded_bases().len(), 8);
+        assert_eq!(c.recorded_base(0), "socket.io-csr#{/}#");
+        assert_eq!(c.recorded_base(3), "socket.io-csr#{/#3}#");
+        let used: std::collections::HashSet<usize> = (0..200)
+            .map(|i| c.partition_of_room(&format!("channel:{i}")))
+            .collect();
+        assert_eq!(used.len(), 8, "200 rooms spread over every partition");
+        let p = c.partition_of(&rooms(&["channel:7"]));
+        assert_eq!(p, c.partition_of_room("channel:7"));
+        assert_eq!(
+            c.recorded_for(&rooms(&["channel:7"])),
+            format!("{}channel:7#", c.recorded_base(p))
+        );
+        assert!(c.recorded_under(c.recorded_base(p), "channel:7"));
+        assert_eq!(c.partition_of(&rooms(&[])), 0);
+        assert_eq!(c.partition_of(&rooms(&["a", "b"])), 0);
+        assert_eq!(c.recorded_for(&rooms(&["a", "b"])), "socket.io-csr#{/}#");
+        // Classic: partitions differ, the channels do not (PUBLISH reaches every node).
+        let classic = Channels::new("socket.io", "/", 8);
+        assert_eq!(classic.recorded_base(5), "socket.io-csr#/#");
+        assert_eq!(classic.partition_of_room("channel:7"), p);
     }
 }

@@ -41,7 +41,7 @@ pub mod valkey;
 pub mod wire;
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use deadpool_redis::redis;
 use rand::distr::{Alphanumeric, SampleString};
@@ -53,7 +53,7 @@ use link::ValkeyLink;
 use publisher::Publisher;
 use sessions::KeptChange;
 use socketio::packet::Packet;
-use socketio::recovery::{Claim, Offset, Restored, SessionRecord};
+use socketio::recovery::{Claim, Frontier, Offset, Position, Restored, SessionRecord};
 use socketio::rooms::RoomChanges;
 use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
 use subscriber::{PubSubHandler, Subscriptions, Timing};
@@ -88,6 +88,9 @@ pub struct RelayConfig {
     pub timing: Timing,
     /// Connection state recovery's window, when it is on.
     pub recovery: Option<Duration>,
+    /// Into how many partitions each namespace's recovery log is split (every instance of a
+    /// fleet must use the same).
+    pub log_partitions: usize,
 }
 
 /// How often the relay measures Pub/Sub lag with a probe through Valkey.
@@ -98,9 +101,12 @@ struct RelayedNamespace {
     name: String,
     ns: Weak<Namespace>,
     channels: Channels,
-    /// The last log offset delivered here from the recovery channels (they carry the log in
-    /// order): after a lost subscriber connection, what came after it is made up for.
-    delivered: Mutex<Option<Offset>>,
+    /// What was delivered here from the recovery channels, per partition (they carry each in
+    /// order): the stamp of every recorded packet, and where what a lost subscriber
+    /// connection missed starts.
+    delivered: Mutex<Delivered>,
+    /// Woken when `delivered` moves (a restore waits for it to pass its replay).
+    delivered_moved: tokio::sync::Notify,
     /// Sharded with recovery: the rooms followed to record, beyond the members' own.
     recording: sharded_recording::RoomsToRecord,
 }
@@ -188,11 +194,17 @@ impl Relay {
                     name: ns.name.clone(),
                     ns: Arc::downgrade(ns),
                     channels: if sharded {
-                        Channels::sharded(&config.prefix, &ns.name, config.subscription_mode)
+                        Channels::sharded(
+                            &config.prefix,
+                            &ns.name,
+                            config.subscription_mode,
+                            config.log_partitions,
+                        )
                     } else {
-                        Channels::new(&config.prefix, &ns.name)
+                        Channels::new(&config.prefix, &ns.name, config.log_partitions)
                     },
-                    delivered: Mutex::new(None),
+                    delivered: Mutex::new(Delivered::new(config.log_partitions)),
+                    delivered_moved: tokio::sync::Notify::new(),
                     recording: Default::default(),
                 })
                 .collect(),
@@ -209,9 +221,14 @@ impl Relay {
             interest,
             link,
             ack_timeout: config.ack_timeout,
-            recovery: config
-                .recovery
-                .map(|window| recovery::Recovery::new(&config.prefix, window, publish_command)),
+            recovery: config.recovery.map(|window| {
+                recovery::Recovery::new(
+                    &config.prefix,
+                    window,
+                    publish_command,
+                    config.log_partitions,
+                )
+            }),
             tasks: Mutex::new(Vec::new()),
             publishing: Mutex::new(Some(publisher_task)),
         });
@@ -225,6 +242,7 @@ impl Relay {
             let weak = Arc::downgrade(&relay);
             let tasks = [
                 tokio::spawn(recorder::run(weak.clone())),
+                tokio::spawn(mark_quiet_partitions(weak.clone())),
                 tokio::spawn(keep_sessions(weak)),
             ];
             relay
@@ -318,12 +336,14 @@ impl Relay {
     }
 
     /// Where this instance receives broadcasts: the recovery channels when recovery is on
-    /// (everything recorded, its own broadcasts included, in log order), else the adapter's.
-    fn listen<'a>(&self, space: &'a RelayedNamespace) -> &'a str {
+    /// (everything recorded, its own broadcasts included, each partition in order; one base
+    /// per partition on sharded Pub/Sub), else the adapter's.
+    fn listen<'a>(&self, space: &'a RelayedNamespace) -> Vec<&'a str> {
         if self.recovery.is_some() {
-            &space.channels.recorded
+            let bases = space.channels.recorded_bases();
+            bases.iter().map(String::as_str).collect()
         } else {
-            &space.channels.broadcast
+            vec![&space.channels.broadcast]
         }
     }
 
@@ -331,12 +351,11 @@ impl Relay {
     /// recovery on: requests come there, and the foreign broadcasts it records (no pattern
     /// subscription reaches sharded channels).
     fn listen_all<'a>(&self, space: &'a RelayedNamespace) -> Vec<&'a str> {
-        let listen = self.listen(space);
-        if self.sharded && listen != space.channels.broadcast {
-            vec![&space.channels.broadcast, listen]
-        } else {
-            vec![listen]
+        let mut bases = self.listen(space);
+        if self.sharded && self.recovery.is_some() {
+            bases.insert(0, &space.channels.broadcast);
         }
+        bases
     }
 
     /// Whether `room` is the own room of a socket made here: followed by the pattern of its
@@ -346,10 +365,14 @@ impl Relay {
     }
 
     /// Whether a room this instance has members in is followed on its channel under `base`:
-    /// always on the recovery channels (the record script picks them), on the adapter's when
-    /// the subscription mode gives the room a channel.
+    /// on the recovery channels under its partition's base (the record script picks them), on
+    /// the adapter's when the subscription mode gives the room a channel.
     fn room_channel_wanted(&self, space: &RelayedNamespace, base: &str, room: &str) -> bool {
-        base != space.channels.broadcast || space.channels.room_has_channel(room)
+        if base == space.channels.broadcast {
+            space.channels.room_has_channel(room)
+        } else {
+            space.channels.recorded_under(base, room)
+        }
     }
 
     /// A broadcast in the classic format: another server's, or (with recovery on) one recorded
@@ -384,7 +407,7 @@ impl Relay {
             Ok(sharded_wire::Message::Broadcast(b)) if self.recovery.is_some() => {
                 if !recorder::is_gateway_uid(&b.uid) && b.nsp == space.name {
                     let mut seen = self.foreign_seen.lock().unwrap_or_else(|e| e.into_inner());
-                    self.record_foreign_broadcast(space, room, channel, payload, &b, &mut seen);
+                    self.record_foreign_broadcast(space, channel, payload, &b, &mut seen);
                 }
             }
             Ok(sharded_wire::Message::Broadcast(b)) => self.deliver_remote(space, room, b, batch),
@@ -413,12 +436,14 @@ impl Relay {
             return;
         }
         match b.offset.as_deref().and_then(|o| o.parse::<Offset>().ok()) {
-            Some(offset) if recording => {
-                if !space.advance(offset) {
+            Some(id) if recording => {
+                let partition = space.channels.partition_of(&b.target.rooms);
+                let at = Position { partition, id };
+                let Some(stamp) = space.advance(at) else {
                     return; // made up for after a lost connection already
-                }
-                let packet = recovery::with_offset(b.packet, offset);
-                ns.deliver_in(&b.target, &[packet], Some(offset), batch);
+                };
+                let packet = recovery::with_offset(b.packet, &stamp);
+                ns.deliver_in(&b.target, &[packet], Some(at), batch);
             }
             _ => {
                 ns.deliver_in(&b.target, &[b.packet], None, batch);
@@ -434,7 +459,7 @@ impl Relay {
             return Err(RecoveryOutcome::Unavailable);
         };
         match recovery
-            .in_log(&self.valkey, &claim.nsp, claim.offset)
+            .whole_after(&self.valkey, &claim.nsp, &claim.offset)
             .await
         {
             Some(true) => {}
@@ -464,7 +489,7 @@ impl Relay {
         Ok(Restored {
             sid: claimed.sid,
             rooms: claimed.rooms,
-            offset: claim.offset,
+            offset: claim.offset.clone(),
         })
     }
 
@@ -501,6 +526,7 @@ impl Adapter for Relay {
         if self.sharded && self.recovery.is_some() {
             space.recording.created(&changes.created);
         }
+        self.mark_new_rooms(space, &changes.created);
         let bases = self.listen_all(space);
         self.interest.changed(
             changes
@@ -553,7 +579,8 @@ impl Relay {
         };
         let message = wire::encode_broadcast(&self.uid, &target, &packet, true);
         let plain = space.channels.publish_channel(&target.rooms, false);
-        let recorded = Channels::target_in(&space.channels.recorded, &target.rooms);
+        let partition = space.channels.partition_of(&target.rooms);
+        let recorded = space.channels.recorded_for(&target.rooms);
         // Sharded: the script may only publish in the log's slot, so Node peers' copy goes
         // out on its own, in their format.
         let sharded_copy = match self.sharded {
@@ -569,8 +596,14 @@ impl Relay {
         match message {
             Ok(message) if self.link.accepts() => {
                 let plain_in_script = (!self.sharded).then_some(plain.as_str());
-                let call =
-                    recovery.record_call(&ns.name, &message, plain_in_script, &recorded, None);
+                let call = recovery.record_call(
+                    &ns.name,
+                    partition,
+                    &message,
+                    plain_in_script,
+                    &recorded,
+                    None,
+                );
                 self.publisher.record(call, Box::new(local));
                 if let Some(Ok(copy)) = sharded_copy {
                     self.publisher.publish(plain, copy);
@@ -652,17 +685,26 @@ impl SessionStore for Relay {
         &self,
         nsp: &str,
         rooms: Vec<String>,
-        offset: Offset,
-    ) -> BoxFuture<Option<Vec<(Offset, Packet)>>> {
+        offset: Frontier,
+    ) -> BoxFuture<Option<Vec<(Position, Packet)>>> {
         let (relay, nsp) = (self.me(), nsp.to_owned());
         Box::pin(async move {
             let relay = relay.upgrade()?;
             let recovery = relay.recovery.as_ref()?;
-            let missed = recovery.missed(&relay.valkey, &nsp, &rooms, offset).await;
-            if missed.is_none() {
+            let missed = recovery.missed(&relay.valkey, &nsp, &rooms, &offset).await;
+            let Some(missed) = missed else {
                 crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
+                return None;
+            };
+            let mut replayed = offset;
+            for (at, _) in &missed {
+                replayed.advance(*at);
             }
-            missed
+            if !relay.deliveries_pass(&nsp, &replayed).await {
+                crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
+                return None;
+            }
+            Some(missed)
         })
     }
 
@@ -672,19 +714,142 @@ impl SessionStore for Relay {
     }
 }
 
-impl RelayedNamespace {
-    /// Records `offset` as delivered; false when it was already (not newer than the last).
-    fn advance(&self, offset: Offset) -> bool {
-        let mut last = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|l| offset <= l) {
-            return false;
+/// What an instance delivered of a namespace's log (see [`RelayedNamespace::delivered`]).
+struct Delivered {
+    frontier: Frontier,
+    /// When each partition last moved (a quiet one gets a marker).
+    moved_at: Vec<Instant>,
+}
+
+impl Delivered {
+    fn new(partitions: usize) -> Self {
+        Delivered {
+            frontier: Frontier::empty(partitions),
+            moved_at: vec![Instant::now(); partitions.max(1)],
         }
-        *last = Some(offset);
-        true
+    }
+}
+
+impl RelayedNamespace {
+    fn lock_delivered(&self) -> std::sync::MutexGuard<'_, Delivered> {
+        self.delivered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn last_delivered(&self) -> Option<Offset> {
-        *self.delivered.lock().unwrap_or_else(|e| e.into_inner())
+    /// Records the packet at `at` as delivered and returns the stamp it goes out with; `None`
+    /// when it was delivered already (not newer than the last of its partition).
+    fn advance(&self, at: Position) -> Option<Frontier> {
+        let mut delivered = self.lock_delivered();
+        if !delivered.frontier.advance(at) {
+            return None;
+        }
+        delivered.moved_at[at.partition] = Instant::now();
+        let stamp = delivered.frontier.clone();
+        drop(delivered);
+        self.delivered_moved.notify_waiters();
+        Some(stamp)
+    }
+
+    /// A marker arrived: everything of `partition` up to `id` that this instance follows was
+    /// delivered before it.
+    fn passed_mark(&self, partition: usize, id: Offset) {
+        let mut delivered = self.lock_delivered();
+        if partition >= delivered.moved_at.len() {
+            return;
+        }
+        delivered.frontier.advance(Position { partition, id });
+        // Known up to date now, moved or not.
+        delivered.moved_at[partition] = Instant::now();
+        drop(delivered);
+        self.delivered_moved.notify_waiters();
+    }
+
+    fn last_delivered(&self) -> Frontier {
+        self.lock_delivered().frontier.clone()
+    }
+
+    /// The partitions that delivered nothing for `quiet`.
+    fn quiet_partitions(&self, quiet: Duration) -> Vec<usize> {
+        let delivered = self.lock_delivered();
+        let moved = delivered.moved_at.iter().enumerate();
+        moved
+            .filter(|(_, at)| at.elapsed() >= quiet)
+            .map(|(p, _)| p)
+            .collect()
+    }
+}
+
+/// Longest wait for this instance's deliveries to pass a restore's replay; past it the client
+/// gets a fresh session rather than an offset that could move back.
+const PASS_REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Relay {
+    /// Waits until every partition delivered here is at or past `replayed` (markers go to
+    /// those that are behind), so every stamp from now on covers what a restore replayed. One
+    /// partition needs no wait: a live packet the replay did not cover is past it, and so is
+    /// its stamp. False when it does not happen in time.
+    async fn deliveries_pass(&self, nsp: &str, replayed: &Frontier) -> bool {
+        let (Some(space), Some(recovery)) = (self.space(nsp), &self.recovery) else {
+            return false;
+        };
+        if recovery.partitions() == 1 {
+            return true;
+        }
+        let behind: Vec<usize> = {
+            let delivered = space.lock_delivered();
+            (0..recovery.partitions())
+                .filter(|&p| delivered.frontier.get(p) < replayed.get(p))
+                .collect()
+        };
+        if behind.is_empty() {
+            return true;
+        }
+        for partition in behind {
+            self.mark(space, partition);
+        }
+        let passed = async {
+            loop {
+                let moved = space.delivered_moved.notified();
+                if space.lock_delivered().frontier.covers_all(replayed) {
+                    return;
+                }
+                moved.await;
+            }
+        };
+        tokio::time::timeout(PASS_REPLAY_TIMEOUT, passed)
+            .await
+            .is_ok()
+    }
+
+    /// A room followed here for the first time may have had broadcasts recorded in a partition
+    /// this instance heard nothing from lately: its stamps would name an older place there,
+    /// and a restore would replay those broadcasts, from before the socket joined, as missed.
+    /// A marker brings the partition here up to date.
+    fn mark_new_rooms(&self, space: &RelayedNamespace, created: &[Arc<str>]) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if recovery.partitions() == 1 || created.is_empty() {
+            return;
+        }
+        let mut partitions: Vec<usize> = created
+            .iter()
+            .map(|room| space.channels.partition_of_room(room))
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for partition in partitions {
+            self.mark(space, partition);
+        }
+    }
+
+    /// Publishes the marker of `partition` (see [`recovery`]).
+    fn mark(&self, space: &RelayedNamespace, partition: usize) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let channel = space.channels.recorded_base(partition);
+        self.publisher
+            .script(recovery.mark_call(&space.name, partition, channel));
     }
 }
 
@@ -703,43 +868,75 @@ impl Relay {
             return;
         };
         for space in &self.spaces {
-            let (Some(ns), Some(after)) = (space.ns.upgrade(), space.last_delivered()) else {
+            let Some(ns) = space.ns.upgrade() else {
                 continue;
             };
-            if recovery.in_log(&self.valkey, &space.name, after).await != Some(true) {
-                tracing::warn!("relay: the log no longer holds what was delivered here last; what was published while the subscriber was disconnected cannot be made up for");
-                continue;
-            }
-            let Some(entries) = recovery.since(&self.valkey, &space.name, after).await else {
-                let sockets: Vec<_> = ns
-                    .sockets()
-                    .into_iter()
-                    .filter(|s| s.session_record().is_some())
-                    .collect();
-                tracing::warn!(
-                    sockets = sockets.len(),
-                    "relay: too much was published while the subscriber was disconnected; closing recoverable sockets so their clients recover"
-                );
-                for socket in sockets {
-                    socket.close_connection();
-                }
-                continue;
-            };
-            let mut delivered = 0;
-            for (offset, b) in entries {
-                if b.nsp != ns.name || !space.advance(offset) {
+            let after = space.last_delivered();
+            for partition in 0..recovery.partitions() {
+                let after = after.get(partition);
+                if after == Offset::default() {
+                    // Nothing delivered yet: its marker tells where this instance starts.
+                    self.mark(space, partition);
                     continue;
                 }
-                let packet = recovery::with_offset(b.packet.clone(), offset);
-                ns.deliver(&b.target, &[packet], Some(offset));
-                delivered += 1;
+                self.catch_up_partition(recovery, space, &ns, partition, after)
+                    .await;
             }
-            if delivered > 0 {
-                tracing::info!(
-                    packets = delivered,
-                    "relay: made up for what was published while the subscriber was disconnected"
-                );
+        }
+    }
+
+    async fn catch_up_partition(
+        &self,
+        recovery: &recovery::Recovery,
+        space: &RelayedNamespace,
+        ns: &Arc<Namespace>,
+        partition: usize,
+        after: Offset,
+    ) {
+        let whole = recovery
+            .partition_whole_after(&self.valkey, &space.name, partition, after)
+            .await;
+        if whole != Some(true) {
+            tracing::warn!(partition, "relay: the log no longer holds what was delivered here last; what was published while the subscriber was disconnected cannot be made up for");
+            return;
+        }
+        let Some(entries) = recovery
+            .since(&self.valkey, &space.name, partition, after)
+            .await
+        else {
+            let sockets: Vec<_> = ns
+                .sockets()
+                .into_iter()
+                .filter(|s| s.session_record().is_some())
+                .collect();
+            tracing::warn!(
+                sockets = sockets.len(),
+                "relay: too much was published while the subscriber was disconnected; closing recoverable sockets so their clients recover"
+            );
+            for socket in sockets {
+                socket.close_connection();
             }
+            return;
+        };
+        let mut delivered = 0;
+        for (id, b) in entries {
+            let at = Position { partition, id };
+            if b.nsp != ns.name {
+                continue;
+            }
+            let Some(stamp) = space.advance(at) else {
+                continue;
+            };
+            let packet = recovery::with_offset(b.packet.clone(), &stamp);
+            ns.deliver(&b.target, &[packet], Some(at));
+            delivered += 1;
+        }
+        if delivered > 0 {
+            tracing::info!(
+                partition,
+                packets = delivered,
+                "relay: made up for what was published while the subscriber was disconnected"
+            );
         }
     }
 }
@@ -783,8 +980,10 @@ impl PubSubHandler for Relay {
         let Some(tag) = self.own_socket_ids else {
             return Vec::new();
         };
-        let pattern = |space| channels::ids_pattern(self.listen(space), tag.as_str());
-        self.spaces.iter().map(pattern).collect()
+        let bases = self.spaces.iter().flat_map(|space| self.listen(space));
+        bases
+            .map(|base| channels::ids_pattern(base, tag.as_str()))
+            .collect()
     }
 
     fn wanted(&self, channel: &str) -> bool {
@@ -822,7 +1021,17 @@ impl PubSubHandler for Relay {
             } else if channel == space.channels.request {
                 return self.on_request(space, payload);
             }
-            if let Some(room) = channels::room_of_in(self.listen(space), channel) {
+            for base in self.listen(space) {
+                let Some(room) = channels::room_of_in(base, channel) else {
+                    continue;
+                };
+                if let Some((partition, id)) = room
+                    .is_empty()
+                    .then(|| recovery::parse_mark(payload))
+                    .flatten()
+                {
+                    return space.passed_mark(partition, id);
+                }
                 return self.on_broadcast(space, room, payload, batch);
             }
         }
@@ -846,6 +1055,28 @@ async fn probe(relay: Weak<Relay>) {
             relay
                 .publisher
                 .publish(relay.probe_channel.clone(), now_micros().to_string());
+        }
+    }
+}
+
+/// Sends a marker to every partition that delivered nothing here for [`recovery::MARK_EVERY`]
+/// (see [`recovery`]); with one partition there is nothing to keep up to date.
+async fn mark_quiet_partitions(relay: Weak<Relay>) {
+    let mut tick = tokio::time::interval(recovery::MARK_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(r) = relay.upgrade() else { return };
+        let Some(recovery) = &r.recovery else { return };
+        if recovery.partitions() == 1 {
+            return;
+        }
+        if !r.link.is_up() {
+            continue;
+        }
+        for space in &r.spaces {
+            for partition in space.quiet_partitions(recovery::MARK_EVERY) {
+                r.mark(space, partition);
+            }
         }
     }
 }
@@ -909,13 +1140,15 @@ async fn keep_sessions(relay: Weak<Relay>) {
             last_refresh = tokio::time::Instant::now();
             recovery.forget_idle();
             for space in &r.spaces {
-                let _: Result<(), _> = redis::cmd("XTRIM")
-                    .arg(recovery.log_key(&space.name))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(recovery::MAX_LOG)
-                    .query_async(&mut c)
-                    .await;
+                for partition in 0..recovery.partitions() {
+                    let _: Result<(), _> = redis::cmd("XTRIM")
+                        .arg(recovery.log_key(&space.name, partition))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(recovery::MAX_LOG)
+                        .query_async(&mut c)
+                        .await;
+                }
             }
         }
     }

@@ -164,10 +164,10 @@ impl Relay {
         if is_gateway_message(payload) {
             return;
         }
-        let Some((space, room)) = self
+        let Some(space) = self
             .spaces
             .iter()
-            .find_map(|s| room_of_in(&s.channels.broadcast, channel).map(|room| (s, room)))
+            .find(|s| room_of_in(&s.channels.broadcast, channel).is_some())
         else {
             return;
         };
@@ -177,15 +177,14 @@ impl Relay {
         if b.nsp != space.name {
             return;
         }
-        self.record_foreign_broadcast(space, room, channel, payload, &b, seen);
+        self.record_foreign_broadcast(space, channel, payload, &b, seen);
     }
 
-    /// Records `b`, received as `payload` on `channel` (room `room` of `space`), with a dedupe
-    /// key so that however many recorders saw it, it is written once.
+    /// Records `b`, received as `payload` on `channel` (of `space`), in the partition of its
+    /// rooms, with a dedupe key so that however many recorders saw it, it is written once.
     pub(crate) fn record_foreign_broadcast(
         &self,
         space: &RelayedNamespace,
-        room: &str,
         channel: &str,
         payload: &[u8],
         b: &wire::RemoteBroadcast,
@@ -205,13 +204,17 @@ impl Relay {
         digest.copy_from_slice(&h.finalize()[..16]);
         let n = seen.next(digest, recovery.window);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let dedupe = recovery.seen_key(&space.name, &format!("{hex}:{n}"));
-        let recorded = if room.is_empty() {
-            space.channels.recorded.clone()
-        } else {
-            super::channels::room_in(&space.channels.recorded, room)
-        };
-        let call = recovery.record_call(&space.name, &message, None, &recorded, Some(&dedupe));
+        let partition = space.channels.partition_of(&b.target.rooms);
+        let dedupe = recovery.seen_key(&space.name, partition, &format!("{hex}:{n}"));
+        let recorded = space.channels.recorded_for(&b.target.rooms);
+        let call = recovery.record_call(
+            &space.name,
+            partition,
+            &message,
+            None,
+            &recorded,
+            Some(&dedupe),
+        );
         self.publisher.record(call, Box::new(|| {}));
     }
 }

@@ -2,24 +2,42 @@
 //! kept for reconnecting clients, both in Valkey.
 //!
 //! How it holds across the fleet:
-//! - Every recoverable broadcast goes into one Valkey stream per namespace (the log); its
-//!   entry id is the packet's offset. A gateway records its own broadcasts with a script
-//!   that appends to the log and publishes in one step: a plain copy on the adapter's channel
-//!   for Node peers, and a copy carrying the offset on the recovery channel
-//!   (`{prefix}-csr#{nsp}#[room#]`).
-//! - Broadcasts from the emitter and Node servers carry no offset. One or two gateways hold a
+//! - Every recoverable broadcast goes into the namespace's log, split into partitions (one
+//!   Valkey stream each, `recovery.log_partitions`, so on a Cluster the log spreads over slots):
+//!   a broadcast to one room goes into that room's partition, any other into the first
+//!   ([`Channels::partition_of`]). Its entry id is its place there. A gateway records its own
+//!   broadcasts with a script that appends to the partition and publishes in one step: a plain
+//!   copy on the adapter's channel for Node peers, and a copy carrying the id on the recovery
+//!   channel (`{prefix}-csr#{nsp}#[room#]`; sharded, in the partition's slot).
+//! - Broadcasts from the emitter and Node servers carry no id. One or two gateways hold a
 //!   recorder lease ([`super::recorder`]), receive them with PSUBSCRIBE and record them with
 //!   the same script (and a dedupe key, so two recorders write each once).
 //! - Gateways deliver only what arrives on the recovery channels, their own broadcasts
-//!   included. Scripts run one at a time in Valkey, so those channels carry packets in log
-//!   order: what a socket received is exactly the log up to its last offset, in its rooms.
+//!   included. Scripts run one at a time in Valkey, so those channels carry each partition in
+//!   its order. An instance delivers them in one serial order and stamps each packet with its
+//!   frontier: the last id it delivered of each partition ([`Frontier`]). What a socket
+//!   received is then exactly each partition up to the stamp of the last packet it got, in
+//!   its rooms, and that stamp is the client's offset.
+//! - A partition this instance hears nothing from would keep an old id in every stamp, and a
+//!   restore would take packets from before the socket joined for missed ones. So a
+//!   partition quiet here for [`MARK_EVERY`], and the partition of every room this instance
+//!   starts following, gets a marker: a script publishes its last id on its recovery channel,
+//!   behind everything recorded before it, and every instance moves its frontier there when
+//!   the marker arrives.
 //! - Sessions are kept in Valkey too ([`super::sessions`]), bound to their owner and holder.
-//! - Restoring claims the session, follows its rooms, then reads the log after the client's
-//!   offset, keeping the packets for the rooms the socket may still be in. Restores share what
-//!   they read of the log ([`super::log_cache`]): a storm reads each entry once per instance.
+//! - Restoring claims the session, follows its rooms, then reads each partition after the
+//!   client's offset, keeping the packets for the rooms the socket may still be in. Restores
+//!   share what they read of the log ([`super::log_cache`]): a storm reads each entry once per
+//!   instance. Before the socket goes live, this instance's frontier must reach what the
+//!   replay gave (a marker brings it there), so no later stamp moves the client's offset back.
 //!
-//! Bounds: the log is trimmed to the window (MINID) on every append and capped in length;
-//! dedupe keys expire with the window.
+//! The guarantee: a restored client gets exactly the recorded packets it missed in its rooms,
+//! once, in order within each partition, so in order per room for broadcasts to one room.
+//! Broadcasts to no room or to several rooms are in order among themselves; the replay merges
+//! partitions by their ids' time. With one partition the order is the log's, as before.
+//!
+//! Bounds: each partition is trimmed to the window (MINID) on every append and capped in
+//! length; dedupe keys expire with the window.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -32,14 +50,16 @@ use serde_json::Value;
 
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::channels::log_tag;
 use super::log_cache::{Entry, LogReader, Stretch};
 use super::script::{Lua, ScriptCall};
 use super::wire;
 use engineio::Sid;
 use socketio::packet::Packet;
-use socketio::recovery::Offset;
+use socketio::recovery::{Frontier, Offset, Position};
 
-/// Appends a message to the log and publishes it. KEYS: log[, dedupe key]. ARGV: the message
+/// Appends a message to a partition of the log and publishes it. KEYS: the partition[, dedupe
+/// key]. ARGV: the message
 /// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
 /// channel of the copy with the offset, the publishing command (PUBLISH, or SPUBLISH to a
 /// channel in the log's slot)[, dedupe ttl ms]. Returns the id, or nil when the dedupe key
@@ -59,7 +79,48 @@ return id
 "#,
 );
 
-/// Most entries kept in a log, whatever the window (a bound on memory under a burst).
+/// Whether nothing recorded in a partition after the client's last id in it is gone. KEYS: the
+/// partition. ARGV: that id (`0-0` for none). The id is still there, or it was the last entry
+/// trimmed (the trimming only ever takes the oldest); a partition that does not exist held
+/// nothing the client got, or lost its data.
+static WHOLE_AFTER: Lua = Lua::new(
+    r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return ARGV[1] == '0-0' and 1 or 0
+end
+if ARGV[1] ~= '0-0' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then
+  return 1
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    return info[i + 1] == ARGV[1] and 1 or 0
+  end
+end
+return 0
+"#,
+);
+
+/// Publishes a partition's marker: `mark:<partition>:<its last id>`, behind everything recorded
+/// in it. KEYS: the partition. ARGV: channel, publishing command, partition.
+static MARK: Lua = Lua::new(
+    r#"
+local id = '0-0'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then id = info[i + 1] end
+  end
+end
+redis.call(ARGV[2], ARGV[1], 'mark:' .. ARGV[3] .. ':' .. id)
+return id
+"#,
+);
+
+/// A partition that delivered nothing here for this long gets a marker (see the module docs).
+pub const MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// Most entries kept in a partition, whatever the window (a bound on memory under a burst).
 pub const MAX_LOG: usize = 200_000;
 
 /// How long past the window the shared stretch keeps entries in memory (a clock skew between
@@ -73,19 +134,23 @@ fn now_ms() -> u64 {
 
 pub struct Recovery {
     prefix: String,
+    /// Into how many streams each namespace's log is split.
+    partitions: usize,
     /// PUBLISH, or SPUBLISH on sharded Pub/Sub.
     publish: &'static str,
     pub window: Duration,
     /// Sockets whose rooms changed since the last write of their sessions.
     dirty: Mutex<HashSet<(String, Sid)>>,
-    /// What restores read of each namespace's log, shared by them.
+    /// What restores read of each partition of each namespace's log, shared by them (by the
+    /// partition's key).
     log: Mutex<HashMap<String, Arc<AsyncMutex<Stretch>>>>,
 }
 
 impl Recovery {
-    pub fn new(prefix: &str, window: Duration, publish: &'static str) -> Self {
+    pub fn new(prefix: &str, window: Duration, publish: &'static str, partitions: usize) -> Self {
         Recovery {
             prefix: prefix.to_owned(),
+            partitions: partitions.max(1),
             publish,
             window,
             dirty: Mutex::default(),
@@ -93,14 +158,20 @@ impl Recovery {
         }
     }
 
-    /// The namespace's log. `{nsp}` is a hash tag: on a Cluster the log and its dedupe keys,
-    /// which the record script writes together, live in one slot.
-    pub fn log_key(&self, nsp: &str) -> String {
-        format!("{}-csr-log#{{{nsp}}}#", self.prefix)
+    pub fn partitions(&self) -> usize {
+        self.partitions
     }
 
-    pub fn seen_key(&self, nsp: &str, digest: &str) -> String {
-        format!("{}-csr-seen#{{{nsp}}}#{digest}", self.prefix)
+    /// A partition of the namespace's log. Its [`log_tag`] is a hash tag: on a Cluster the
+    /// partition and its dedupe keys, which the record script writes together, live in one
+    /// slot, and the partitions spread over slots.
+    pub fn log_key(&self, nsp: &str, partition: usize) -> String {
+        format!("{}-csr-log#{{{}}}#", self.prefix, log_tag(nsp, partition))
+    }
+
+    pub fn seen_key(&self, nsp: &str, partition: usize, digest: &str) -> String {
+        let tag = log_tag(nsp, partition);
+        format!("{}-csr-seen#{{{tag}}}#{digest}", self.prefix)
     }
 
     /// Sharded Pub/Sub: the rooms of the fleet's live and kept sessions, scored by expiry
@@ -113,16 +184,17 @@ impl Recovery {
         format!("{}-csr-recorder#{slot}", self.prefix)
     }
 
-    /// The script call recording `message` (see [`RECORD`]).
+    /// The script call recording `message` in `partition` (see [`RECORD`]).
     pub fn record_call(
         &self,
         nsp: &str,
+        partition: usize,
         message: &[u8],
         plain_channel: Option<&str>,
         recorded_channel: &str,
         dedupe: Option<&str>,
     ) -> ScriptCall {
-        let mut keys = vec![self.log_key(nsp)];
+        let mut keys = vec![self.log_key(nsp, partition)];
         keys.extend(dedupe.map(str::to_owned));
         let window = self.window.as_millis().to_string().into_bytes();
         let mut args = vec![
@@ -138,6 +210,16 @@ impl Recovery {
         RECORD.call(keys, args)
     }
 
+    /// The script call publishing the marker of `partition` on `channel`, its recovery
+    /// channel (see [`MARK`]).
+    pub fn mark_call(&self, nsp: &str, partition: usize, channel: &str) -> ScriptCall {
+        let args = [channel, self.publish, &partition.to_string()];
+        MARK.call(
+            vec![self.log_key(nsp, partition)],
+            args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        )
+    }
+
     pub fn mark_dirty(&self, nsp: &str, sid: Sid) {
         self.dirty
             .lock()
@@ -149,31 +231,57 @@ impl Recovery {
         std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Whether `offset` is still in the log of `nsp` (what came after it is then known).
-    pub async fn in_log(&self, valkey: &Valkey, nsp: &str, offset: Offset) -> Option<bool> {
-        let mut c = valkey.shared_connection().await.ok()?;
-        let id = offset.to_string();
-        type Entries = Vec<(String, HashMap<String, Vec<u8>>)>;
-        let found: Entries = redis::cmd("XRANGE")
-            .arg(self.log_key(nsp))
-            .arg(&id)
-            .arg(&id)
-            .query_async(&mut c)
-            .await
-            .ok()?;
-        Some(!found.is_empty())
+    /// Whether the log of `nsp` still holds everything after `frontier` in each partition
+    /// (what came after it is then known). `None` when it cannot be read.
+    pub async fn whole_after(
+        &self,
+        valkey: &Valkey,
+        nsp: &str,
+        frontier: &Frontier,
+    ) -> Option<bool> {
+        if frontier.partitions() != self.partitions {
+            return Some(false);
+        }
+        for partition in 0..self.partitions {
+            let after = frontier.get(partition);
+            if !self
+                .partition_whole_after(valkey, nsp, partition, after)
+                .await?
+            {
+                return Some(false);
+            }
+        }
+        Some(true)
     }
 
-    /// The log after `offset` as a socket in `rooms` received it, each packet with its offset.
-    /// `None` when it cannot all be given back (the log unreadable, an entry in the gap
-    /// unreadable, the gap too long).
+    /// [`Recovery::whole_after`] for one partition.
+    pub async fn partition_whole_after(
+        &self,
+        valkey: &Valkey,
+        nsp: &str,
+        partition: usize,
+        after: Offset,
+    ) -> Option<bool> {
+        let mut c = valkey.shared_connection().await.ok()?;
+        let call = WHOLE_AFTER.call(
+            vec![self.log_key(nsp, partition)],
+            vec![after.to_string().into_bytes()],
+        );
+        let whole: i64 = call.invoke(&mut c).await.ok()?;
+        Some(whole == 1)
+    }
+
+    /// The log after `from` as a socket in `rooms` received it: each packet with its place and
+    /// carrying the client's offset once it has it, each partition in order, partitions merged
+    /// by their ids' time. `None` when it cannot all be given back (a partition unreadable,
+    /// an entry in the gap unreadable, the gap too long).
     pub async fn missed(
         &self,
         valkey: &Valkey,
         nsp: &str,
         rooms: &[String],
-        offset: Offset,
-    ) -> Option<Vec<(Offset, Packet)>> {
+        from: &Frontier,
+    ) -> Option<Vec<(Position, Packet)>> {
         let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
         let reaches = |b: &wire::RemoteBroadcast| {
             let to_room = b.target.rooms.is_empty()
@@ -181,30 +289,48 @@ impl Recovery {
             let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
             b.nsp == nsp && to_room && !excluded
         };
-        let entries = self.since(valkey, nsp, offset).await?;
+        let mut found = Vec::new();
+        for partition in 0..self.partitions {
+            let entries = self
+                .since(valkey, nsp, partition, from.get(partition))
+                .await?;
+            found.extend(
+                entries
+                    .into_iter()
+                    .filter(|(_, b)| reaches(b))
+                    .map(|(id, b)| (Position { partition, id }, b)),
+            );
+        }
+        // Stable: within a partition the ids grow, so its order stays.
+        found.sort_by_key(|(at, _)| at.id);
+        let mut stamp = from.clone();
         Some(
-            entries
+            found
                 .into_iter()
-                .filter(|(_, b)| reaches(b))
-                .map(|(at, b)| (at, with_offset(b.packet.clone(), at)))
+                .map(|(at, b)| {
+                    stamp.advance(at);
+                    (at, with_offset(b.packet.clone(), &stamp))
+                })
                 .collect(),
         )
     }
 
-    /// Every entry of the log after `offset`, read through the shared stretch. `None` when
+    /// Every entry of a partition after `offset`, read through its shared stretch. `None` when
     /// they cannot all be given: the log unreadable, the gap too long, or an entry unreadable
     /// (it may have been for the socket asking, so a restore is then refused).
     pub async fn since(
         &self,
         valkey: &Valkey,
         nsp: &str,
+        partition: usize,
         offset: Offset,
     ) -> Option<Vec<(Offset, Arc<wire::RemoteBroadcast>)>> {
+        let key = self.log_key(nsp, partition);
+        let stretch = self.stretch(&key);
         let mut reader = ValkeyLog {
             conn: valkey.shared_connection().await.ok()?,
-            key: self.log_key(nsp),
+            key,
         };
-        let stretch = self.stretch(nsp);
         let mut stretch = stretch.lock().await;
         // Stream ids are Valkey's clock in ms; the margin covers a skew with ours.
         let window_ms = (self.window + KEEP_MARGIN).as_millis() as u64;
@@ -224,9 +350,12 @@ impl Recovery {
         }
     }
 
-    fn stretch(&self, nsp: &str) -> Arc<AsyncMutex<Stretch>> {
+    fn stretch(&self, key: &str) -> Arc<AsyncMutex<Stretch>> {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        log.entry(nsp.to_owned()).or_default().clone()
+        if let Some(stretch) = log.get(key) {
+            return stretch.clone();
+        }
+        log.entry(key.to_owned()).or_default().clone()
     }
 }
 
@@ -262,10 +391,18 @@ impl LogReader for ValkeyLog {
     }
 }
 
-/// The packet as a client receives it with recovery on: the offset is its last argument.
-pub fn with_offset(mut packet: Packet, offset: Offset) -> Packet {
+/// The packet as a client receives it with recovery on: the client's offset (the frontier
+/// once it has the packet) is its last argument.
+pub fn with_offset(mut packet: Packet, offset: &Frontier) -> Packet {
     if let Some(Value::Array(items)) = packet.data.as_mut() {
         items.push(Value::String(offset.to_string()));
     }
     packet
+}
+
+/// A marker's partition and id (see [`MARK`]), or `None` for any other message.
+pub fn parse_mark(payload: &[u8]) -> Option<(usize, Offset)> {
+    let rest = std::str::from_utf8(payload.strip_prefix(b"mark:")?).ok()?;
+    let (partition, id) = rest.split_once(':')?;
+    Some((partition.parse().ok()?, id.parse().ok()?))
 }

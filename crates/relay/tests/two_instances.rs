@@ -105,6 +105,7 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
             ack_timeout: Duration::from_secs(5),
             timing: Default::default(),
             recovery: recovery.then_some(Duration::from_secs(120)),
+            log_partitions: 1,
         },
         &io,
     )

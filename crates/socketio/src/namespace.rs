@@ -10,7 +10,7 @@ use super::adapter::{Adapter, LocalAdapter};
 use super::encode::encode;
 use super::handler::NamespaceHandler;
 use super::packet::Packet;
-use super::recovery::{Offset, SessionRecord, SessionStore};
+use super::recovery::{Position, SessionRecord, SessionStore};
 use super::rooms::{RoomChanges, RoomIndex};
 use super::socket::Socket;
 use super::target::BroadcastTarget;
@@ -209,7 +209,7 @@ impl Namespace {
         &self,
         target: &BroadcastTarget,
         packets: &[Packet],
-        offset: Option<Offset>,
+        offset: Option<Position>,
     ) -> usize {
         self.deliver_to(target, packets, offset, None)
     }
@@ -220,7 +220,7 @@ impl Namespace {
         &self,
         target: &BroadcastTarget,
         packets: &[Packet],
-        offset: Option<Offset>,
+        offset: Option<Position>,
         batch: &mut WriteBatch,
     ) -> usize {
         self.deliver_to(target, packets, offset, Some(batch))
@@ -230,7 +230,7 @@ impl Namespace {
         &self,
         target: &BroadcastTarget,
         packets: &[Packet],
-        offset: Option<Offset>,
+        offset: Option<Position>,
         mut batch: Option<&mut WriteBatch>,
     ) -> usize {
         let frames: Vec<Frame> = packets.iter().flat_map(encode).collect();

@@ -10,9 +10,8 @@ use super::packet::Packet;
 use super::BoxFuture;
 use engineio::Sid;
 
-/// Where a recorded packet sits in the shared log: ordered, printed `ms-seq` (a Valkey
-/// stream id). The client echoes the last one it received when it reconnects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// An entry of the shared log: ordered, printed `ms-seq` (a Valkey stream id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Offset(pub u64, pub u64);
 
 impl fmt::Display for Offset {
@@ -30,6 +29,147 @@ impl FromStr for Offset {
             seq.parse().map_err(|_| ())?,
         ))
     }
+}
+
+/// Where a recorded packet sits: the log is split into partitions, each ordered by its own
+/// entry ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub partition: usize,
+    pub id: Offset,
+}
+
+/// Most partitions a frontier may name (a bound on what a client's offset may make us parse).
+pub const MAX_PARTITIONS: usize = 64;
+
+/// What a socket has received of the log: the last entry of each partition (`0-0` for none).
+/// It is the offset a client holds and echoes when it reconnects. One partition prints as its
+/// entry id (`ms-seq`, as a single log always did); several print compactly (see `Display`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frontier(Vec<Offset>);
+
+impl Frontier {
+    /// Nothing received, in each of `partitions`.
+    pub fn empty(partitions: usize) -> Self {
+        Frontier(vec![Offset::default(); partitions.max(1)])
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, partition: usize) -> Offset {
+        self.0.get(partition).copied().unwrap_or_default()
+    }
+
+    /// Whether the entry at `at` is at or before this frontier.
+    pub fn covers(&self, at: Position) -> bool {
+        at.id <= self.get(at.partition)
+    }
+
+    /// Whether every partition is at or past `other`'s.
+    pub fn covers_all(&self, other: &Frontier) -> bool {
+        (0..other.partitions()).all(|p| other.get(p) <= self.get(p))
+    }
+
+    /// Moves the partition of `at` up to it; false when it was there already.
+    pub fn advance(&mut self, at: Position) -> bool {
+        match self.0.get_mut(at.partition) {
+            Some(last) if *last < at.id => {
+                *last = at.id;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Each partition at the later of this and `other`.
+    pub fn max(&self, other: &Frontier) -> Frontier {
+        Frontier(
+            (0..self.partitions())
+                .map(|p| self.get(p).max(other.get(p)))
+                .collect(),
+        )
+    }
+}
+
+/// Several partitions: `{newest ms}~` then, per partition and separated by `_`, how many ms
+/// older its entry is, and `.{seq}` when the sequence is not 0, all base 36; an empty field
+/// is `0-0`. Active partitions sit close together in time, so a frontier of 8 stays short:
+/// it is sent with every recorded packet.
+impl fmt::Display for Frontier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [one] = self.0.as_slice() {
+            return write!(f, "{one}");
+        }
+        let newest = self.0.iter().map(|o| o.0).max().unwrap_or(0);
+        write!(f, "{}~", Base36(newest))?;
+        for (p, at) in self.0.iter().enumerate() {
+            if p > 0 {
+                f.write_str("_")?;
+            }
+            if *at == Offset::default() {
+                continue;
+            }
+            write!(f, "{}", Base36(newest - at.0))?;
+            if at.1 != 0 {
+                write!(f, ".{}", Base36(at.1))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Frontier {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let Some((newest, rest)) = s.split_once('~') else {
+            return Ok(Frontier(vec![s.parse()?]));
+        };
+        let newest = base36(newest)?;
+        let mut parts = Vec::new();
+        for field in rest.split('_') {
+            if parts.len() == MAX_PARTITIONS {
+                return Err(());
+            }
+            if field.is_empty() {
+                parts.push(Offset::default());
+                continue;
+            }
+            let (older, seq) = match field.split_once('.') {
+                Some((older, seq)) => (base36(older)?, base36(seq)?),
+                None => (base36(field)?, 0),
+            };
+            parts.push(Offset(newest.checked_sub(older).ok_or(())?, seq));
+        }
+        Ok(Frontier(parts))
+    }
+}
+
+struct Base36(u64);
+
+impl fmt::Display for Base36 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut digits = [0u8; 13];
+        let (mut n, mut i) = (self.0, digits.len());
+        loop {
+            i -= 1;
+            digits[i] = b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize];
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        f.write_str(std::str::from_utf8(&digits[i..]).map_err(|_| fmt::Error)?)
+    }
+}
+
+fn base36(s: &str) -> Result<u64, ()> {
+    // Lowercase only, as printed: one frontier has one spelling.
+    if s.is_empty() || s.bytes().any(|b| b.is_ascii_uppercase() || b == b'+') {
+        return Err(());
+    }
+    u64::from_str_radix(s, 36).map_err(|_| ())
 }
 
 /// A session as kept for recovery: enough to give the client back its id and rooms, and to
@@ -55,8 +195,8 @@ pub struct Claim {
     pub nsp: String,
     pub owner: String,
     pub pid: String,
-    /// The last offset the client received.
-    pub offset: Offset,
+    /// What the client received of the log (the last offset it got).
+    pub offset: Frontier,
     /// The socket that will hold the session if it is restored ([`SessionRecord::holder`]).
     pub holder: u64,
 }
@@ -68,7 +208,7 @@ pub struct Claim {
 pub struct Restored {
     pub sid: Sid,
     pub rooms: Vec<String>,
-    pub offset: Offset,
+    pub offset: Frontier,
 }
 
 /// Keeps sessions for connection state recovery (see the module docs). With a store, every
@@ -86,14 +226,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// instance), so reading the log after it misses nothing.
     fn settled(&self) -> BoxFuture<()>;
 
-    /// The packets after `offset` that a socket in `rooms` would have received, in order,
-    /// each with its offset; `None` when they cannot all be given back.
+    /// The packets after `offset` that a socket in `rooms` would have received, in order
+    /// within each partition, each with its position and carrying the client's offset after
+    /// it; `None` when they cannot all be given back. Once it resolves, every live broadcast
+    /// this instance delivers carries an offset at or past the last of them, so a client's
+    /// offset never moves back.
     fn missed(
         &self,
         nsp: &str,
         rooms: Vec<String>,
-        offset: Offset,
-    ) -> BoxFuture<Option<Vec<(Offset, Packet)>>>;
+        offset: Frontier,
+    ) -> BoxFuture<Option<Vec<(Position, Packet)>>>;
 
     /// A recoverable socket connected (fresh, or restored: then it holds the session now).
     fn session_opened(&self, record: SessionRecord);
@@ -104,4 +247,66 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// A socket's rooms changed: its kept session must follow.
     fn socket_rooms_changed(&self, nsp: &str, sid: Sid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frontier(ids: &[(u64, u64)]) -> Frontier {
+        Frontier(ids.iter().map(|&(ms, seq)| Offset(ms, seq)).collect())
+    }
+
+    #[test]
+    fn one_partition_prints_as_a_stream_id() {
+        let f = frontier(&[(1_733_480_000_123, 4)]);
+        assert_eq!(f.to_string(), "1733480000123-4");
+        assert_eq!("1733480000123-4".parse::<Frontier>(), Ok(f));
+    }
+
+    #[test]
+    fn several_partitions_print_short_and_read_back() {
+        let f = frontier(&[
+            (1_733_480_000_123, 0),
+            (0, 0),
+            (1_733_479_999_000, 37),
+            (1_733_480_000_123, 1),
+        ]);
+        let s = f.to_string();
+        assert_eq!(s, "m4cl8ghn~0__v7.11_0.1");
+        assert_eq!(s.parse::<Frontier>(), Ok(f));
+        let eight = Frontier::empty(8).to_string();
+        assert_eq!(eight, "0~_______");
+        assert_eq!(eight.parse::<Frontier>(), Ok(Frontier::empty(8)));
+    }
+
+    #[test]
+    fn malformed_frontiers_are_refused() {
+        for bad in [
+            "", "~", "!~1", "x~y", "5~9", "5~1.", "5~A", "5~+1", "1-", "-1", "a-b", "5~1..2",
+        ] {
+            assert!(bad.parse::<Frontier>().is_err(), "{bad:?} was taken");
+        }
+        let too_many = format!("5~{}", "_".repeat(MAX_PARTITIONS));
+        assert!(too_many.parse::<Frontier>().is_err());
+    }
+
+    #[test]
+    fn advancing_moves_one_partition_forward_only() {
+        let mut f = Frontier::empty(2);
+        let at = |partition, ms| Position {
+            partition,
+            id: Offset(ms, 0),
+        };
+        assert!(f.advance(at(1, 5)));
+        assert!(!f.advance(at(1, 5)));
+        assert!(!f.advance(at(1, 4)));
+        assert!(!f.advance(at(2, 9)), "no such partition");
+        assert!(f.covers(at(1, 5)) && !f.covers(at(0, 1)));
+        assert!(f.covers_all(&Frontier::empty(2)));
+        assert_eq!(
+            f.max(&frontier(&[(3, 0), (1, 0)])),
+            frontier(&[(3, 0), (5, 0)])
+        );
+    }
 }

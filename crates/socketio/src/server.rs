@@ -15,7 +15,7 @@ use super::encode::encode;
 use super::handler::{AckSender, ConnectRequest, Event, NamespaceHandler};
 use super::namespace::Namespace;
 use super::packet::{event_parts, Packet, PacketType};
-use super::recovery::{Claim, Offset, Restored, SessionStore};
+use super::recovery::{Claim, Frontier, Restored, SessionStore};
 use super::socket::Socket;
 use engineio::{CloseReason, EngineHandler, Session, Sid, SidTag};
 
@@ -252,7 +252,7 @@ impl SocketIo {
         if let Some(store) = &store {
             let mut pid = None;
             if let Some((old_pid, r)) = restored {
-                let offset = r.offset;
+                let offset = r.offset.clone();
                 match Self::replay(&ns, &socket, store, r).await {
                     Some(last) => {
                         socket.release(Some(last));
@@ -289,14 +289,14 @@ impl SocketIo {
     }
 
     /// Rejoins the restored session's rooms that the socket may still be in and writes the
-    /// packets it missed in them. Returns the offset of the last one, or `None` when not all
-    /// of them can be given back.
+    /// packets it missed in them. Returns how far they went in each partition, or `None` when
+    /// not all of them can be given back.
     async fn replay(
         ns: &Namespace,
         socket: &Arc<Socket>,
         store: &Arc<dyn SessionStore>,
         restored: Restored,
-    ) -> Option<Offset> {
+    ) -> Option<Frontier> {
         let joined: Vec<String> = socket.rooms().iter().map(|r| r.to_string()).collect();
         let (rejoin, already): (Vec<String>, Vec<String>) = restored
             .rooms
@@ -306,14 +306,19 @@ impl SocketIo {
         rooms.extend(already);
         // Rooms are followed before the log is read: nothing falls in between.
         store.settled().await;
-        let missed = store.missed(&ns.name, rooms, restored.offset).await?;
+        let missed = store
+            .missed(&ns.name, rooms, restored.offset.clone())
+            .await?;
         // Past this the client is better served refetching (and its replay would take that
         // much memory here until it reads it).
         if missed.len() > MAX_REPLAY_PER_QUEUED * socket.session().max_queued() {
             tracing::debug!(missed = missed.len(), "too much missed to replay");
             return None;
         }
-        let last = missed.last().map_or(restored.offset, |(o, _)| *o);
+        let mut last = restored.offset;
+        for (at, _) in &missed {
+            last.advance(*at);
+        }
         // One burst: the replay may exceed the outbound queue's bound without the client
         // being taken for a slow consumer before it even has its CONNECT reply.
         let packets: Vec<&Packet> = missed.iter().map(|(_, p)| p).collect();
@@ -342,7 +347,7 @@ impl SocketIo {
 }
 
 /// `{pid, offset}` in a CONNECT payload: the client asks for its session back.
-fn recovery_claim(auth: &Value) -> Option<(String, Offset)> {
+fn recovery_claim(auth: &Value) -> Option<(String, Frontier)> {
     let pid = auth.get("pid")?.as_str()?;
     let offset = auth.get("offset")?.as_str()?.parse().ok()?;
     Some((pid.to_owned(), offset))

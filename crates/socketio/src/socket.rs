@@ -15,7 +15,7 @@ use super::disconnect::DisconnectReason;
 use super::encode::encode;
 use super::namespace::Namespace;
 use super::packet::Packet;
-use super::recovery::{Offset, SessionRecord};
+use super::recovery::{Frontier, Position, SessionRecord};
 use super::rooms::Room;
 use engineio::{CloseReason, Frame, Session, SessionClosed, Sid, WriteBatch};
 
@@ -37,8 +37,9 @@ pub enum AckError {
     Disconnected,
 }
 
-/// A broadcast held back while a session is restored: its offset (if recorded) and frames.
-type HeldBroadcast = (Option<Offset>, Vec<Frame>);
+/// A broadcast held back while a session is restored: its place in the log (if recorded) and
+/// its frames.
+type HeldBroadcast = (Option<Position>, Vec<Frame>);
 
 pub struct Socket {
     pub id: Sid,
@@ -61,10 +62,11 @@ pub struct Socket {
     /// the missed packets go first and nothing is sent twice.
     held: Mutex<Option<Vec<HeldBroadcast>>>,
     holding: AtomicBool,
-    /// The last packet replayed at restore: a live copy of it or of an earlier one that
-    /// reaches the socket after `release` (the Pub/Sub task can lag behind the log read) was
-    /// sent already and is dropped. Set once, so reading it on every delivery is one load.
-    replayed: OnceLock<Offset>,
+    /// How far the replay at restore went in each partition: a live copy of a packet at or
+    /// before it that reaches the socket after `release` (the Pub/Sub task can lag behind the
+    /// log read) was sent already and is dropped. Set once, so reading it on every delivery
+    /// is one load.
+    replayed: OnceLock<Frontier>,
 }
 
 impl Socket {
@@ -118,10 +120,11 @@ impl Socket {
     /// The list is taken out of the lock before sending: a send can close the session (a full
     /// queue) and run the whole disconnect chain, which may broadcast to this socket again.
     /// What arrives meanwhile is still held, and sent by the next round, in order.
-    pub(crate) fn release(&self, after: Option<Offset>) {
+    pub(crate) fn release(&self, after: Option<Frontier>) {
         if let Some(after) = after {
             let _ = self.replayed.set(after);
         }
+        let after = self.replayed.get();
         loop {
             let batch = {
                 let mut held = self.lock_held();
@@ -135,7 +138,7 @@ impl Socket {
                 }
             };
             for (offset, frames) in batch {
-                let replayed = matches!((offset, after), (Some(o), Some(a)) if o <= a);
+                let replayed = matches!((offset, after), (Some(o), Some(a)) if a.covers(o));
                 if !replayed {
                     let _ = self.session.send_all(frames);
                 }
@@ -147,11 +150,11 @@ impl Socket {
     pub(crate) fn deliver(
         &self,
         frames: &[Frame],
-        offset: Option<Offset>,
+        offset: Option<Position>,
         batch: Option<&mut WriteBatch>,
     ) -> Result<(), SessionClosed> {
         if let (Some(o), Some(r)) = (offset, self.replayed.get()) {
-            if o <= *r {
+            if r.covers(o) {
                 return Ok(());
             }
         }
