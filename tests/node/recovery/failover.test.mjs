@@ -7,7 +7,7 @@ import { Emitter } from "@socket.io/redis-emitter";
 import { connect, emitAck, closeAllClients, sleep } from "../lib/gateway.mjs";
 import { startValkey, redisClient, closeAllRedis, until, valkeyTopology, allKeys } from "../lib/valkey.mjs";
 import { startRelayStack, startNodePeer } from "../relay/helpers.mjs";
-import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
+import { recoveryEnv, recoverable, nextConnect, closeRecoverable, parseOffset, offsetAfter } from "./helpers.mjs";
 
 let valkey, s, A, B, emitter, admin, peer;
 
@@ -40,7 +40,10 @@ test("CONNECT carries a pid and every broadcast its offset as the last argument"
   await emitAck(bob, "message:send", { channelId: "c1", content: "offset-check" });
   await until(() => chat(alice).some((m) => m.tag === "offset-check"), { what: "message on alice" });
   const m = chat(alice).find((x) => x.tag === "offset-check");
-  assert.match(m.offset, /^\d+-\d+$/);
+  const partitions = parseOffset(m.offset);
+  assert.ok(partitions, `an offset: ${m.offset}`);
+  // One log partition on a single node and Sentinel, 8 on a Cluster (recovery.log_partitions = 0).
+  assert.equal(partitions.length, valkeyTopology() === "cluster" ? 8 : 1, `partitions in ${m.offset}`);
   alice.close();
 });
 
@@ -98,7 +101,7 @@ test("SIGKILL of the client's instance: it comes back on the other one recovered
     assert.deepEqual(mine(tags), mine(expected), `${source}* in publication order`);
   }
   const offsets = after.map((m) => m.offset);
-  assert.ok(offsets.every((o, i) => i === 0 || cmp(offsets[i - 1], o) < 0), "offsets increase");
+  assert.ok(offsets.every((o, i) => i === 0 || offsetAfter(offsets[i - 1], o)), "offsets increase");
 
   // Rooms came back: live traffic reaches alice on B, once.
   await emitAck(bob, "message:send", { channelId: "c1", content: "live-after" });
@@ -116,20 +119,17 @@ test("SIGKILL of the client's instance: it comes back on the other one recovered
   bob.close();
 });
 
-function cmp(a, b) {
-  const [am, as] = a.split("-").map(BigInt);
-  const [bm, bs] = b.split("-").map(BigInt);
-  return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1;
-}
-
 test("Valkey memory per recoverable session and per buffered packet", async (t) => {
   const keys = await allKeys(admin, "socket.io-csr-session#*");
   assert.ok(keys.length > 0, "live sessions are kept");
   let session = 0;
   for (const k of keys) session += await admin.memory("USAGE", k);
-  const log = "socket.io-csr-log#{/}#";
-  const len = await admin.xlen(log);
-  const bytes = await admin.memory("USAGE", log, "SAMPLES", "0");
+  // The log's partitions (one on a single node, 8 on a Cluster).
+  let [len, bytes] = [0, 0];
+  for (const log of await allKeys(admin, "socket.io-csr-log#*")) {
+    len += await admin.xlen(log);
+    bytes += await admin.memory("USAGE", log, "SAMPLES", "0");
+  }
   t.diagnostic(
     `per session: ${Math.round(session / keys.length)} B (${keys.length} keys); ` +
       `log: ${len} packets in ${bytes} B = ${Math.round(bytes / len)} B per packet`,

@@ -1,21 +1,25 @@
 // Two gateways (recovery on) on a Valkey Cluster and on a Sentinel setup, through a primary's crash: the Cluster
 // promotes the crashed primary's replica, the sentinels promote the replica of theirs, and the gateways follow.
-// On the Cluster the log's slot is also migrated to another primary under the same traffic first; on sharded
-// Pub/Sub (SPUBLISH, the recorded channels in the log's slot) the log's primary crashes too.
+// On the Cluster the slot of the recovery log partition that records the traffic is also migrated to another
+// primary under the same traffic first; on sharded Pub/Sub (SPUBLISH, the recorded channels in their partition's
+// slot) that partition's primary crashes too.
 // A message is sent from A to B every 100 ms throughout; the test asserts that every one arrives exactly once,
 // those sent during the failover too (they wait for the new primary: the relay's hold), and prints how long
 // delivery stopped (BENCHMARKS.md quotes those figures). Before the hold, Sentinel's failover lost all 22 sent
 // while it lasted. The Cluster's crashed primary is the one that
-// holds the recovery log's slot, the busiest. Skipped (with the reason) without a valkey-server, except on CI.
+// holds that partition's slot, the busiest. Skipped (with the reason) without a valkey-server, except on CI.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, assertAlive, sleep } from "../lib/gateway.mjs";
-import { skipWithoutValkey, closeAllRedis, until } from "../lib/valkey.mjs";
+import { skipWithoutValkey, closeAllRedis, until, logKey, logPartitionOf } from "../lib/valkey.mjs";
 import { startValkeyCluster } from "../lib/valkey-cluster.mjs";
 import { startValkeySentinel } from "../lib/valkey-sentinel.mjs";
 import { startRelayStack, startClusterRelayStack, waitRelay } from "./helpers.mjs";
 
 const skip = skipWithoutValkey;
+
+/** The recovery log partition the test's traffic (to channel:c1 alone) goes into, 8 being a Cluster's default. */
+const TRAFFIC_LOG = logKey(logPartitionOf("channel:c1", 8));
 
 /**
  * Sends "tick N" from `from` to channel c1 every 100 ms until stop(); `to` records what arrives. Resolves stop()
@@ -91,7 +95,7 @@ async function throughFault(s, label, fault) {
   bobB.close();
 }
 
-describe("gateways on a Valkey Cluster: the log's slot migrates, its primary crashes", { skip, timeout: 120000 }, () => {
+describe("gateways on a Valkey Cluster: the slot of the traffic's log partition migrates, its primary crashes", { skip, timeout: 120000 }, () => {
   let cluster, s;
   before(async () => {
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
@@ -103,9 +107,9 @@ describe("gateways on a Valkey Cluster: the log's slot migrates, its primary cra
     await cluster?.stop();
   });
 
-  test("the recovery log's slot migrates to another primary during traffic: every message once", async () => {
+  test("the slot of the traffic's log partition migrates to another primary during traffic: every message once", async () => {
     await throughFault(s, "cluster slot migration", async () => {
-      const slot = cluster.slotOf("socket.io-csr-log#{/}#");
+      const slot = cluster.slotOf(TRAFFIC_LOG);
       const from = cluster.primaryForSlot(slot);
       const to = cluster.nodes.find((n) => n.role === "primary" && n !== from);
       await cluster.migrateSlot(slot, from, to, { holdMs: 1500 });
@@ -114,19 +118,19 @@ describe("gateways on a Valkey Cluster: the log's slot migrates, its primary cra
     });
   });
 
-  test("the recovery log's primary is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
+  test("the primary of the traffic's log partition is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
     await throughFault(s, "cluster", async () => {
-      const victim = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      const victim = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
       await cluster.kill(victim);
       await cluster.waitOk({ ms: 30000 });
-      const promoted = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      const promoted = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
       assert.notEqual(promoted, victim);
       return `primary :${victim.port} killed, replica :${promoted.port} promoted`;
     });
   });
 });
 
-describe("gateways on sharded Pub/Sub: the recovery log's primary crashes", { skip, timeout: 120000 }, () => {
+describe("gateways on sharded Pub/Sub: the primary of the traffic's log partition crashes", { skip, timeout: 120000 }, () => {
   let cluster, s;
   before(async () => {
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
@@ -138,13 +142,13 @@ describe("gateways on sharded Pub/Sub: the recovery log's primary crashes", { sk
     await cluster?.stop();
   });
 
-  // The recorded channels share the log's slot: its primary carries every SPUBLISH the gateways deliver from.
-  test("the log's primary is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
+  // The recorded channels share their log partition's slot: its primary carries every SPUBLISH of the traffic.
+  test("the primary of the traffic's log partition is SIGKILLed: its replica takes over and A → B delivery resumes, exactly once", async () => {
     await throughFault(s, "sharded cluster", async () => {
-      const victim = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      const victim = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
       await cluster.kill(victim);
       await cluster.waitOk({ ms: 30000 });
-      const promoted = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      const promoted = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
       assert.notEqual(promoted, victim);
       return `primary :${victim.port} killed, replica :${promoted.port} promoted`;
     });
@@ -155,8 +159,8 @@ describe("gateways given one seed on sharded Pub/Sub: that seed, a primary, cras
   let cluster, s, seed;
   before(async () => {
     cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 1 });
-    // The log's primary is the only node the gateways are told of.
-    seed = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+    // The primary of the traffic's log partition is the only node the gateways are told of.
+    seed = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
     s = await startClusterRelayStack(cluster, { seeds: [seed.url], pubsub: "sharded" });
   });
   after(async () => {
@@ -170,7 +174,7 @@ describe("gateways given one seed on sharded Pub/Sub: that seed, a primary, cras
     await throughFault(s, "sharded, only seed killed", async () => {
       await cluster.kill(seed);
       await cluster.waitOk({ ms: 30000 });
-      const promoted = cluster.primaryForSlot(cluster.slotOf("socket.io-csr-log#{/}#"));
+      const promoted = cluster.primaryForSlot(cluster.slotOf(TRAFFIC_LOG));
       return `the seed :${seed.port} killed, replica :${promoted.port} promoted`;
     });
   });
