@@ -692,6 +692,7 @@ impl SessionStore for Relay {
             let relay = relay.upgrade()?;
             let recovery = relay.recovery.as_ref()?;
             let missed = recovery.missed(&relay.valkey, &nsp, &rooms, &offset).await;
+            let read = Instant::now();
             let Some(missed) = missed else {
                 crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
                 return None;
@@ -700,7 +701,7 @@ impl SessionStore for Relay {
             for (at, _) in &missed {
                 replayed.advance(*at);
             }
-            if !relay.deliveries_pass(&nsp, &replayed).await {
+            if !relay.deliveries_pass(&nsp, &replayed, read).await {
                 crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
                 return None;
             }
@@ -719,6 +720,8 @@ struct Delivered {
     frontier: Frontier,
     /// When each partition last moved (a quiet one gets a marker).
     moved_at: Vec<Instant>,
+    /// When each partition's last marker was sent (a storm's restores share one).
+    marked_at: Vec<Option<Instant>>,
 }
 
 impl Delivered {
@@ -726,6 +729,7 @@ impl Delivered {
         Delivered {
             frontier: Frontier::empty(partitions),
             moved_at: vec![Instant::now(); partitions.max(1)],
+            marked_at: vec![None; partitions.max(1)],
         }
     }
 }
@@ -783,27 +787,35 @@ impl RelayedNamespace {
 const PASS_REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Relay {
-    /// Waits until every partition delivered here is at or past `replayed` (markers go to
-    /// those that are behind), so every stamp from now on covers what a restore replayed. One
-    /// partition needs no wait: a live packet the replay did not cover is past it, and so is
-    /// its stamp. False when it does not happen in time.
-    async fn deliveries_pass(&self, nsp: &str, replayed: &Frontier) -> bool {
+    /// Waits until every partition delivered here is at or past `replayed`, read from the log
+    /// before `read`, so every stamp from now on covers what a restore replayed. A partition
+    /// behind gets a marker, unless one was sent since `read`: that one ran in Valkey after the
+    /// read, so it reaches past it (a storm's restores share it). One partition needs no wait:
+    /// a live packet the replay did not cover is past it, and so is its stamp. False when it
+    /// does not happen in time.
+    async fn deliveries_pass(&self, nsp: &str, replayed: &Frontier, read: Instant) -> bool {
         let (Some(space), Some(recovery)) = (self.space(nsp), &self.recovery) else {
             return false;
         };
         if recovery.partitions() == 1 {
             return true;
         }
-        let behind: Vec<usize> = {
+        let (behind, unmarked): (Vec<usize>, Vec<usize>) = {
             let delivered = space.lock_delivered();
-            (0..recovery.partitions())
+            let behind: Vec<usize> = (0..recovery.partitions())
                 .filter(|&p| delivered.frontier.get(p) < replayed.get(p))
-                .collect()
+                .collect();
+            let unmarked = behind
+                .iter()
+                .copied()
+                .filter(|&p| delivered.marked_at[p].is_none_or(|at| at < read))
+                .collect();
+            (behind, unmarked)
         };
         if behind.is_empty() {
             return true;
         }
-        for partition in behind {
+        for partition in unmarked {
             self.mark(space, partition);
         }
         let passed = async {
@@ -848,6 +860,9 @@ impl Relay {
             return;
         };
         let channel = space.channels.recorded_base(partition);
+        if let Some(at) = space.lock_delivered().marked_at.get_mut(partition) {
+            *at = Some(Instant::now());
+        }
         self.publisher
             .script(recovery.mark_call(&space.name, partition, channel));
     }
