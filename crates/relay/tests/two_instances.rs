@@ -89,7 +89,8 @@ struct Instance {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
+/// An instance; with `recovery`, its log in `partitions`.
+async fn instance(valkey: &Valkey, recovery: bool, partitions: usize) -> Instance {
     let io = SocketIo::builder(SocketIoConfig::default())
         .namespace("/", Arc::new(Handler))
         .build();
@@ -105,7 +106,7 @@ async fn instance(valkey: &Valkey, recovery: bool) -> Instance {
             ack_timeout: Duration::from_secs(5),
             timing: Default::default(),
             recovery: recovery.then_some(Duration::from_secs(120)),
-            log_partitions: 1,
+            log_partitions: partitions,
         },
         &io,
     )
@@ -226,7 +227,7 @@ async fn warm_up(from: &Instance, ws: &mut WebSocketStream<TcpStream>) -> Option
 #[tokio::test]
 async fn a_broadcast_on_one_instance_reaches_a_socket_on_the_other() {
     let v = valkey().await;
-    let (a, b) = (instance(&v, false).await, instance(&v, false).await);
+    let (a, b) = (instance(&v, false, 1).await, instance(&v, false, 1).await);
     let Client {
         mut ws, connected, ..
     } = client(&b, json!({"user": "u1"})).await;
@@ -251,8 +252,20 @@ async fn a_broadcast_on_one_instance_reaches_a_socket_on_the_other() {
 
 #[tokio::test]
 async fn a_socket_dropped_on_one_instance_is_recovered_on_the_other_with_what_it_missed() {
+    dropped_and_recovered_on_the_other(1).await;
+}
+
+#[tokio::test]
+async fn the_same_with_the_log_in_four_partitions() {
+    dropped_and_recovered_on_the_other(4).await;
+}
+
+async fn dropped_and_recovered_on_the_other(partitions: usize) {
     let v = valkey().await;
-    let (a, b) = (instance(&v, true).await, instance(&v, true).await);
+    let (a, b) = (
+        instance(&v, true, partitions).await,
+        instance(&v, true, partitions).await,
+    );
     let Client {
         mut ws, connected, ..
     } = client(&b, json!({"user": "u1"})).await;
@@ -264,6 +277,8 @@ async fn a_socket_dropped_on_one_instance_is_recovered_on_the_other_with_what_it
     let offset = warm_up(&a, &mut ws)
         .await
         .expect("recorded broadcasts carry an offset");
+    let read: Option<socketio::Frontier> = offset.as_str().and_then(|o| o.parse().ok());
+    assert_eq!(read.map(|f| f.partitions()), Some(partitions), "{offset}");
 
     // The connection drops without a close (a network failure): B keeps the session.
     drop(ws);
