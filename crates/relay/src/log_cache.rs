@@ -1,5 +1,6 @@
 //! The recovery log as restores read it: one contiguous stretch of decoded entries per
-//! namespace, read from Valkey once per instance instead of once per restored socket.
+//! partition of a namespace's log, read from Valkey once per instance instead of once per
+//! restored socket.
 //!
 //! A failover's storm restores thousands of sockets whose gaps cover the same stretch of the
 //! log. Read per socket, that stretch crossed from Valkey and was decoded once per socket: at
@@ -26,7 +27,7 @@ pub type Entry = (Offset, Option<Arc<RemoteBroadcast>>);
 pub const PAGE: usize = 500;
 /// Most log entries one restore may need; past it the client gets a fresh session.
 pub const MAX_GAP: usize = 20_000;
-/// Most entries kept per namespace (older ones are dropped first); more than [`MAX_GAP`], so a
+/// Most entries kept per partition (older ones are dropped first); more than [`MAX_GAP`], so a
 /// restore's own gap is never dropped while it reads.
 const MAX_KEPT: usize = 50_000;
 /// A stretch unused this long is dropped (it only holds memory), at its next use or by
@@ -44,7 +45,7 @@ pub trait LogReader {
     ) -> impl std::future::Future<Output = Option<Vec<Entry>>> + Send;
 }
 
-/// What is known of one namespace's log: every entry with `from < id <= to`.
+/// What is known of one partition of a log: every entry with `from < id <= to`.
 #[derive(Default)]
 pub struct Stretch {
     from: Option<Offset>,
