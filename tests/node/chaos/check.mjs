@@ -31,10 +31,25 @@ import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
+import { logPartitionOf, parseOffset } from "../lib/recovery-log.mjs";
 
 async function* lines(file) {
   const rl = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
   for await (const line of rl) if (line) yield line;
+}
+
+/**
+ * The id of a message in its log partition, from the offset a client got with it: the offset itself
+ * (`<ms>-<seq>`) with one partition; with several (`recovery.log_partitions`), the client's offset is a
+ * frontier over every partition (recovery/helpers.mjs parseOffset) and the message's id is the component of
+ * the partition of its room (it was sent to that room alone).
+ */
+export function messageId(offset, room) {
+  if (offset === "-" || !offset.includes("~")) return offset;
+  const frontier = parseOffset(offset);
+  if (!frontier) return offset;
+  const [ms, seq] = frontier[logPartitionOf(room, frontier.length)];
+  return `${ms}-${seq}`;
 }
 
 /** Compares two offsets `<ms>-<seq>`. */
@@ -103,7 +118,8 @@ export async function check({ clientFiles, publisherFiles = [], phases = [], sea
     for await (const line of lines(file)) {
       const f = line.split(" ");
       if (f[0] === "M") {
-        const [, , t, src, seq, room, offset] = f;
+        const [, , t, src, seq, room, stamp] = f;
+        const offset = messageId(stamp, room);
         const m = get(`${src}:${seq}`, room);
         m.received += 1;
         if (offset === "-" || m.room !== room) continue;

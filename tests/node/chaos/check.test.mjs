@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { check, cmpOffset } from "./check.mjs";
+import { check, cmpOffset, messageId } from "./check.mjs";
+import { logPartitionOf } from "../lib/recovery-log.mjs";
 
 const T = 1_700_000_000_000;
 /** Message n of room `r` from emitter e0: offset `<T+n*10>-0`. */
@@ -36,6 +37,15 @@ test("offsets compare by time then sequence", () => {
   assert.ok(cmpOffset("10-2", "10-10") < 0);
   assert.equal(cmpOffset("10-2", "10-2"), 0);
 });
+test("with the log split, a message's id is its room's partition in the client's offset", () => {
+  assert.equal(messageId("1733480000123-4", "channel:f1"), "1733480000123-4");
+  assert.equal(messageId("-", "channel:f1"), "-");
+  // A frontier over 4 partitions: newest 1000 ms (base 36 "rs"); partition k holds (1000 - 10k)-k.
+  const frontier = "rs~0_a.1_k.2_u.3";
+  const p = logPartitionOf("channel:f7", 4);
+  assert.equal(messageId(frontier, "channel:f7"), `${1000 - 10 * p}-${p}`);
+});
+
 
 test("everything received once, in order: ok", async () => {
   const r = await run([...reference(5), "R 0 channel:a", C(0, "new"), M(0, 1), M(0, 2), M(0, 3), M(0, 4), M(0, 5)], { sealed: true });

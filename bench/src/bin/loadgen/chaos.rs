@@ -704,8 +704,16 @@ fn on_event(ch: &Chaos, i: usize, st: &mut SlotState, body: &[u8]) {
     ));
 }
 
-/// A Valkey stream id, as the gateway sends offsets: `<ms>-<seq>`.
+/// An offset as the gateway sends it: a Valkey stream id `<ms>-<seq>` with the recovery log in
+/// one partition, or with several a frontier `<ms>~<field>_<field>...` in base 36 (the checker
+/// reads the message's own id out of it).
 fn is_offset(s: &str) -> bool {
+    if let Some((newest, fields)) = s.split_once('~') {
+        let base36 = |c: u8| c.is_ascii_digit() || c.is_ascii_lowercase();
+        return !newest.is_empty()
+            && newest.bytes().all(base36)
+            && fields.bytes().all(|c| base36(c) || c == b'.' || c == b'_');
+    }
     s.split_once('-').is_some_and(|(a, b)| {
         !a.is_empty()
             && !b.is_empty()
@@ -734,6 +742,9 @@ mod tests {
     #[test]
     fn offsets() {
         assert!(is_offset("1700000000000-0"));
+        assert!(is_offset("m4cl8ghn~0__v7.11_0.1"));
+        assert!(!is_offset("M4~0"));
+        assert!(!is_offset("~0"));
         assert!(!is_offset("abc-1"));
         assert!(!is_offset("-1"));
         assert!(!is_offset("17"));
