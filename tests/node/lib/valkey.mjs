@@ -221,17 +221,6 @@ export function closeAllRedis() {
   clients.clear();
 }
 
-/**
- * The recovery log partition a broadcast to `room` alone is recorded in, out of `partitions`, as the gateway
- * computes it (FNV-1a of the room's name), and that partition's stream key in namespace "/".
- */
-export function logPartitionOf(room, partitions) {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(room)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return Number(h % BigInt(partitions));
-}
-export const logKey = (partition) => (partition === 0 ? "socket.io-csr-log#{/}#" : `socket.io-csr-log#{/#${partition}}#`);
-
 /** Channel name of a room (or of the whole namespace when `room` is undefined) as the adapter spells it. */
 export function broadcastChannel(room, { prefix = "socket.io", nsp = "/" } = {}) {
   return room === undefined ? `${prefix}#${nsp}#` : `${prefix}#${nsp}#${room}#`;

@@ -7,7 +7,8 @@ import { Emitter } from "@socket.io/redis-emitter";
 import { connect, emitAck, closeAllClients, sleep } from "../lib/gateway.mjs";
 import { startValkey, redisClient, closeAllRedis, until, valkeyTopology, allKeys } from "../lib/valkey.mjs";
 import { startRelayStack, startNodePeer } from "../relay/helpers.mjs";
-import { recoveryEnv, recoverable, nextConnect, closeRecoverable, parseOffset, offsetAfter } from "./helpers.mjs";
+import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
+import { parseOffset, offsetAfter } from "../lib/recovery-log.mjs";
 
 let valkey, s, A, B, emitter, admin, peer;
 

@@ -3,37 +3,11 @@
 import { io as ioClient } from "socket.io-client";
 import { ALLOWED_ORIGIN } from "../lib/gateway.mjs";
 import { relayEnv } from "../relay/helpers.mjs";
+import { parseOffset } from "../lib/recovery-log.mjs";
 
 /** Gateway environment: relay and recovery on (the defaults), generous event limits. */
 export function recoveryEnv(valkeyUrl, extra = {}) {
   return relayEnv(valkeyUrl, { GATEWAY_RECOVERY__ENABLED: "true", ...extra });
-}
-
-/**
- * A client's offset as the gateway writes it: with one log partition a stream id `<ms>-<seq>`; with several
- * a frontier, `<newest ms>~` then per partition `<ms older>[.<seq>]` in base 36, `_`-separated ("" = none).
- * Returns [[ms, seq], ...] per partition (BigInt), or null for anything else.
- */
-export function parseOffset(o) {
-  if (typeof o !== "string") return null;
-  if (/^\d+-\d+$/.test(o)) return [o.split("-").map(BigInt)];
-  const m = /^([0-9a-z]+)~([0-9a-z._]*)$/.exec(o);
-  if (!m) return null;
-  const newest = BigInt(parseInt(m[1], 36));
-  return m[2].split("_").map((f) => {
-    if (f === "") return [0n, 0n];
-    const [older, seq = "0"] = f.split(".");
-    return [newest - BigInt(parseInt(older, 36)), BigInt(parseInt(seq, 36))];
-  });
-}
-
-/** Whether offset `b` is past `a`: at or past it in every partition, and past it in one. */
-export function offsetAfter(a, b) {
-  const [pa, pb] = [parseOffset(a), parseOffset(b)];
-  if (!pa || !pb || pa.length !== pb.length) return false;
-  const cmp = ([am, as], [bm, bs]) => (am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1);
-  const c = pa.map((x, i) => cmp(x, pb[i]));
-  return c.every((v) => v <= 0) && c.some((v) => v < 0);
 }
 
 const clients = new Set();

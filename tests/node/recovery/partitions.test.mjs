@@ -8,17 +8,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Emitter } from "@socket.io/redis-emitter";
 import { connect, closeAllClients, sleep } from "../lib/gateway.mjs";
-import {
-  startValkey,
-  redisClient,
-  closeAllRedis,
-  until,
-  valkeyTopology,
-  logKey,
-  logPartitionOf,
-} from "../lib/valkey.mjs";
+import { startValkey, redisClient, closeAllRedis, until, valkeyTopology } from "../lib/valkey.mjs";
+import { logKey, logPartitionOf, parseOffset, offsetAfter } from "../lib/recovery-log.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
-import { recoveryEnv, recoverable, nextConnect, closeRecoverable, parseOffset, offsetAfter } from "./helpers.mjs";
+import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
 
 // More than the default so that, below, a partition holds a room bob is in and none of alice's.
 const PARTITIONS = 32;

@@ -11,7 +11,8 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, assertAlive, sleep } from "../lib/gateway.mjs";
-import { skipWithoutValkey, closeAllRedis, until, logKey, logPartitionOf } from "../lib/valkey.mjs";
+import { skipWithoutValkey, closeAllRedis, until } from "../lib/valkey.mjs";
+import { logKey, logPartitionOf } from "../lib/recovery-log.mjs";
 import { startValkeyCluster } from "../lib/valkey-cluster.mjs";
 import { startValkeySentinel } from "../lib/valkey-sentinel.mjs";
 import { startRelayStack, startClusterRelayStack, waitRelay } from "./helpers.mjs";
