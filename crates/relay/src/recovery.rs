@@ -59,11 +59,10 @@ use socketio::packet::Packet;
 use socketio::recovery::{Frontier, Offset, Position};
 
 /// Appends a message to a partition of the log and publishes it. KEYS: the partition[, dedupe
-/// key]. ARGV: the message
-/// (ending with an empty offset slot), window in ms, channel of the plain copy ("" for none),
-/// channel of the copy with the offset, the publishing command (PUBLISH, or SPUBLISH to a
-/// channel in the log's slot)[, dedupe ttl ms]. Returns the id, or nil when the dedupe key
-/// shows another recorder wrote it.
+/// key]. ARGV: the message (ending with an empty offset slot), window in ms, channel of the
+/// plain copy ("" for none), channel of the copy with the offset, the publishing command
+/// (PUBLISH, or SPUBLISH to a channel in the partition's slot)[, dedupe ttl ms]. Returns the
+/// id, or nil when the dedupe key shows another recorder wrote it.
 static RECORD: Lua = Lua::new(
     r#"
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[6]) then
