@@ -537,6 +537,16 @@ impl Adapter for Relay {
                 .flat_map(|room| bases.iter().map(move |base| channels::room_in(base, room))),
         );
     }
+
+    /// Waits for the subscriber to apply the subscriptions asked so far (at most 1 s); at
+    /// once while the link is down: nothing is relayed then anyway (local-only).
+    fn rooms_followed(&self) -> BoxFuture<()> {
+        if !self.link.is_up() {
+            return Box::pin(std::future::ready(()));
+        }
+        let interest = self.interest.clone();
+        Box::pin(async move { interest.settled(Duration::from_secs(1)).await })
+    }
 }
 
 impl Relay {
@@ -707,11 +717,6 @@ impl SessionStore for Relay {
             }
             Some(missed)
         })
-    }
-
-    fn settled(&self) -> BoxFuture<()> {
-        let interest = self.interest.clone();
-        Box::pin(async move { interest.settled(Duration::from_secs(1)).await })
     }
 }
 

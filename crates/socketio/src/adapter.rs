@@ -4,7 +4,8 @@
 //!   [`LocalAdapter`] (a single instance) delivers it to this instance's sockets; a relay
 //!   also sends it to the other instances, and delivers theirs here. It also hears which
 //!   rooms gained their first or lost their last local member, so a relay can subscribe only
-//!   to the rooms this instance has an interest in.
+//!   to the rooms this instance has an interest in, and says when those subscriptions are in
+//!   place.
 //!
 //! Kept sessions for connection state recovery have their own seam: [`crate::recovery`].
 
@@ -12,6 +13,7 @@ use super::namespace::Namespace;
 use super::packet::Packet;
 use super::rooms::RoomChanges;
 use super::target::BroadcastTarget;
+use super::BoxFuture;
 
 /// Carries a namespace's broadcasts (see the module docs).
 pub trait Adapter: Send + Sync + 'static {
@@ -22,6 +24,14 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Rooms of `nsp` were created (first local member) or deleted (last one left).
     fn rooms_changed(&self, nsp: &str, changes: RoomChanges);
+
+    /// Resolves once every room created so far is followed: a broadcast to it from any
+    /// instance reaches this one. A CONNECT reply waits for it (a client told it is connected
+    /// gets what is sent to its rooms from then on), and so does a restore before it reads
+    /// what the socket missed.
+    fn rooms_followed(&self) -> BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A single instance: a broadcast reaches this instance's sockets, and nothing else.

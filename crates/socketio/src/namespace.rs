@@ -65,7 +65,7 @@ impl Namespace {
         &*self.handler
     }
 
-    fn adapter(&self) -> &dyn Adapter {
+    pub(crate) fn adapter(&self) -> &dyn Adapter {
         match self.adapter.get() {
             Some(adapter) => &**adapter,
             None => &LocalAdapter,

@@ -213,7 +213,7 @@ pub struct Restored {
 
 /// Keeps sessions for connection state recovery (see the module docs). With a store, every
 /// broadcast a socket receives carries its offset; restoring goes [`SessionStore::restore`],
-/// then (once the restored rooms are joined) [`SessionStore::settled`], then
+/// then (once the restored rooms are joined and followed, [`crate::Adapter::rooms_followed`])
 /// [`SessionStore::missed`].
 pub trait SessionStore: Send + Sync + 'static {
     /// Hands the kept session of `claim` to the claiming socket if it exists, belongs to
@@ -221,10 +221,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// socket still holding it, here or on another instance, is closed
     /// ([`crate::DisconnectReason::Replaced`]). `None` for anything else, revealing nothing.
     fn restore(&self, claim: Claim) -> BoxFuture<Option<Restored>>;
-
-    /// Resolves once every room joined so far is followed (its broadcasts reach this
-    /// instance), so reading the log after it misses nothing.
-    fn settled(&self) -> BoxFuture<()>;
 
     /// The packets after `offset` that a socket in `rooms` would have received, in order
     /// within each partition, each with its position and carrying the client's offset after

@@ -249,6 +249,11 @@ impl SocketIo {
         }
         ns.add_socket(socket.clone());
         ns.handler.prepare(&socket);
+        if restored.is_none() {
+            // A client told it is connected gets every broadcast to its rooms from then on,
+            // whichever instance sends it: the reply waits until they are followed.
+            ns.adapter().rooms_followed().await;
+        }
         if let Some(store) = &store {
             let mut pid = None;
             if let Some((old_pid, r)) = restored {
@@ -305,7 +310,7 @@ impl SocketIo {
         let mut rooms = ns.handler.restore_rooms(socket, rejoin).await.ok()?;
         rooms.extend(already);
         // Rooms are followed before the log is read: nothing falls in between.
-        store.settled().await;
+        ns.adapter().rooms_followed().await;
         let missed = store
             .missed(&ns.name, rooms, restored.offset.clone())
             .await?;
