@@ -53,7 +53,7 @@ use link::ValkeyLink;
 use publisher::Publisher;
 use sessions::KeptChange;
 use socketio::packet::Packet;
-use socketio::recovery::{Claim, Frontier, Offset, Position, Restored, SessionRecord};
+use socketio::recovery::{Claim, Frontier, Offset, Position, Recorded, Restored, SessionRecord};
 use socketio::rooms::RoomChanges;
 use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
 use subscriber::{PubSubHandler, Subscriptions, Timing};
@@ -442,11 +442,11 @@ impl Relay {
                 let Some(stamp) = space.advance(at) else {
                     return; // made up for after a lost connection already
                 };
-                let packet = recovery::with_offset(b.packet, &stamp);
-                ns.deliver_in(&b.target, &[packet], Some(at), batch);
+                let recorded = Recorded { at, stamp };
+                ns.deliver_recorded(&b.target, b.packet, &recorded, Some(batch));
             }
             _ => {
-                ns.deliver_in(&b.target, &[b.packet], None, batch);
+                ns.deliver_in(&b.target, &[b.packet], batch);
             }
         }
     }
@@ -515,7 +515,7 @@ impl Adapter for Relay {
             }
             return;
         }
-        ns.deliver(target, &packets, None);
+        ns.deliver(target, &packets);
         for packet in &packets {
             self.publish(&ns.name, target, packet);
         }
@@ -600,7 +600,7 @@ impl Relay {
         let weak = space.ns.clone();
         let local = move || {
             if let Some(ns) = weak.upgrade() {
-                ns.deliver(&target, &[packet], None);
+                ns.deliver(&target, &[packet]);
             }
         };
         match message {
@@ -947,8 +947,8 @@ impl Relay {
             let Some(stamp) = space.advance(at) else {
                 continue;
             };
-            let packet = recovery::with_offset(b.packet.clone(), &stamp);
-            ns.deliver(&b.target, &[packet], Some(at));
+            let recorded = Recorded { at, stamp };
+            ns.deliver_recorded(&b.target, b.packet.clone(), &recorded, None);
             delivered += 1;
         }
         if delivered > 0 {

@@ -46,7 +46,6 @@ use std::time::Duration;
 use deadpool_redis::redis;
 
 use crate::valkey::{Connection, Valkey};
-use serde_json::Value;
 
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -56,7 +55,7 @@ use super::script::{Lua, ScriptCall};
 use super::wire;
 use engineio::Sid;
 use socketio::packet::Packet;
-use socketio::recovery::{Frontier, Offset, Position};
+use socketio::recovery::{stamped, Frontier, Offset, Position};
 
 /// Appends a message to a partition of the log and publishes it. KEYS: the partition[, dedupe
 /// key]. ARGV: the message (ending with an empty offset slot), window in ms, channel of the
@@ -308,7 +307,7 @@ impl Recovery {
                 .into_iter()
                 .map(|(at, b)| {
                     stamp.advance(at);
-                    (at, with_offset(b.packet.clone(), &stamp))
+                    (at, stamped(b.packet.clone(), &stamp))
                 })
                 .collect(),
         )
@@ -388,15 +387,6 @@ impl LogReader for ValkeyLog {
             })
             .collect()
     }
-}
-
-/// The packet as a client receives it with recovery on: the client's offset (the frontier
-/// once it has the packet) is its last argument.
-pub fn with_offset(mut packet: Packet, offset: &Frontier) -> Packet {
-    if let Some(Value::Array(items)) = packet.data.as_mut() {
-        items.push(Value::String(offset.to_string()));
-    }
-    packet
 }
 
 /// A marker's partition and id (see [`MARK`]), or `None` for any other message.

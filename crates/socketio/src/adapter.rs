@@ -39,7 +39,7 @@ pub struct LocalAdapter;
 
 impl Adapter for LocalAdapter {
     fn broadcast(&self, ns: &Namespace, target: &BroadcastTarget, packets: Vec<Packet>) {
-        ns.deliver(target, &packets, None);
+        ns.deliver(target, &packets);
     }
 
     fn rooms_changed(&self, _nsp: &str, _changes: RoomChanges) {}

@@ -10,7 +10,7 @@ use super::adapter::{Adapter, LocalAdapter};
 use super::encode::encode;
 use super::handler::NamespaceHandler;
 use super::packet::Packet;
-use super::recovery::{Position, SessionRecord, SessionStore};
+use super::recovery::{stamped, Recorded, SessionRecord, SessionStore};
 use super::rooms::{RoomChanges, RoomIndex};
 use super::socket::Socket;
 use super::target::BroadcastTarget;
@@ -203,15 +203,9 @@ impl Namespace {
     /// Delivers packets to this instance's sockets of `target` (what an adapter does with a
     /// broadcast, its own or another instance's). Each packet is encoded once and its frames
     /// are shared by every recipient; each recipient gets all of them in one queueing.
-    /// `offset` is their place in the recovery log, when they have one (then there is one
-    /// packet). Returns the number of recipients.
-    pub fn deliver(
-        &self,
-        target: &BroadcastTarget,
-        packets: &[Packet],
-        offset: Option<Position>,
-    ) -> usize {
-        self.deliver_to(target, packets, offset, None)
+    /// Returns the number of recipients.
+    pub fn deliver(&self, target: &BroadcastTarget, packets: &[Packet]) -> usize {
+        self.deliver_to(target, packets, None, None)
     }
 
     /// [`Namespace::deliver`] as part of a burst: frames for idle sockets wait for `batch`
@@ -220,17 +214,30 @@ impl Namespace {
         &self,
         target: &BroadcastTarget,
         packets: &[Packet],
-        offset: Option<Position>,
         batch: &mut WriteBatch,
     ) -> usize {
-        self.deliver_to(target, packets, offset, Some(batch))
+        self.deliver_to(target, packets, None, Some(batch))
     }
 
+    /// [`Namespace::deliver`] for a packet from the recovery log: it goes out [`stamped`] with
+    /// `recorded.stamp`, and a socket that was replayed it already does not get it again.
+    pub fn deliver_recorded(
+        &self,
+        target: &BroadcastTarget,
+        packet: Packet,
+        recorded: &Recorded,
+        batch: Option<&mut WriteBatch>,
+    ) -> usize {
+        let packet = stamped(packet, &recorded.stamp);
+        self.deliver_to(target, std::slice::from_ref(&packet), Some(recorded), batch)
+    }
+
+    /// `recorded`, when given, is the place and stamp of the one packet.
     fn deliver_to(
         &self,
         target: &BroadcastTarget,
         packets: &[Packet],
-        offset: Option<Position>,
+        recorded: Option<&Recorded>,
         mut batch: Option<&mut WriteBatch>,
     ) -> usize {
         let frames: Vec<Frame> = packets.iter().flat_map(encode).collect();
@@ -243,7 +250,7 @@ impl Namespace {
         let mut delivered = 0;
         for socket in &recipients {
             if socket
-                .deliver(&frames, offset, batch.as_deref_mut())
+                .deliver(&frames, recorded.zip(packets.first()), batch.as_deref_mut())
                 .is_ok()
             {
                 delivered += 1;

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde_json::Value;
+
 use super::packet::Packet;
 use super::BoxFuture;
 use engineio::Sid;
@@ -91,6 +93,33 @@ impl Frontier {
                 .collect(),
         )
     }
+}
+
+/// A recorded packet on its way to this instance's sockets: where it sits in the log, and the
+/// offset it goes out with (the instance's frontier once it is delivered, see [`stamped`]).
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub at: Position,
+    pub stamp: Frontier,
+}
+
+/// The packet as a client receives it with recovery on: its offset is its last argument
+/// (Socket.IO's convention: the client keeps the last argument of each event it gets).
+pub fn stamped(mut packet: Packet, stamp: &Frontier) -> Packet {
+    if let Some(Value::Array(items)) = packet.data.as_mut() {
+        items.push(Value::String(stamp.to_string()));
+    }
+    packet
+}
+
+/// A [`stamped`] packet with `stamp` in place of the offset it carried.
+pub(crate) fn restamped(mut packet: Packet, stamp: &Frontier) -> Packet {
+    if let Some(Value::Array(items)) = packet.data.as_mut() {
+        if let Some(last) = items.last_mut() {
+            *last = Value::String(stamp.to_string());
+        }
+    }
+    packet
 }
 
 /// Several partitions: `{newest ms}~` then, per partition and separated by `_`, how many ms
@@ -251,6 +280,24 @@ mod tests {
 
     fn frontier(ids: &[(u64, u64)]) -> Frontier {
         Frontier(ids.iter().map(|&(ms, seq)| Offset(ms, seq)).collect())
+    }
+
+    #[test]
+    fn a_stamp_is_the_last_argument_and_can_be_replaced() {
+        let packet = Packet::event("/", "news", vec![Value::from("hi")], Vec::new(), None);
+        let first = frontier(&[(5, 0), (9, 1)]);
+        let later = first.max(&frontier(&[(7, 2), (3, 0)]));
+        let sent = stamped(packet, &first);
+        assert_eq!(
+            sent.data,
+            Some(serde_json::json!(["news", "hi", first.to_string()]))
+        );
+        let again = restamped(sent, &later);
+        assert_eq!(
+            again.data,
+            Some(serde_json::json!(["news", "hi", later.to_string()]))
+        );
+        assert_eq!(later, frontier(&[(7, 2), (9, 1)]));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::disconnect::DisconnectReason;
 use super::encode::encode;
 use super::namespace::Namespace;
 use super::packet::Packet;
-use super::recovery::{Frontier, Position, SessionRecord};
+use super::recovery::{restamped, Frontier, Recorded, SessionRecord};
 use super::rooms::Room;
 use engineio::{CloseReason, Frame, Session, SessionClosed, Sid, WriteBatch};
 
@@ -37,9 +37,13 @@ pub enum AckError {
     Disconnected,
 }
 
-/// A broadcast held back while a session is restored: its place in the log (if recorded) and
-/// its frames.
-type HeldBroadcast = (Option<Position>, Vec<Frame>);
+/// A broadcast held back while a session is restored: its frames and, when it is from the
+/// recovery log, its place and stamp with the packet (to stamp it again, see
+/// [`Socket::release`]).
+struct HeldBroadcast {
+    frames: Vec<Frame>,
+    recorded: Option<(Recorded, Packet)>,
+}
 
 pub struct Socket {
     pub id: Sid,
@@ -117,6 +121,12 @@ impl Socket {
 
     /// Sends what was held, except packets at or before `after` (already replayed).
     ///
+    /// A held packet may have been stamped here before this instance had delivered as far as
+    /// the replay went in every partition (the restore waits for that only after reading the
+    /// log): it goes out with the later of its stamp and `after` in each partition, so the
+    /// client's offset never moves back. The client has everything of its rooms up to there:
+    /// the replay up to `after`, and what this instance delivered before the packet.
+    ///
     /// The list is taken out of the lock before sending: a send can close the session (a full
     /// queue) and run the whole disconnect chain, which may broadcast to this socket again.
     /// What arrives meanwhile is still held, and sent by the next round, in order.
@@ -137,31 +147,41 @@ impl Socket {
                     }
                 }
             };
-            for (offset, frames) in batch {
-                let replayed = matches!((offset, after), (Some(o), Some(a)) if a.covers(o));
-                if !replayed {
-                    let _ = self.session.send_all(frames);
-                }
+            for held in batch {
+                let frames = match (held.recorded, after) {
+                    (Some((recorded, _)), Some(after)) if after.covers(recorded.at) => continue,
+                    (Some((recorded, packet)), Some(after))
+                        if !recorded.stamp.covers_all(after) =>
+                    {
+                        encode(&restamped(packet, &recorded.stamp.max(after)))
+                    }
+                    _ => held.frames,
+                };
+                let _ = self.session.send_all(frames);
             }
         }
     }
 
-    /// Queues a broadcast's frames (or holds them while the session is being restored).
+    /// Queues a broadcast's frames (or holds them while the session is being restored);
+    /// `recorded` is the place and stamp of one from the recovery log, with its packet.
     pub(crate) fn deliver(
         &self,
         frames: &[Frame],
-        offset: Option<Position>,
+        recorded: Option<(&Recorded, &Packet)>,
         batch: Option<&mut WriteBatch>,
     ) -> Result<(), SessionClosed> {
-        if let (Some(o), Some(r)) = (offset, self.replayed.get()) {
-            if r.covers(o) {
+        if let (Some((recorded, _)), Some(replayed)) = (recorded, self.replayed.get()) {
+            if replayed.covers(recorded.at) {
                 return Ok(());
             }
         }
         if self.holding.load(Ordering::Acquire) {
             let mut held = self.lock_held();
             if let Some(list) = held.as_mut() {
-                list.push((offset, frames.to_vec()));
+                list.push(HeldBroadcast {
+                    frames: frames.to_vec(),
+                    recorded: recorded.map(|(r, packet)| (r.clone(), packet.clone())),
+                });
                 return Ok(());
             }
         }

@@ -302,7 +302,7 @@ impl Worker {
             };
             let packets: Vec<Packet> = batch.updates.iter().map(packet).collect();
             if batch.local_only {
-                ns.deliver(&target, &packets, None);
+                ns.deliver(&target, &packets);
             } else {
                 ns.broadcast_many(&target, packets);
             }
