@@ -258,7 +258,13 @@ mod tests {
                 "offset_gone",
                 "unavailable",
                 "log_unavailable",
+                "deliveries_behind",
             ],
+        );
+        labelled(
+            "socket_gateway_recovery_markers_total",
+            "reason",
+            &["quiet", "new_room", "restore", "start"],
         );
         labelled(
             "socket_gateway_presence_updates_total",

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deadpool_redis::redis;
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::metrics::{RecoveryOutcome, ValkeyOp};
+use crate::metrics::{MarkReason, RecoveryOutcome, ValkeyOp};
 use channels::{Channels, PubSubKind, SubscriptionMode};
 use engineio::{SidTag, WriteBatch};
 use link::ValkeyLink;
@@ -128,10 +128,10 @@ pub struct Relay {
     sessions: Option<sessions::Sessions>,
     /// Sharded Pub/Sub (`createShardedAdapter`'s wire format) rather than classic.
     sharded: bool,
-    /// Classic Pub/Sub: what the ids of the sockets made here start with. Their own rooms
+    /// What the ids of the sockets made here start with. On classic Pub/Sub their own rooms
     /// are followed by one pattern per namespace ([`PubSubHandler::patterns`]), not by a
     /// channel each (sharded Pub/Sub has no patterns).
-    own_socket_ids: Option<SidTag>,
+    own_socket_ids: SidTag,
     /// With recovery on sharded Pub/Sub, every gateway records the foreign broadcasts it
     /// receives (no pattern subscription reaches sharded channels): how often it saw each.
     foreign_seen: Mutex<recorder::Seen>,
@@ -214,7 +214,7 @@ impl Relay {
                 .map(|window| sessions::Sessions::new(&config.prefix, &uid, window)),
             uid,
             sharded,
-            own_socket_ids: (!sharded).then(|| io.socket_id_tag()),
+            own_socket_ids: io.socket_id_tag(),
             foreign_seen: Mutex::default(),
             publisher,
             valkey,
@@ -361,7 +361,7 @@ impl Relay {
     /// Whether `room` is the own room of a socket made here: followed by the pattern of its
     /// namespace, never by a channel of its own.
     fn by_pattern(&self, room: &str) -> bool {
-        self.own_socket_ids.is_some_and(|tag| tag.made(room))
+        !self.sharded && self.own_socket_ids.made(room)
     }
 
     /// Whether a room this instance has members in is followed on its channel under `base`:
@@ -712,7 +712,7 @@ impl SessionStore for Relay {
                 replayed.advance(*at);
             }
             if !relay.deliveries_pass(&nsp, &replayed, read).await {
-                crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
+                crate::metrics::recovery_attempt(RecoveryOutcome::DeliveriesBehind);
                 return None;
             }
             Some(missed)
@@ -751,10 +751,17 @@ impl RelayedNamespace {
         if !delivered.frontier.advance(at) {
             return None;
         }
-        delivered.moved_at[at.partition] = Instant::now();
         let stamp = delivered.frontier.clone();
+        // With one partition nothing is marked when quiet and no restore waits (see
+        // `deliveries_pass`): no clock read, no wake-up, per packet.
+        let several = stamp.partitions() > 1;
+        if several {
+            delivered.moved_at[at.partition] = Instant::now();
+        }
         drop(delivered);
-        self.delivered_moved.notify_waiters();
+        if several {
+            self.delivered_moved.notify_waiters();
+        }
         Some(stamp)
     }
 
@@ -821,7 +828,7 @@ impl Relay {
             return true;
         }
         for partition in unmarked {
-            self.mark(space, partition);
+            self.mark(space, partition, MarkReason::Restore);
         }
         let passed = async {
             loop {
@@ -840,7 +847,9 @@ impl Relay {
     /// A room followed here for the first time may have had broadcasts recorded in a partition
     /// this instance heard nothing from lately: its stamps would name an older place there,
     /// and a restore would replay those broadcasts, from before the socket joined, as missed.
-    /// A marker brings the partition here up to date.
+    /// A marker brings the partition here up to date. A new socket's own room needs none:
+    /// nothing was sent to an id before it was made (and a restored socket waits for its
+    /// replay to be passed, see [`Relay::deliveries_pass`]).
     fn mark_new_rooms(&self, space: &RelayedNamespace, created: &[Arc<str>]) {
         let Some(recovery) = &self.recovery else {
             return;
@@ -850,20 +859,22 @@ impl Relay {
         }
         let mut partitions: Vec<usize> = created
             .iter()
+            .filter(|room| !self.own_socket_ids.made(room))
             .map(|room| space.channels.partition_of_room(room))
             .collect();
         partitions.sort_unstable();
         partitions.dedup();
         for partition in partitions {
-            self.mark(space, partition);
+            self.mark(space, partition, MarkReason::NewRoom);
         }
     }
 
     /// Publishes the marker of `partition` (see [`recovery`]).
-    fn mark(&self, space: &RelayedNamespace, partition: usize) {
+    fn mark(&self, space: &RelayedNamespace, partition: usize, reason: MarkReason) {
         let Some(recovery) = &self.recovery else {
             return;
         };
+        crate::metrics::recovery_marker(reason);
         let channel = space.channels.recorded_base(partition);
         if let Some(at) = space.lock_delivered().marked_at.get_mut(partition) {
             *at = Some(Instant::now());
@@ -896,7 +907,7 @@ impl Relay {
                 let after = after.get(partition);
                 if after == Offset::default() {
                     // Nothing delivered yet: its marker tells where this instance starts.
-                    self.mark(space, partition);
+                    self.mark(space, partition, MarkReason::Start);
                     continue;
                 }
                 self.catch_up_partition(recovery, space, &ns, partition, after)
@@ -997,9 +1008,10 @@ impl PubSubHandler for Relay {
     }
 
     fn patterns(&self) -> Vec<String> {
-        let Some(tag) = self.own_socket_ids else {
+        if self.sharded {
             return Vec::new();
-        };
+        }
+        let tag = self.own_socket_ids;
         let bases = self.spaces.iter().flat_map(|space| self.listen(space));
         bases
             .map(|base| channels::ids_pattern(base, tag.as_str()))
@@ -1095,7 +1107,7 @@ async fn mark_quiet_partitions(relay: Weak<Relay>) {
         }
         for space in &r.spaces {
             for partition in space.quiet_partitions(recovery::MARK_EVERY) {
-                r.mark(space, partition);
+                r.mark(space, partition, MarkReason::Quiet);
             }
         }
     }

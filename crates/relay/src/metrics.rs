@@ -14,6 +14,7 @@ pub const VALKEY_SUBSCRIPTIONS: &str = "socket_gateway_valkey_subscriptions";
 pub const VALKEY_RESUBSCRIBES: &str = "socket_gateway_valkey_resubscribes_total";
 pub const VALKEY_PUBSUB_LAG: &str = "socket_gateway_valkey_pubsub_lag_seconds";
 pub const RECOVERY_ATTEMPTS: &str = "socket_gateway_recovery_attempts_total";
+pub const RECOVERY_MARKERS: &str = "socket_gateway_recovery_markers_total";
 
 /// The `op` label of `valkey_errors_total`: what failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,15 +72,19 @@ pub enum RecoveryOutcome {
     Unavailable,
     /// The session was found but its missed packets could not be read.
     LogUnavailable,
+    /// The missed packets were read, but this instance did not deliver as far as they went
+    /// in time (its subscriptions lag behind the log).
+    DeliveriesBehind,
 }
 
 impl RecoveryOutcome {
-    pub const ALL: [RecoveryOutcome; 5] = [
+    pub const ALL: [RecoveryOutcome; 6] = [
         RecoveryOutcome::Restored,
         RecoveryOutcome::UnknownSession,
         RecoveryOutcome::OffsetGone,
         RecoveryOutcome::Unavailable,
         RecoveryOutcome::LogUnavailable,
+        RecoveryOutcome::DeliveriesBehind,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +94,39 @@ impl RecoveryOutcome {
             RecoveryOutcome::OffsetGone => "offset_gone",
             RecoveryOutcome::Unavailable => "unavailable",
             RecoveryOutcome::LogUnavailable => "log_unavailable",
+            RecoveryOutcome::DeliveriesBehind => "deliveries_behind",
+        }
+    }
+}
+
+/// The `reason` label of `recovery_markers_total`: why an instance asked for a partition's
+/// marker (see the relay's `recovery` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkReason {
+    /// The partition delivered nothing here for a while.
+    Quiet,
+    /// A room in it is followed here for the first time.
+    NewRoom,
+    /// A restore waits for this instance to deliver as far as its replay went.
+    Restore,
+    /// The subscriber connected and had delivered nothing of it yet.
+    Start,
+}
+
+impl MarkReason {
+    pub const ALL: [MarkReason; 4] = [
+        MarkReason::Quiet,
+        MarkReason::NewRoom,
+        MarkReason::Restore,
+        MarkReason::Start,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkReason::Quiet => "quiet",
+            MarkReason::NewRoom => "new_room",
+            MarkReason::Restore => "restore",
+            MarkReason::Start => "start",
         }
     }
 }
@@ -130,6 +168,11 @@ pub fn describe() {
         Unit::Count,
         "Connection state recovery attempts by outcome."
     );
+    describe_counter!(
+        RECOVERY_MARKERS,
+        Unit::Count,
+        "Markers of the recovery log's partitions asked for, by reason."
+    );
 }
 
 /// Starts the relay's series at zero, so dashboards show 0 and `rate()` sees the first
@@ -147,6 +190,9 @@ pub fn init_series(recovery: bool) {
     if recovery {
         for outcome in RecoveryOutcome::ALL {
             counter!(RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(0);
+        }
+        for reason in MarkReason::ALL {
+            counter!(RECOVERY_MARKERS, "reason" => reason.as_str()).increment(0);
         }
     }
 }
@@ -183,6 +229,10 @@ pub fn recovery_attempt(outcome: RecoveryOutcome) {
     counter!(RECOVERY_ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
 }
 
+pub fn recovery_marker(reason: MarkReason) {
+    counter!(RECOVERY_MARKERS, "reason" => reason.as_str()).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +245,7 @@ mod tests {
             VALKEY_ERRORS,
             VALKEY_RESUBSCRIBES,
             RECOVERY_ATTEMPTS,
+            RECOVERY_MARKERS,
         ] {
             assert!(
                 c.starts_with("socket_gateway_") && c.ends_with("_total"),
@@ -207,5 +258,8 @@ mod tests {
         let outcomes: std::collections::HashSet<_> =
             RecoveryOutcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(outcomes.len(), RecoveryOutcome::ALL.len());
+        let reasons: std::collections::HashSet<_> =
+            MarkReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(reasons.len(), MarkReason::ALL.len());
     }
 }

@@ -11,6 +11,7 @@ import { connect, closeAllClients, sleep } from "../lib/gateway.mjs";
 import { startValkey, redisClient, closeAllRedis, until, valkeyTopology } from "../lib/valkey.mjs";
 import { logKey, logPartitionOf, parseOffset, offsetAfter } from "../lib/recovery-log.mjs";
 import { startRelayStack } from "../relay/helpers.mjs";
+import { scrape, value } from "../lib/ops.mjs";
 import { recoveryEnv, recoverable, nextConnect, closeRecoverable } from "./helpers.mjs";
 
 // More than the default so that, below, a partition holds a room bob is in and none of alice's.
@@ -152,4 +153,18 @@ test("a room's broadcasts from before a socket joined it are not replayed to it 
   await sleep(300);
   assert.deepEqual(news(dave), ["dave-first", "c4-gap"], "only what it missed, nothing from before it joined");
   dave.close();
+});
+
+test("a connect whose rooms are followed already asks for no marker; a room new here asks for one", async () => {
+  const first = await recoverable(A.url, s.cookies.alice);
+  const markers = async () => value(await scrape(A.url), "socket_gateway_recovery_markers_total", { reason: "new_room" });
+  const before_ = await markers();
+  // Each of these only adds its own id's room: nothing was ever sent to an id before it was made.
+  const more = [];
+  for (let i = 0; i < 10; i++) more.push(await recoverable(A.url, s.cookies.alice));
+  assert.equal((await markers()) - before_, 0, "markers asked for by 10 more sockets of rooms followed already");
+  // carol's rooms include channel:c3, which no socket on A is in now.
+  const carol = await recoverable(A.url, s.cookies.carol);
+  assert.ok((await markers()) - before_ >= 1, "a marker for a room followed here for the first time");
+  for (const sock of [first, ...more, carol]) sock.close();
 });
