@@ -53,7 +53,9 @@ use link::ValkeyLink;
 use publisher::Publisher;
 use sessions::KeptChange;
 use socketio::packet::Packet;
-use socketio::recovery::{Claim, Frontier, Offset, Position, Recorded, Restored, SessionRecord};
+use socketio::recovery::{
+    Claim, Frontier, Missed, Offset, Position, Recorded, Restored, SessionRecord,
+};
 use socketio::rooms::RoomChanges;
 use socketio::{Adapter, BoxFuture, BroadcastTarget, Namespace, SessionStore, SocketIo};
 use subscriber::{PubSubHandler, Subscriptions, Timing};
@@ -691,12 +693,7 @@ impl SessionStore for Relay {
         })
     }
 
-    fn missed(
-        &self,
-        nsp: &str,
-        rooms: Vec<String>,
-        offset: Frontier,
-    ) -> BoxFuture<Option<Vec<(Position, Packet)>>> {
+    fn missed(&self, nsp: &str, rooms: Vec<String>, offset: Frontier) -> BoxFuture<Option<Missed>> {
         let (relay, nsp) = (self.me(), nsp.to_owned());
         Box::pin(async move {
             let relay = relay.upgrade()?;
@@ -707,11 +704,7 @@ impl SessionStore for Relay {
                 crate::metrics::recovery_attempt(RecoveryOutcome::LogUnavailable);
                 return None;
             };
-            let mut replayed = offset;
-            for (at, _) in &missed {
-                replayed.advance(*at);
-            }
-            if !relay.deliveries_pass(&nsp, &replayed, read).await {
+            if !relay.deliveries_pass(&nsp, &missed.through, read).await {
                 crate::metrics::recovery_attempt(RecoveryOutcome::DeliveriesBehind);
                 return None;
             }

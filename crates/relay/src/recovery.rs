@@ -54,8 +54,7 @@ use super::log_cache::{Entry, LogReader, Stretch};
 use super::script::{Lua, ScriptCall};
 use super::wire;
 use engineio::Sid;
-use socketio::packet::Packet;
-use socketio::recovery::{stamped, Frontier, Offset, Position};
+use socketio::recovery::{stamped, Frontier, Missed, Offset, Position};
 
 /// Appends a message to a partition of the log and publishes it. KEYS: the partition[, dedupe
 /// key]. ARGV: the message (ending with an empty offset slot), window in ms, channel of the
@@ -269,17 +268,17 @@ impl Recovery {
         Some(whole == 1)
     }
 
-    /// The log after `from` as a socket in `rooms` received it: each packet with its place and
-    /// carrying the client's offset once it has it, each partition in order, partitions merged
-    /// by their ids' time. `None` when it cannot all be given back (a partition unreadable,
-    /// an entry in the gap unreadable, the gap too long).
+    /// The log after `from` as a socket in `rooms` received it: each packet carrying the
+    /// client's offset once it has it, each partition in order, partitions merged by their
+    /// ids' time. `None` when it cannot all be given back (a partition unreadable, an entry in
+    /// the gap unreadable, the gap too long).
     pub async fn missed(
         &self,
         valkey: &Valkey,
         nsp: &str,
         rooms: &[String],
         from: &Frontier,
-    ) -> Option<Vec<(Position, Packet)>> {
+    ) -> Option<Missed> {
         let rooms: HashSet<&str> = rooms.iter().map(String::as_str).collect();
         let reaches = |b: &wire::RemoteBroadcast| {
             let to_room = b.target.rooms.is_empty()
@@ -301,16 +300,15 @@ impl Recovery {
         }
         // Stable: within a partition the ids grow, so its order stays.
         found.sort_by_key(|(at, _)| at.id);
-        let mut stamp = from.clone();
-        Some(
-            found
-                .into_iter()
-                .map(|(at, b)| {
-                    stamp.advance(at);
-                    (at, stamped(b.packet.clone(), &stamp))
-                })
-                .collect(),
-        )
+        let mut through = from.clone();
+        let packets = found
+            .into_iter()
+            .map(|(at, b)| {
+                through.advance(at);
+                stamped(b.packet.clone(), &through)
+            })
+            .collect();
+        Some(Missed { packets, through })
     }
 
     /// Every entry of a partition after `offset`, read through its shared stretch. `None` when

@@ -26,7 +26,7 @@ pub use adapter::{Adapter, LocalAdapter};
 pub use disconnect::DisconnectReason;
 pub use handler::{Accepted, AckSender, ConnectError, ConnectRequest, Event, NamespaceHandler};
 pub use namespace::Namespace;
-pub use recovery::{Frontier, Offset, Position, Recorded, SessionRecord, SessionStore};
+pub use recovery::{Frontier, Missed, Offset, Position, Recorded, SessionRecord, SessionStore};
 pub use rooms::Room;
 pub use server::{SocketIo, SocketIoConfig};
 pub use socket::{AckError, AckResponse, Extension, Socket};

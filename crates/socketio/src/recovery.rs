@@ -240,6 +240,15 @@ pub struct Restored {
     pub offset: Frontier,
 }
 
+/// What a restored client missed: the packets in the order to send them, each carrying the
+/// client's offset once it has it, and `through`, that offset after the last of them (the
+/// claim's own offset when nothing was missed).
+#[derive(Debug, Clone)]
+pub struct Missed {
+    pub packets: Vec<Packet>,
+    pub through: Frontier,
+}
+
 /// Keeps sessions for connection state recovery (see the module docs). With a store, every
 /// broadcast a socket receives carries its offset; restoring goes [`SessionStore::restore`],
 /// then (once the restored rooms are joined and followed, [`crate::Adapter::rooms_followed`])
@@ -252,16 +261,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn restore(&self, claim: Claim) -> BoxFuture<Option<Restored>>;
 
     /// The packets after `offset` that a socket in `rooms` would have received, in order
-    /// within each partition, each with its position and carrying the client's offset after
-    /// it; `None` when they cannot all be given back. Once it resolves, every live broadcast
-    /// this instance delivers carries an offset at or past the last of them, so a client's
-    /// offset never moves back.
-    fn missed(
-        &self,
-        nsp: &str,
-        rooms: Vec<String>,
-        offset: Frontier,
-    ) -> BoxFuture<Option<Vec<(Position, Packet)>>>;
+    /// within each partition; `None` when they cannot all be given back. Once it resolves,
+    /// every live broadcast this instance stamps is at or past [`Missed::through`], so a
+    /// client's offset never moves back.
+    fn missed(&self, nsp: &str, rooms: Vec<String>, offset: Frontier) -> BoxFuture<Option<Missed>>;
 
     /// A recoverable socket connected (fresh, or restored: then it holds the session now).
     fn session_opened(&self, record: SessionRecord);

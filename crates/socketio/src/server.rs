@@ -316,20 +316,17 @@ impl SocketIo {
             .await?;
         // Past this the client is better served refetching (and its replay would take that
         // much memory here until it reads it).
-        if missed.len() > MAX_REPLAY_PER_QUEUED * socket.session().max_queued() {
-            tracing::debug!(missed = missed.len(), "too much missed to replay");
+        let count = missed.packets.len();
+        if count > MAX_REPLAY_PER_QUEUED * socket.session().max_queued() {
+            tracing::debug!(missed = count, "too much missed to replay");
             return None;
-        }
-        let mut last = restored.offset;
-        for (at, _) in &missed {
-            last.advance(*at);
         }
         // One burst: the replay may exceed the outbound queue's bound without the client
         // being taken for a slow consumer before it even has its CONNECT reply.
-        let packets: Vec<&Packet> = missed.iter().map(|(_, p)| p).collect();
+        let packets: Vec<&Packet> = missed.packets.iter().collect();
         let _ = socket.send_burst(&packets);
-        tracing::debug!(missed = missed.len(), "session recovered");
-        Some(last)
+        tracing::debug!(missed = count, "session recovered");
+        Some(missed.through)
     }
 
     /// A frame went through the session's decoder: dispatch a whole packet; a frame out of
