@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use futures_util::future::join_all;
 
 use crate::valkey::{Connection, Valkey};
 
@@ -239,15 +240,16 @@ impl Recovery {
         if frontier.partitions() != self.partitions {
             return Some(false);
         }
-        for partition in 0..self.partitions {
-            let after = frontier.get(partition);
-            if !self
-                .partition_whole_after(valkey, nsp, partition, after)
-                .await?
-            {
-                return Some(false);
-            }
+        // All at once: on one node they go out pipelined on the shared connection, on a
+        // Cluster to their slots' primaries side by side; a restore waits one round trip.
+        let checks = (0..self.partitions).map(|partition| {
+            self.partition_whole_after(valkey, nsp, partition, frontier.get(partition))
+        });
+        let wholes = join_all(checks).await;
+        if wholes.contains(&Some(false)) {
+            return Some(false);
         }
+        wholes.into_iter().collect::<Option<Vec<bool>>>()?;
         Some(true)
     }
 
@@ -286,11 +288,12 @@ impl Recovery {
             let excluded = b.target.except.iter().any(|r| rooms.contains(r.as_str()));
             b.nsp == nsp && to_room && !excluded
         };
+        // Every partition read at once, as in `whole_after`.
+        let reads = (0..self.partitions)
+            .map(|partition| self.since(valkey, nsp, partition, from.get(partition)));
         let mut found = Vec::new();
-        for partition in 0..self.partitions {
-            let entries = self
-                .since(valkey, nsp, partition, from.get(partition))
-                .await?;
+        for (partition, entries) in join_all(reads).await.into_iter().enumerate() {
+            let entries = entries?;
             found.extend(
                 entries
                     .into_iter()
