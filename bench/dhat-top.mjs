@@ -11,7 +11,8 @@ if (!file) {
 }
 const d = JSON.parse(fs.readFileSync(file, "utf8"));
 const per = Number(sockets);
-const crate = /socket_gateway|tungstenite|hyper|tokio|reqwest|redis|http::|bytes::/;
+// The gateway's own crates first among the frames matched (socketio, engineio, relay, socket_gateway).
+const crate = /socket_gateway|socketio::|engineio::|relay::|tungstenite|hyper|tokio|reqwest|redis|http::|bytes::/;
 const sites = new Map();
 let total = 0;
 for (const pp of d.pps) {

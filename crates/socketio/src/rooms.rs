@@ -59,7 +59,13 @@ impl<M: Member> Borrow<Sid> for ById<M> {
 /// their own.
 enum Members<M> {
     One(M),
-    Many(HashSet<ById<M>>),
+    /// Boxed, so that an entry of the index's map stays two words whatever its room: most
+    /// rooms of an instance have one member here (a user's own, a DM), and every room pays
+    /// for the map's entry size (32 bytes instead of 64).
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<ById<M>>>),
+    /// The last member left (the room is about to be dropped from the index).
+    Gone,
 }
 
 impl<M: Member> Members<M> {
@@ -68,15 +74,18 @@ impl<M: Member> Members<M> {
         match self {
             Members::One(only) if only.sid() == member.sid() => false,
             Members::Many(set) => set.insert(ById(member)),
+            Members::Gone => {
+                *self = Members::One(member);
+                true
+            }
             Members::One(..) => {
                 // A second member: the room grows into a set.
                 let mut set = HashSet::with_capacity(2);
-                if let Members::One(first) = std::mem::replace(self, Members::Many(HashSet::new()))
-                {
+                if let Members::One(first) = std::mem::replace(self, Members::Gone) {
                     set.insert(ById(first));
                 }
                 set.insert(ById(member));
-                *self = Members::Many(set);
+                *self = Members::Many(Box::new(set));
                 true
             }
         }
@@ -86,10 +95,10 @@ impl<M: Member> Members<M> {
     fn remove(&mut self, sid: &Sid) -> bool {
         match self {
             Members::One(only) if only.sid() == sid => {
-                *self = Members::Many(HashSet::new());
+                *self = Members::Gone;
                 true
             }
-            Members::One(..) => false,
+            Members::One(..) | Members::Gone => false,
             Members::Many(set) => {
                 let removed = set.remove(sid);
                 set.shrink_when_sparse();
@@ -102,6 +111,7 @@ impl<M: Member> Members<M> {
         match self {
             Members::One(only) => only.sid() == sid,
             Members::Many(set) => set.contains(sid),
+            Members::Gone => false,
         }
     }
 
@@ -109,6 +119,7 @@ impl<M: Member> Members<M> {
         match self {
             Members::One(..) => 1,
             Members::Many(set) => set.len(),
+            Members::Gone => 0,
         }
     }
 
@@ -120,6 +131,7 @@ impl<M: Member> Members<M> {
         let (one, many) = match self {
             Members::One(member) => (Some(member), None),
             Members::Many(set) => (None, Some(set.iter().map(|m| &m.0))),
+            Members::Gone => (None, None),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -348,6 +360,14 @@ mod tests {
         assert!(!one.remove(&b));
         assert!(one.remove(&a));
         assert!(one.is_empty() && one.iter().next().is_none());
+        assert!(one.insert(b) && one.contains(&b));
+    }
+
+    #[test]
+    fn an_entry_of_the_room_map_is_two_words_for_socket_members() {
+        // A member as the namespace keeps it (a handle) and the room's name (a fat pointer).
+        let entry = std::mem::size_of::<(Room, Members<std::sync::Arc<Sid>>)>();
+        assert_eq!(entry, 32);
     }
 
     #[test]
