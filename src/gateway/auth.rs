@@ -35,7 +35,7 @@ pub fn auth_unavailable() -> ConnectError {
 /// Who a CONNECT is: the app's answers for its cookie.
 pub struct Identity {
     pub user: UserInfo,
-    pub memberships: Memberships,
+    pub memberships: Arc<Memberships>,
 }
 
 /// Cookie to user, user to memberships, and what is remembered of both.
@@ -45,8 +45,9 @@ pub struct Authenticator {
     /// Positive session answers by cookie digest; forgotten on every revocation signal.
     sessions: SingleFlight<[u8; 32], Option<SessionInfo>, AppError>,
     /// Memberships by user id (the same for every session of a user); forgotten on every
-    /// membership-change signal.
-    memberships: SingleFlight<String, Memberships, AppError>,
+    /// membership-change signal. Shared, not copied: a cache entry stays a few words, and a
+    /// hit hands out a pointer rather than a copy of every id.
+    memberships: SingleFlight<String, Arc<Memberships>, AppError>,
     /// Whether a CONNECT asking for its session back asks the app again, past the cache.
     recheck_on_recovery: bool,
 }
@@ -119,7 +120,7 @@ impl Authenticator {
         creds: &Credentials,
         user_id: &str,
         use_cache: bool,
-    ) -> Result<Memberships, AppError> {
+    ) -> Result<Arc<Memberships>, AppError> {
         let app = self.app.clone();
         let c = creds.clone();
         let uid = user_id.to_owned();
@@ -128,7 +129,7 @@ impl Authenticator {
             .get(
                 user_id.to_owned(),
                 use_cache,
-                move || async move { app.memberships(&c).await },
+                move || async move { app.memberships(&c).await.map(Arc::new) },
                 move |m| m.user_id == uid,
             )
             .await;
@@ -139,7 +140,7 @@ impl Authenticator {
         match result {
             // Joined another session's call and that cookie was refused: ask with our own.
             Err(AppError::Unauthenticated { .. }) if source != Source::Call => {
-                self.app.memberships(creds).await
+                self.app.memberships(creds).await.map(Arc::new)
             }
             other => other,
         }
@@ -315,7 +316,7 @@ mod tests {
             .await
             .0
             .ok();
-        let m = memberships(user);
+        let m = Arc::new(memberships(user));
         auth.memberships
             .get(
                 user.to_owned(),
