@@ -245,12 +245,15 @@ impl Recovery {
         let checks = (0..self.partitions).map(|partition| {
             self.partition_whole_after(valkey, nsp, partition, frontier.get(partition))
         });
+        // A partition whose offset is gone decides, even if another could not be read.
         let wholes = join_all(checks).await;
         if wholes.contains(&Some(false)) {
-            return Some(false);
+            Some(false)
+        } else if wholes.contains(&None) {
+            None
+        } else {
+            Some(true)
         }
-        wholes.into_iter().collect::<Option<Vec<bool>>>()?;
-        Some(true)
     }
 
     /// [`Recovery::whole_after`] for one partition.

@@ -41,7 +41,7 @@ async function* lines(file) {
 /**
  * The id of a message in its log partition, from the offset a client got with it: the offset itself
  * (`<ms>-<seq>`) with one partition; with several (`recovery.log_partitions`), the client's offset is a
- * frontier over every partition (recovery/helpers.mjs parseOffset) and the message's id is the component of
+ * frontier over every partition (lib/recovery-log.mjs parseOffset) and the message's id is the component of
  * the partition of its room (it was sent to that room alone).
  */
 export function messageId(offset, room) {
