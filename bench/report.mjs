@@ -50,11 +50,17 @@ if (machineFile && fs.existsSync(machineFile)) {
 // ---- S1
 const s1 = rows.filter((r) => r.scenario === "S1");
 if (s1.length) {
-  const levels = [...new Set(s1.map((r) => r.level))].sort((a, b) => a - b);
-  const at = (s, level) => s1.find((r) => r.server === s && r.level === level);
+  const filled = s1.filter((r) => r.idle_s === undefined);
+  const idled = s1.filter((r) => r.idle_s !== undefined);
+  const levels = [...new Set(filled.map((r) => r.level))].sort((a, b) => a - b);
+  const at = (s, level) => filled.find((r) => r.server === s && r.level === level);
   const metrics = [];
   for (const level of levels) {
     metrics.push([`RSS per socket at ${fmt(level, 0)} (KiB)`, (s) => at(s, level)?.rss_kib_per_socket, 2]);
+  }
+  for (const r of idled.filter((r, i) => idled.findIndex((o) => o.level === r.level) === i)) {
+    const after = (s) => idled.find((o) => o.server === s && o.level === r.level);
+    metrics.push([`RSS per socket at ${fmt(r.level, 0)} after ${r.idle_s} s idle (KiB)`, (s) => after(s)?.rss_kib_per_socket, 2]);
   }
   for (const level of levels) {
     metrics.push([`sockets connected of ${fmt(level, 0)}`, (s) => at(s, level)?.sockets, 0]);

@@ -27,7 +27,9 @@
 #
 # Knobs (environment): BENCH_USERS (10000), BENCH_WORKSPACES (10: each workspace room holds
 # BENCH_USERS/10 users, and a user's presence update reaches all of them), BENCH_SERVERS ("node gateway raw"),
-# BENCH_SCENARIOS ("S1 S2 S3"), S1_LEVELS (10000,20000,50000), S1_INSTANCES (auto),
+# BENCH_SCENARIOS ("S1 S2 S3"), S1_LEVELS (10000,20000,50000), S1_INSTANCES (auto), S1_IDLE_S
+# (0: after the last level, measure RSS again once the sockets have idled this long, e.g. 75,
+# past the app answers' 60 s cache),
 # S2_SOCKETS (10000), S2_INSTANCES (2), S2_RATES (publishes/s of the ramp), S2_STEP_S (3),
 # S2_FIXED_S (8), S2_FIXED_RATE (auto = half of Node's maximum, or publishes/s),
 # S2_PAYLOAD (160), S3_SOCKETS (20000), S3_INSTANCES (auto), S3_INFLIGHT (200), S3_WAVES (1),
@@ -65,6 +67,7 @@ fi
 : "${BENCH_SERVERS:=node gateway raw}"
 : "${BENCH_SCENARIOS:=S1 S2 S3}"
 : "${S1_LEVELS:=10000,20000,50000}"
+: "${S1_IDLE_S:=0}"
 : "${S2_SOCKETS:=10000}"
 : "${S2_INSTANCES:=2}"
 : "${S2_RATES:=100,200,350,500,700,1000,1400,2000,2800,4000,5600,8000}"
@@ -330,7 +333,7 @@ for SCEN in $BENCH_SCENARIOS; do
       S1)
         start_servers "$kind" "$S1_INSTANCES"
         loadgen "$kind" S1 idle --levels "$S1_LEVELS" --inflight "$BENCH_INFLIGHT" --settle-s 3 \
-          --level-timeout-s "$left" || log "S1 on $kind failed"
+          --idle-s "$S1_IDLE_S" --level-timeout-s "$left" || log "S1 on $kind failed"
         ;;
       S2)
         start_servers "$kind" "$S2_INSTANCES"

@@ -57,6 +57,7 @@ common:
                           (e.g. perf record -p PIDS -o perf-{tag}.data)
 idle (S1):
   --levels 10000,20000,50000   --settle-s 5
+  --idle-s 0              then, after the last level, RSS again once the sockets idled this long
 fanout (S2):
   --sockets N  --redis H:P  --prefix socket.io  --room-prefix channel:f  --room-count 100
   --rates R1,R2,...       publish rates (publishes/s) of the ramp; it stops at saturation
@@ -410,6 +411,7 @@ async fn idle(ctx: &mut Ctx, args: &Args) -> Result<()> {
     }
     let settle = Duration::from_secs_f64(args.get("settle-s", 5.0)?);
     let limit = Duration::from_secs_f64(args.get("level-timeout-s", 600.0)?);
+    let idle_for = Duration::from_secs_f64(args.get("idle-s", 0.0)?);
     ctx.gc().await;
     let base = ctx.server()?;
     eprintln!("S1: server RSS before any socket: {} KiB", base.rss_kib);
@@ -450,6 +452,30 @@ async fn idle(ctx: &mut Ctx, args: &Args) -> Result<()> {
             "server_cpu_us_per_connect": us_per(connect_cpu.cpu_s(), (level - levels.iter().copied().filter(|l| *l < level).max().unwrap_or(0)) as u64),
             "app_cpu": app_cpu,
             "failures": s.failures,
+        }));
+    }
+    if !idle_for.is_zero() {
+        // The same sockets after a long idle spell: what a connect leaves behind for a while
+        // (the app answers' caches, presence's batches) is gone, what a socket holds stays.
+        tokio::time::sleep(idle_for).await;
+        ctx.gc().await;
+        let now = ctx.server()?;
+        let connected = ctx.workers.stats(false).await?.connected;
+        let delta = now.rss_kib.saturating_sub(base.rss_kib);
+        eprintln!(
+            "S1: {connected} sockets idle for {}s, RSS {} KiB (+{delta} KiB, {:.2} KiB/socket)",
+            idle_for.as_secs(),
+            now.rss_kib,
+            delta as f64 / connected.max(1) as f64
+        );
+        ctx.emit(json!({
+            "scenario": "S1",
+            "level": have,
+            "idle_s": idle_for.as_secs(),
+            "sockets": connected,
+            "rss_base_kib": base.rss_kib,
+            "rss_kib": now.rss_kib,
+            "rss_kib_per_socket": if connected > 0 { json!(round(delta as f64 / connected as f64, 2)) } else { Value::Null },
         }));
     }
     Ok(())
