@@ -18,8 +18,7 @@ use tokio::sync::mpsc;
 
 use super::link::ValkeyLink;
 use super::subscriber::{
-    flush, subscribe_all, ChannelSink, PubSubHandler, SessionError, Subscriptions, Timing,
-    BUSY_BATCH, CHUNK, MAX_BATCH,
+    Changes, PubSubHandler, SessionError, Subscriptions, Timing, BUSY_BATCH, CHUNK, MAX_BATCH,
 };
 use super::valkey::Valkey;
 use engineio::sparse::ShrinkWhenSparse;
@@ -40,7 +39,7 @@ pub(crate) async fn session(
         .ok_or(SessionError::NotACluster)?
         .map_err(SessionError::Node)?;
 
-    let (mut subscribed, _) = subscribe_all(&mut conn, inbox, interest, link).await?;
+    let mut subscribed = subscribe_all(&mut conn, inbox, interest, link).await?;
 
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
@@ -71,7 +70,7 @@ pub(crate) async fn session(
                     for c in &again {
                         subscribed.remove(c);
                     }
-                    conn.apply(again, true, &mut subscribed).await?;
+                    apply(&mut conn, again, true, &mut subscribed).await?;
                     inbox.resubscribed().await;
                 }
             }
@@ -143,50 +142,85 @@ fn text(v: &redis::Value) -> Option<&str> {
     bytes(v).and_then(|b| std::str::from_utf8(b).ok())
 }
 
-impl ChannelSink for ClusterConnection {
-    /// SSUBSCRIBEs or SUNSUBSCRIBEs grouped by slot, the slots' commands sent together.
-    /// Channels leaving are taken out of `subscribed` first, so their confirmations are not
-    /// taken for Valkey's own unsubscribes.
-    async fn apply(
-        &mut self,
-        channels: Vec<String>,
-        on: bool,
-        subscribed: &mut HashSet<String>,
-    ) -> Result<(), SessionError> {
-        let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
-        for channel in channels {
-            if !on {
-                subscribed.remove(&channel);
-            }
-            let slot = Slot::for_key(channel.as_bytes());
-            by_slot.entry(slot).or_default().push(channel);
-        }
-        let commands = by_slot.values().flat_map(|c| c.chunks(CHUNK)).map(|chunk| {
-            let mut conn = self.clone();
-            async move {
-                if on {
-                    conn.ssubscribe(chunk).await
-                } else {
-                    conn.sunsubscribe(chunk).await
-                }
-            }
-        });
-        let op = if on { "SSUBSCRIBE" } else { "SUNSUBSCRIBE" };
-        for result in join_all(commands).await {
-            result.map_err(|source| SessionError::Command { op, source })?;
-        }
-        if on {
-            subscribed.extend(by_slot.into_values().flatten());
-        }
-        subscribed.shrink_when_sparse();
-        Ok(())
+/// A session's start: everything wanted now is followed, then the link is up and what was
+/// missed meanwhile is made up for. Returns the channels followed.
+async fn subscribe_all(
+    conn: &mut ClusterConnection,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    link: &ValkeyLink,
+) -> Result<HashSet<String>, SessionError> {
+    if !inbox.patterns().is_empty() {
+        return Err(SessionError::NoShardedPatterns);
     }
+    // Pending changes are dropped first: `desired()` below already includes them, and any
+    // change from now on is recorded again.
+    let (_, generation) = interest.take();
+    let mut subscribed = HashSet::new();
+    apply(conn, inbox.desired(), true, &mut subscribed).await?;
+    interest.applied(generation);
+    crate::metrics::valkey_subscriptions(subscribed.len());
+    link.set_up(subscribed.len());
+    inbox.resubscribed().await;
+    Ok(subscribed)
+}
 
-    /// Sharded Pub/Sub has no patterns (the relay asks for none on it).
-    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError> {
-        match patterns {
-            [] => Ok(()),
-            _ => Err(SessionError::NoShardedPatterns),
+/// Applies the recorded changes: what is now wanted is subscribed, then what is no longer
+/// is unsubscribed. `subscribed` is kept here (unlike on classic Pub/Sub) to tell Valkey's
+/// own unsubscribes of a moved slot from ours.
+async fn flush(
+    conn: &mut ClusterConnection,
+    inbox: &dyn PubSubHandler,
+    interest: &Subscriptions,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    let changes = Changes::take(inbox, interest);
+    let add = changes.add.into_iter().filter(|c| !subscribed.contains(c));
+    let remove = changes
+        .remove
+        .into_iter()
+        .filter(|c| subscribed.contains(c));
+    let (add, remove) = (add.collect(), remove.collect());
+    apply(conn, add, true, subscribed).await?;
+    apply(conn, remove, false, subscribed).await?;
+    interest.applied(changes.generation);
+    Ok(())
+}
+
+/// SSUBSCRIBEs or SUNSUBSCRIBEs grouped by slot, the slots' commands sent together, keeping
+/// `subscribed` in step with what Valkey confirmed. Channels leaving are taken out of
+/// `subscribed` first, so their confirmations are not taken for Valkey's own unsubscribes.
+async fn apply(
+    conn: &mut ClusterConnection,
+    channels: Vec<String>,
+    on: bool,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), SessionError> {
+    let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
+    for channel in channels {
+        if !on {
+            subscribed.remove(&channel);
         }
+        let slot = Slot::for_key(channel.as_bytes());
+        by_slot.entry(slot).or_default().push(channel);
     }
+    let commands = by_slot.values().flat_map(|c| c.chunks(CHUNK)).map(|chunk| {
+        let mut conn = conn.clone();
+        async move {
+            if on {
+                conn.ssubscribe(chunk).await
+            } else {
+                conn.sunsubscribe(chunk).await
+            }
+        }
+    });
+    let op = if on { "SSUBSCRIBE" } else { "SUNSUBSCRIBE" };
+    for result in join_all(commands).await {
+        result.map_err(|source| SessionError::Command { op, source })?;
+    }
+    if on {
+        subscribed.extend(by_slot.into_values().flatten());
+    }
+    subscribed.shrink_when_sparse();
+    Ok(())
 }

@@ -2,26 +2,26 @@
 //! reconnects by itself and restores every subscription after a reconnect.
 //!
 //! Pub/Sub cannot be pooled (a subscribed connection takes no other commands) and redis-rs'
-//! `PubSub` does not reconnect, so this task supervises one: connect, subscribe to what is
+//! connections do not reconnect, so this task supervises one: connect, subscribe to what is
 //! wanted now, then follow changes in batches until the connection fails; back off and
-//! start over. Messages published while it is down are lost to this instance: that is the
+//! start over. The connection is the relay's own ([`PubSubConnection`]), which keeps no copy
+//! of the channels it follows. Messages published while it is down are lost to this instance: that is the
 //! degraded, local-only mode, and `/readyz` says so.
 //!
 //! Sharded Pub/Sub has its own session ([`super::sharded_subscriber`]) under the same
 //! supervision.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::redis;
-use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use super::link::ValkeyLink;
+use super::valkey::pubsub::{PubSubConnection, PubSubError, Push};
 use super::valkey::{Valkey, ValkeyError};
 use crate::metrics::ValkeyOp;
-use engineio::sparse::ShrinkWhenSparse;
 use engineio::WriteBatch;
 
 /// What the subscriber serves.
@@ -185,7 +185,9 @@ pub(crate) enum SessionError {
     #[error("finding the node to subscribe on: {0}")]
     Node(ValkeyError),
     #[error("connecting: {0}")]
-    Connect(redis::RedisError),
+    Connect(PubSubError),
+    #[error("{0}")]
+    Connection(PubSubError),
     #[error("connecting: no answer within {0:?}")]
     ConnectTimeout(Duration),
     #[error("{op}: {source}")]
@@ -204,6 +206,10 @@ pub(crate) enum SessionError {
 }
 
 /// One connection's life: returns when it fails.
+///
+/// Subscription changes are written without waiting for their confirmations, which arrive
+/// among the messages: each flush is applied ([`Subscriptions::applied`]) once Valkey has
+/// confirmed every channel it named.
 async fn session(
     valkey: &Valkey,
     inbox: &dyn PubSubHandler,
@@ -212,126 +218,157 @@ async fn session(
     timing: &Timing,
 ) -> Result<(), SessionError> {
     let client = valkey.pubsub_client().await.map_err(SessionError::Node)?;
-    let pubsub = tokio::time::timeout(timing.connect_timeout, client.get_async_pubsub())
+    let connecting = PubSubConnection::connect(client.get_connection_info());
+    let mut conn = tokio::time::timeout(timing.connect_timeout, connecting)
         .await
         .map_err(|_| SessionError::ConnectTimeout(timing.connect_timeout))?
         .map_err(SessionError::Connect)?;
-    let (mut sink, mut stream) = pubsub.split();
+    let held = subscribe_everything(&mut conn, inbox, interest, link, timing).await?;
+    let mut batch = WriteBatch::new();
+    for (channel, payload) in &held {
+        inbox.on_message(channel, payload, &mut batch);
+    }
+    batch.flush();
 
-    let (mut subscribed, patterns) = subscribe_all(&mut sink, inbox, interest, link).await?;
-
+    let mut unconfirmed = Unconfirmed::default();
     let mut ping = tokio::time::interval(timing.ping_interval);
     ping.tick().await;
+    let mut pong_due: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) => {
+            read = conn.read_more() => {
+                read.map_err(SessionError::Connection)?;
+                loop {
                     // The messages already here join one batch: one write per socket.
                     let mut batch = WriteBatch::new();
-                    inbox.on_message(msg.get_channel_name(), msg.get_payload_bytes(), &mut batch);
-                    let mut received = 1;
-                    let mut ended = false;
-                    while received < MAX_BATCH {
-                        match stream.next().now_or_never() {
-                            Some(Some(msg)) => {
-                                inbox.on_message(
-                                    msg.get_channel_name(),
-                                    msg.get_payload_bytes(),
-                                    &mut batch,
-                                );
-                                received += 1;
+                    let taken = conn.drain(MAX_BATCH, |push| match push {
+                        Push::Message { channel, payload } => {
+                            if let Ok(channel) = std::str::from_utf8(channel) {
+                                inbox.on_message(channel, payload, &mut batch);
                             }
-                            Some(None) => {
-                                ended = true;
-                                break;
-                            }
-                            None => break,
                         }
-                    }
-                    if received >= BUSY_BATCH {
+                        Push::Confirmed { count } => unconfirmed.confirmed(interest, count),
+                        Push::Pong => pong_due = None,
+                    }).map_err(SessionError::Connection)?;
+                    if taken >= BUSY_BATCH {
                         batch.busy();
                     }
                     batch.flush();
-                    crate::metrics::valkey_received(received);
-                    if ended {
-                        return Ok(());
+                    crate::metrics::valkey_received(taken);
+                    if taken < MAX_BATCH {
+                        break;
                     }
                 }
-                None => return Ok(()),
-            },
+            }
             _ = interest.wake.notified() => {
-                flush(&mut sink, inbox, interest, &mut subscribed).await?;
-                crate::metrics::valkey_subscriptions(subscribed.len() + patterns.len());
+                let changes = Changes::take(inbox, interest);
+                let named = queue(&mut conn, "SUBSCRIBE", &changes.add)
+                    + queue(&mut conn, "UNSUBSCRIBE", &changes.remove);
+                unconfirmed.expect(interest, named, changes.generation);
+                conn.flush_within(timing.ping_timeout).await.map_err(SessionError::Connection)?;
             }
-            _ = ping.tick() => {
-                match tokio::time::timeout(timing.ping_timeout, sink.ping::<()>()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(source)) => return Err(SessionError::Command { op: "PING", source }),
-                    Err(_) => return Err(SessionError::PingTimeout(timing.ping_timeout)),
-                }
+            _ = ping.tick(), if pong_due.is_none() => {
+                conn.command("PING", [] as [&str; 0]);
+                conn.flush_within(timing.ping_timeout).await.map_err(SessionError::Connection)?;
+                pong_due = Some(tokio::time::Instant::now() + timing.ping_timeout);
             }
+            _ = sleep_until(pong_due) => return Err(SessionError::PingTimeout(timing.ping_timeout)),
         }
     }
 }
 
-/// A Pub/Sub connection as a session drives it: classic (`PubSubSink`) or sharded (the
-/// cluster connection, see `sharded_subscriber`).
-pub(crate) trait ChannelSink {
-    /// Subscribes to (`on`) or unsubscribes from `channels`, keeping `subscribed` in step
-    /// with what Valkey confirmed.
-    async fn apply(
-        &mut self,
-        channels: Vec<String>,
-        on: bool,
-        subscribed: &mut HashSet<String>,
-    ) -> Result<(), SessionError>;
-
-    /// Follows `patterns` for the life of the connection (never asked of sharded Pub/Sub:
-    /// its handler has none).
-    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError>;
+/// Waits until `due`, or forever without one.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A session's start: everything wanted now is followed, then the link is up and what was
-/// missed meanwhile is made up for. Returns the channels and the patterns followed.
-pub(crate) async fn subscribe_all(
-    sink: &mut impl ChannelSink,
+/// missed meanwhile is made up for. Returns the messages that arrived before that, to be
+/// delivered after it, in order.
+async fn subscribe_everything(
+    conn: &mut PubSubConnection,
     inbox: &dyn PubSubHandler,
     interest: &Subscriptions,
     link: &ValkeyLink,
-) -> Result<(HashSet<String>, Vec<String>), SessionError> {
+    timing: &Timing,
+) -> Result<Vec<(String, Vec<u8>)>, SessionError> {
     // Pending changes are dropped first: `desired()` below already includes them, and any
     // change from now on is recorded again.
     let (_, generation) = interest.take();
-    let mut subscribed: HashSet<String> = HashSet::new();
-    sink.apply(inbox.desired(), true, &mut subscribed).await?;
-    let patterns = inbox.patterns();
-    if !patterns.is_empty() {
-        sink.follow(&patterns).await?;
+    let mut expected = queue(conn, "SUBSCRIBE", &inbox.desired());
+    expected += queue(conn, "PSUBSCRIBE", &inbox.patterns());
+    conn.flush_within(timing.connect_timeout)
+        .await
+        .map_err(SessionError::Connection)?;
+    let mut held = Vec::new();
+    let mut followed = 0;
+    while expected > 0 {
+        tokio::time::timeout(timing.connect_timeout, conn.read_more())
+            .await
+            .map_err(|_| SessionError::ConnectTimeout(timing.connect_timeout))?
+            .map_err(SessionError::Connection)?;
+        conn.drain(u64::MAX, |push| match push {
+            Push::Message { channel, payload } => {
+                if let Ok(channel) = std::str::from_utf8(channel) {
+                    held.push((channel.to_owned(), payload.to_vec()));
+                }
+            }
+            Push::Confirmed { count } => {
+                expected = expected.saturating_sub(1);
+                followed = count.max(0) as usize;
+            }
+            Push::Pong => {}
+        })
+        .map_err(SessionError::Connection)?;
     }
     interest.applied(generation);
-    let followed = subscribed.len() + patterns.len();
     crate::metrics::valkey_subscriptions(followed);
     link.set_up(followed);
     inbox.resubscribed().await;
-    Ok((subscribed, patterns))
+    Ok(held)
 }
 
-/// Applies the recorded changes: what is now wanted is subscribed, then what is no longer
-/// is unsubscribed, each as few commands as the connection allows.
-pub(crate) async fn flush(
-    sink: &mut impl ChannelSink,
-    inbox: &dyn PubSubHandler,
-    interest: &Subscriptions,
-    subscribed: &mut HashSet<String>,
-) -> Result<(), SessionError> {
-    let changes = Changes::take(inbox, interest, subscribed);
-    sink.apply(changes.add, true, subscribed).await?;
-    sink.apply(changes.remove, false, subscribed).await?;
-    interest.applied(changes.generation);
-    Ok(())
+/// Queues `op` for `names`, [`CHUNK`] at a time; returns how many confirmations to expect.
+fn queue(conn: &mut PubSubConnection, op: &str, names: &[String]) -> usize {
+    for chunk in names.chunks(CHUNK) {
+        conn.command(op, chunk);
+    }
+    names.len()
 }
 
-/// The recorded changes, against what is subscribed: channels to add and to remove.
+/// Flushes of subscription changes whose confirmations have not all arrived, in order.
+#[derive(Default)]
+struct Unconfirmed {
+    /// Confirmations still due, and the generation the flush makes applied.
+    due: VecDeque<(usize, u64)>,
+}
+
+impl Unconfirmed {
+    fn expect(&mut self, interest: &Subscriptions, confirmations: usize, generation: u64) {
+        if confirmations == 0 && self.due.is_empty() {
+            interest.applied(generation);
+        } else {
+            self.due.push_back((confirmations, generation));
+        }
+    }
+
+    fn confirmed(&mut self, interest: &Subscriptions, count: i64) {
+        crate::metrics::valkey_subscriptions(count.max(0) as usize);
+        if let Some((left, _)) = self.due.front_mut() {
+            *left = left.saturating_sub(1);
+        }
+        while let Some(&(0, generation)) = self.due.front() {
+            self.due.pop_front();
+            interest.applied(generation);
+        }
+    }
+}
+
+/// The recorded changes: channels now wanted, and channels no longer wanted. A channel's
+/// (un)subscription is idempotent in Valkey, so no copy of what is subscribed is kept.
 pub(crate) struct Changes {
     pub add: Vec<String>,
     pub remove: Vec<String>,
@@ -340,58 +377,13 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
-    pub(crate) fn take(
-        inbox: &dyn PubSubHandler,
-        interest: &Subscriptions,
-        subscribed: &HashSet<String>,
-    ) -> Changes {
+    pub(crate) fn take(inbox: &dyn PubSubHandler, interest: &Subscriptions) -> Changes {
         let (channels, generation) = interest.take();
-        let mut changes = Changes {
-            add: Vec::new(),
-            remove: Vec::new(),
+        let (add, remove) = channels.into_iter().partition(|c| inbox.wanted(c));
+        Changes {
+            add,
+            remove,
             generation,
-        };
-        for channel in channels {
-            match (inbox.wanted(&channel), subscribed.contains(&channel)) {
-                (true, false) => changes.add.push(channel),
-                (false, true) => changes.remove.push(channel),
-                _ => {}
-            }
         }
-        changes
-    }
-}
-
-impl ChannelSink for redis::aio::PubSubSink {
-    /// [`CHUNK`] channels per SUBSCRIBE or UNSUBSCRIBE.
-    async fn apply(
-        &mut self,
-        channels: Vec<String>,
-        on: bool,
-        subscribed: &mut HashSet<String>,
-    ) -> Result<(), SessionError> {
-        for chunk in channels.chunks(CHUNK) {
-            let (op, result) = if on {
-                ("SUBSCRIBE", self.subscribe(chunk).await)
-            } else {
-                ("UNSUBSCRIBE", self.unsubscribe(chunk).await)
-            };
-            result.map_err(|source| SessionError::Command { op, source })?;
-            for c in chunk {
-                if on {
-                    subscribed.insert(c.clone());
-                } else {
-                    subscribed.remove(c);
-                }
-            }
-        }
-        subscribed.shrink_when_sparse();
-        Ok(())
-    }
-
-    async fn follow(&mut self, patterns: &[String]) -> Result<(), SessionError> {
-        let op = "PSUBSCRIBE";
-        let subscribing = self.psubscribe(patterns).await;
-        subscribing.map_err(|source| SessionError::Command { op, source })
     }
 }

@@ -3,7 +3,6 @@
 //! the other with what it missed. Valkey is `$VALKEY_SERVER` (`scripts/test.sh` sets it to the
 //! one `scripts/setup.sh` installs), started on a free loopback port for each test.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,9 @@ use socketio::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+mod common;
+use common::{valkey, Valkey};
 
 const ROOM: &str = "room:r";
 
@@ -41,47 +43,6 @@ impl NamespaceHandler for Handler {
     }
 }
 
-struct Valkey(Child, u16);
-
-impl Drop for Valkey {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn valkey() -> Valkey {
-    let bin = std::env::var("VALKEY_SERVER")
-        .expect("VALKEY_SERVER: the valkey-server to run (scripts/test.sh sets it)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("valkey-server starts");
-    // Owned at once: dropped (killed and waited for) on every path, the panic below included.
-    let valkey = Valkey(child, port);
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return valkey;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("valkey-server did not listen on {port}");
-}
-
 struct Instance {
     addr: std::net::SocketAddr,
     io: Arc<SocketIo>,
@@ -96,7 +57,7 @@ async fn instance(valkey: &Valkey, recovery: bool, partitions: usize) -> Instanc
         .build();
     let relay = Relay::start(
         RelayConfig {
-            url: format!("redis://127.0.0.1:{}", valkey.1),
+            url: format!("redis://127.0.0.1:{}", valkey.port),
             topology: Default::default(),
             nodes: Vec::new(),
             sentinel_service: String::new(),
@@ -226,7 +187,7 @@ async fn warm_up(from: &Instance, ws: &mut WebSocketStream<TcpStream>) -> Option
 
 #[tokio::test]
 async fn a_broadcast_on_one_instance_reaches_a_socket_on_the_other() {
-    let v = valkey().await;
+    let v = valkey(&[]).await;
     let (a, b) = (instance(&v, false, 1).await, instance(&v, false, 1).await);
     let Client {
         mut ws, connected, ..
@@ -261,7 +222,7 @@ async fn the_same_with_the_log_in_four_partitions() {
 }
 
 async fn dropped_and_recovered_on_the_other(partitions: usize) {
-    let v = valkey().await;
+    let v = valkey(&[]).await;
     let (a, b) = (
         instance(&v, true, partitions).await,
         instance(&v, true, partitions).await,

@@ -6,13 +6,15 @@
 //!   Sentinel's primary of the moment), or one cluster connection that routes each command
 //!   to its slot's primary and follows MOVED/ASK and failovers by itself (redis-rs);
 //! - Pub/Sub ([`Valkey::pubsub_client`]): a client for the node a subscriber should use now.
-//!   A classic PUBLISH reaches every node of a Cluster, so any primary will do;
+//!   A classic PUBLISH reaches every node of a Cluster, so any primary will do. The relay's
+//!   subscriber speaks to it over a connection of its own ([`pubsub::PubSubConnection`]);
 //! - sharded Pub/Sub ([`Valkey::sharded_pubsub`], Cluster only): a cluster connection of its
 //!   own, over RESP3, that subscribes each channel on its slot's primary.
 
 mod cluster;
 mod connection;
 mod node_pool;
+pub mod pubsub;
 mod topology;
 
 use std::time::Duration;
