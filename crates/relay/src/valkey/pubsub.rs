@@ -60,8 +60,69 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 pub struct PubSubConnection {
     stream: Pin<Box<dyn Stream>>,
-    read: BytesMut,
+    read: Replies,
     write: Vec<u8>,
+}
+
+/// What Valkey sent and was not handled yet: the read buffer and its parser.
+#[derive(Default)]
+pub struct Replies {
+    buf: BytesMut,
+}
+
+impl Replies {
+    /// Appends bytes as read from the connection.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Hands up to `max` complete pushes of the buffer to `on_push`; returns how many. An
+    /// error reply (a refused command) or a malformed one is an error: the connection
+    /// cannot be read any further.
+    pub fn drain(
+        &mut self,
+        max: u64,
+        mut on_push: impl FnMut(Push<'_>),
+    ) -> Result<u64, PubSubError> {
+        let mut taken = 0;
+        while taken < max {
+            let Some((frame, len)) = parse(&self.buf)? else {
+                break;
+            };
+            match frame {
+                Frame::Error(e) => {
+                    return Err(PubSubError::Refused(
+                        String::from_utf8_lossy(e).into_owned(),
+                    ))
+                }
+                Frame::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => on_push(Push::Pong),
+                Frame::Simple(_) => return Err(PubSubError::Protocol("a status reply")),
+                Frame::Array(parts, n) => on_push(push(&parts[..n])?),
+            }
+            self.buf.advance(len);
+            taken += 1;
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            // A burst's large buffer is not kept while idle.
+            self.buf = BytesMut::new();
+        }
+        Ok(taken)
+    }
+
+    /// Takes an `+OK` (the answer to AUTH): `Ok(None)` until it is complete.
+    fn take_ok(&mut self) -> Result<Option<()>, PubSubError> {
+        match parse(&self.buf)? {
+            Some((Frame::Simple(b"OK"), len)) => {
+                self.buf.advance(len);
+                Ok(Some(()))
+            }
+            Some((Frame::Error(e), _)) => {
+                Err(PubSubError::Auth(String::from_utf8_lossy(e).into_owned()))
+            }
+            Some(_) => Err(PubSubError::Protocol("not an answer to AUTH")),
+            None => Ok(None),
+        }
+    }
 }
 
 impl PubSubConnection {
@@ -80,7 +141,7 @@ impl PubSubConnection {
         };
         let mut conn = PubSubConnection {
             stream,
-            read: BytesMut::new(),
+            read: Replies::default(),
             write: Vec::new(),
         };
         let settings = info.redis_settings();
@@ -126,60 +187,24 @@ impl PubSubConnection {
 
     /// Reads what Valkey sent. Cancel-safe: nothing read is lost if the future is dropped.
     pub async fn read_more(&mut self) -> Result<(), PubSubError> {
-        self.read.reserve(READ_CHUNK);
-        match self.stream.read_buf(&mut self.read).await? {
+        self.read.buf.reserve(READ_CHUNK);
+        match self.stream.read_buf(&mut self.read.buf).await? {
             0 => Err(PubSubError::Closed),
             _ => Ok(()),
         }
     }
 
-    /// Hands up to `max` complete pushes of the buffer to `on_push`; returns how many. An
-    /// error reply (a refused command) or a malformed one ends the connection.
-    pub fn drain(
-        &mut self,
-        max: u64,
-        mut on_push: impl FnMut(Push<'_>),
-    ) -> Result<u64, PubSubError> {
-        let mut taken = 0;
-        while taken < max {
-            let Some((frame, len)) = parse(&self.read)? else {
-                break;
-            };
-            match frame {
-                Frame::Error(e) => {
-                    return Err(PubSubError::Refused(
-                        String::from_utf8_lossy(e).into_owned(),
-                    ))
-                }
-                Frame::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => on_push(Push::Pong),
-                Frame::Simple(_) => return Err(PubSubError::Protocol("a status reply")),
-                Frame::Array(parts, n) => on_push(push(&parts[..n])?),
-            }
-            self.read.advance(len);
-            taken += 1;
-        }
-        if self.read.is_empty() && self.read.capacity() > 4 * READ_CHUNK {
-            // A burst's large buffer is not kept while idle.
-            self.read = BytesMut::new();
-        }
-        Ok(taken)
+    /// [`Replies::drain`] of what was read.
+    pub fn drain(&mut self, max: u64, on_push: impl FnMut(Push<'_>)) -> Result<u64, PubSubError> {
+        self.read.drain(max, on_push)
     }
 
     /// Waits for `+OK` (the answer to AUTH).
     async fn expect_ok(&mut self) -> Result<(), PubSubError> {
-        loop {
-            match parse(&self.read)? {
-                Some((Frame::Simple(b"OK"), len)) => {
-                    self.read.advance(len);
-                    return Ok(());
-                }
-                Some((Frame::Error(e), _)) => {
-                    return Err(PubSubError::Auth(String::from_utf8_lossy(e).into_owned()))
-                }
-                Some(_) => return Err(PubSubError::Protocol("not an answer to AUTH")),
-                None => self.read_more().await?,
-            }
+        while self.read.take_ok()?.is_none() {
+            self.read_more().await?;
         }
+        Ok(())
     }
 }
 
@@ -377,7 +402,7 @@ mod tests {
     fn commands_are_arrays_of_bulk_strings() {
         let mut conn = PubSubConnection {
             stream: Box::pin(tokio::io::duplex(64).0),
-            read: BytesMut::new(),
+            read: Replies::default(),
             write: Vec::new(),
         };
         conn.command("SUBSCRIBE", ["a", "bc"]);
