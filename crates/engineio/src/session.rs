@@ -100,10 +100,10 @@ impl CloseReason {
 #[derive(Debug)]
 pub struct Handshake {
     pub headers: HandshakeHeaders,
-    pub query: String,
     pub remote_addr: Option<SocketAddr>,
     pub issued: SystemTime,
-    pub url: String,
+    /// Path and query, as the reference reports it; the query is read from it.
+    url: Box<str>,
 }
 
 impl Handshake {
@@ -116,11 +116,19 @@ impl Handshake {
     ) -> Self {
         Handshake {
             headers: HandshakeHeaders::new(headers),
-            query: query.to_owned(),
             remote_addr,
             issued: SystemTime::now(),
-            url: format!("{path}?{query}"),
+            url: format!("{path}?{query}").into_boxed_str(),
         }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The request's query string (without its `?`).
+    pub fn query(&self) -> &str {
+        self.url.split_once('?').map_or("", |(_, query)| query)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

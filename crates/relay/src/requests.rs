@@ -291,7 +291,7 @@ fn handshake(h: &Handshake, auth: &Value) -> Value {
         }
     }
     let query: Map<String, Value> = h
-        .query
+        .query()
         .split('&')
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
@@ -310,7 +310,7 @@ fn handshake(h: &Handshake, auth: &Value) -> Value {
         "xdomain": h.headers.contains("origin"),
         "secure": false,
         "issued": issued,
-        "url": h.url,
+        "url": h.url(),
         "query": query,
         "auth": auth,
     })

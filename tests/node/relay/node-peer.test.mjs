@@ -207,6 +207,10 @@ test("Node fetchSockets(): every gateway socket with its rooms (sid room include
     const hs = JSON.stringify(remote.handshake ?? {});
     assert.ok(!hs.includes("better-auth"), `${name}: handshake mentions better-auth`);
     assert.ok(!hs.includes("not-a-real-token-1234"), `${name}: handshake carries the Authorization value`);
+    // As Node reports them: the request's URL, and its query parsed.
+    assert.match(remote.handshake.url, /^\/socket\.io\/\?EIO=4&transport=/, `${name}'s handshake url`);
+    assert.equal(remote.handshake.query.EIO, "4", `${name}'s handshake query`);
+    assert.ok(["websocket", "polling"].includes(remote.handshake.query.transport), `${name}'s handshake transport`);
     const token = /better-auth\.session_token=([^;]+)/.exec(s.cookies[user])[1];
     assert.ok(!hs.includes(token) && !hs.includes(decodeURIComponent(token)), `${name}: handshake carries the session token`);
   }
