@@ -37,9 +37,9 @@ pub struct Part {
     pub workspaces: Workspaces,
 }
 
-/// A part's workspace rooms: sorted, each once. A slice rather than a `BTreeSet`: the last
-/// part handed out is kept for every user with a socket here, and a B-tree's node takes
-/// about 280 bytes for a user in one workspace.
+/// The ids of a socket's or a part's workspace rooms: sorted, each once, and no larger than
+/// they are. Both are kept for as long as the socket or user is here: a `BTreeSet`'s node
+/// took about 280 bytes for a user in one workspace, a collected `Vec` room for four.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workspaces(Box<[String]>);
 
@@ -121,7 +121,7 @@ impl UserWrite {
 struct LocalSocket {
     user: String,
     away: bool,
-    workspaces: Vec<String>,
+    workspaces: Workspaces,
     /// Disconnected: the end of its grace period (it counts until then), and when (ms).
     gone: Option<(Instant, u64)>,
 }
@@ -146,7 +146,7 @@ pub struct Local {
 impl Local {
     /// A socket connected, or came back within its grace period with the same id (connection
     /// state recovery): then it keeps its away/active state.
-    pub fn connect(&mut self, sid: Sid, user: &str, workspaces: Vec<String>) {
+    pub fn connect(&mut self, sid: Sid, user: &str, workspaces: Workspaces) {
         if let Some(s) = self.sockets.get_mut(&sid) {
             if let Some((deadline, _)) = s.gone.take() {
                 self.deadlines.remove(&(deadline, sid));
@@ -171,7 +171,7 @@ impl Local {
     }
 
     /// `presence:setAway` / `setActive`, and room changes, of a connected socket.
-    pub fn update(&mut self, sid: Sid, away: Option<bool>, workspaces: Option<Vec<String>>) {
+    pub fn update(&mut self, sid: Sid, away: Option<bool>, workspaces: Option<Workspaces>) {
         if let Some(s) = self.sockets.get_mut(&sid).filter(|s| s.gone.is_none()) {
             s.away = away.unwrap_or(s.away);
             s.workspaces = workspaces.unwrap_or(std::mem::take(&mut s.workspaces));
@@ -272,7 +272,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn ws(ids: &[&str]) -> Vec<String> {
+    fn ws(ids: &[&str]) -> Workspaces {
         ids.iter().map(|s| s.to_string()).collect()
     }
 

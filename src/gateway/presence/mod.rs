@@ -78,6 +78,7 @@ use tokio::sync::oneshot;
 use super::room_names::is_valid_room;
 use crate::config::PresenceSettings;
 pub use hooks::PresenceHooks;
+use local::Workspaces;
 use queue::ChangeQueue;
 use relay::Relay;
 use socketio::{Namespace, Socket};
@@ -129,15 +130,12 @@ impl Presence {
 
 /// The ids of the `workspace:<id>` rooms a socket is in, sorted (the rooms are the truth:
 /// they follow live membership changes made through the app's emitter).
-pub(crate) fn workspaces_of(socket: &Socket) -> Vec<String> {
-    let mut out: Vec<String> = socket
+pub(crate) fn workspaces_of(socket: &Socket) -> Workspaces {
+    socket
         .rooms()
         .iter()
         .filter(|r| is_valid_room(r))
         .filter_map(|r| r.strip_prefix("workspace:"))
         .map(str::to_owned)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+        .collect()
 }

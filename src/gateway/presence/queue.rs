@@ -18,6 +18,8 @@ use tokio::sync::{oneshot, Notify};
 use engineio::Sid;
 use socketio::Socket;
 
+use super::local::Workspaces;
+
 /// One change of a socket, as its callback reports it.
 pub enum Change {
     /// Connected, or recovered with the same id (its rooms are read when applied).
@@ -26,7 +28,7 @@ pub enum Change {
         user: String,
     },
     Away(bool),
-    Rooms(Vec<String>),
+    Rooms(Workspaces),
     /// Disconnected, at this instant and this time (ms since the epoch).
     Disconnected(Instant, u64),
 }
@@ -36,7 +38,7 @@ pub enum Change {
 pub struct SocketChanges {
     pub connected: Option<(Weak<Socket>, String)>,
     pub away: Option<bool>,
-    pub workspaces: Option<Vec<String>>,
+    pub workspaces: Option<Workspaces>,
     pub disconnected: Option<(Instant, u64)>,
 }
 
@@ -122,7 +124,7 @@ mod tests {
         let t = Instant::now();
         q.push(a, connected());
         q.push(a, Change::Away(true));
-        q.push(a, Change::Rooms(vec!["w1".into()]));
+        q.push(a, Change::Rooms(["w1".to_owned()].into_iter().collect()));
         q.push(a, Change::Away(false));
         q.push(b, Change::Disconnected(t, 5));
         let (mut sockets, stop) = q.take();
@@ -131,7 +133,7 @@ mod tests {
         let sa = sockets.remove(&a).unwrap_or_default();
         assert!(sa.connected.is_some() && sa.disconnected.is_none());
         assert_eq!(sa.away, Some(false));
-        assert_eq!(sa.workspaces, Some(vec!["w1".to_string()]));
+        assert_eq!(sa.workspaces, Some(["w1".to_owned()].into_iter().collect()));
         let sb = sockets.remove(&b).unwrap_or_default();
         assert_eq!(sb.disconnected, Some((t, 5)));
         assert!(q.take().0.is_empty());
