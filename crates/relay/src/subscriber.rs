@@ -5,8 +5,8 @@
 //! connections do not reconnect, so this task supervises one: connect, subscribe to what is
 //! wanted now, then follow changes in batches until the connection fails; back off and
 //! start over. The connection is the relay's own ([`PubSubConnection`]), which keeps no copy
-//! of the channels it follows. Messages published while it is down are lost to this instance: that is the
-//! degraded, local-only mode, and `/readyz` says so.
+//! of the channels it follows. Messages published while it is down are lost to this
+//! instance: that is the degraded, local-only mode, and `/readyz` says so.
 //!
 //! Sharded Pub/Sub has its own session ([`super::sharded_subscriber`]) under the same
 //! supervision.
@@ -229,6 +229,7 @@ async fn session(
         inbox.on_message(channel, payload, &mut batch);
     }
     batch.flush();
+    crate::metrics::valkey_received(held.len() as u64);
 
     let mut unconfirmed = Unconfirmed::default();
     let mut ping = tokio::time::interval(timing.ping_interval);
