@@ -145,11 +145,16 @@ test("control: a legitimate recovery gets exactly the missed packets, once, in o
   await emitAck(bob, "message:send", { channelId: "c1", content: "ok-live" });
   await until(() => contents(a).includes("ok-live"), { what: "live message" });
   await sleep(300);
+  // This test's messages only: the previous test's last broadcast to channel:c1 ("dc-gap") can
+  // reach the new socket on A if A delivers it after the socket joined (delivery is to the
+  // room's members when the broadcast arrives, as with Node's adapter). It came before
+  // "ok-before" then, never from the replay (seen once in CI on a Cluster).
+  const mine = contents(a).filter((c) => c.startsWith("ok-"));
   assert.deepEqual(
-    contents(a).filter((c) => c !== "ok-gap-user"),
+    mine.filter((c) => c !== "ok-gap-user"),
     ["ok-before", ...sent, "ok-live"],
   );
-  assert.equal(contents(a).filter((c) => c === "ok-gap-user").length, 1, "the emitter's once");
+  assert.equal(mine.filter((c) => c === "ok-gap-user").length, 1, "the emitter's once");
   const offsets = a.got.filter((g) => g.event === "message:new").map((g) => g.offset);
   assert.ok(offsets.every(Boolean), "every broadcast carries its offset");
   a.close();
