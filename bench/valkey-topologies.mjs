@@ -18,14 +18,17 @@
 //
 // Needs VALKEY_SERVER (scripts/setup.sh puts valkey-server in .cache/bin; this script finds it there).
 import { readFileSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
-import { Cluster } from "ioredis";
-import { Emitter } from "@socket.io/redis-emitter";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+// The packages are tests/node's (scripts/setup.sh installs them); bench/ has none of its own.
+const requireFromTests = createRequire(path.join(root, "tests/node/package.json"));
+const { Cluster } = requireFromTests("ioredis");
+const { Emitter } = requireFromTests("@socket.io/redis-emitter");
 process.env.VALKEY_SERVER ??= path.join(root, ".cache/bin/valkey-server");
 process.env.CARGO_PROFILE ??= "release";
-const { startValkeyCluster } = await import("../tests/node/lib/valkey-cluster.mjs");
+const { startValkeyCluster, gatewayClusterEnv } = await import("../tests/node/lib/valkey-cluster.mjs");
 const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
 const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
 const { startGateway, connect, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
@@ -53,12 +56,9 @@ const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
 
 async function measure(primaries, recovery, pubsub, partitions, app, cookies) {
   const cluster = await startValkeyCluster({ primaries, replicasPerPrimary: 0 });
-  const [url, ...more] = cluster.seeds;
   const env = {
     GATEWAY_REDIS__ENABLED: "true",
-    REDIS_URL: url,
-    GATEWAY_REDIS__TOPOLOGY: "cluster",
-    GATEWAY_REDIS__NODES: more.join(","),
+    ...gatewayClusterEnv(cluster),
     GATEWAY_RECOVERY__ENABLED: String(recovery === "on"),
     GATEWAY_REDIS__PUBSUB: pubsub,
     GATEWAY_RECOVERY__LOG_PARTITIONS: String(partitions),

@@ -142,6 +142,12 @@ function topology(view) {
     .join(" ");
 }
 
+/** The gateway's environment for `cluster`: its first seed as REDIS_URL, the others as more nodes. */
+export function gatewayClusterEnv(cluster) {
+  const [url, ...more] = cluster.seeds;
+  return { REDIS_URL: url, GATEWAY_REDIS__TOPOLOGY: "cluster", GATEWAY_REDIS__NODES: more.join(",") };
+}
+
 /**
  * Starts a cluster of `primaries` primaries with `replicasPerPrimary` replicas each (node temp dirs under `dir`,
  * default the OS temp dir) and waits until it is ok. Resolves to {nodes, seeds, primaryForSlot(slot), slotOf(key),

@@ -78,10 +78,10 @@ export async function startValkey(opts = {}) {
   };
   let t;
   if (topology === "cluster") {
-    const { startValkeyCluster } = await import("./valkey-cluster.mjs");
+    const { startValkeyCluster, gatewayClusterEnv } = await import("./valkey-cluster.mjs");
     const cluster = await startValkeyCluster({ primaries: 3, replicasPerPrimary: 0 });
-    const [url, ...more] = cluster.seeds;
-    t = { url, cluster, env: { GATEWAY_REDIS__TOPOLOGY: "cluster", GATEWAY_REDIS__NODES: more.join(",") }, stop: () => cluster.stop() };
+    const { REDIS_URL: url, ...env } = gatewayClusterEnv(cluster);
+    t = { url, cluster, env, stop: () => cluster.stop() };
   } else {
     const { startValkeySentinel } = await import("./valkey-sentinel.mjs");
     const sentinel = await startValkeySentinel({ replicas: 0, sentinels: 1 });
