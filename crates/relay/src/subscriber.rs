@@ -269,7 +269,7 @@ async fn session(
                 conn.flush_within(timing.ping_timeout).await.map_err(SessionError::Connection)?;
             }
             _ = ping.tick(), if pong_due.is_none() => {
-                conn.command("PING", [] as [&str; 0]);
+                conn.command::<&str>("PING", &[]);
                 conn.flush_within(timing.ping_timeout).await.map_err(SessionError::Connection)?;
                 pong_due = Some(tokio::time::Instant::now() + timing.ping_timeout);
             }

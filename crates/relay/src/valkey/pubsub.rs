@@ -147,8 +147,8 @@ impl PubSubConnection {
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
             match settings.username() {
-                Some(user) => conn.command("AUTH", [user, password]),
-                None => conn.command("AUTH", [password]),
+                Some(user) => conn.command("AUTH", &[user, password]),
+                None => conn.command("AUTH", &[password]),
             }
             conn.flush().await?;
             conn.expect_ok().await?;
@@ -157,12 +157,11 @@ impl PubSubConnection {
     }
 
     /// Queues a command; [`Self::flush`] sends what is queued.
-    pub fn command<A: AsRef<[u8]>>(&mut self, name: &str, args: impl IntoIterator<Item = A>) {
-        let args: Vec<A> = args.into_iter().collect();
+    pub fn command<A: AsRef<[u8]>>(&mut self, name: &str, args: &[A]) {
         let out = &mut self.write;
         // Writing to a Vec cannot fail.
         let _ = write!(out, "*{}\r\n${}\r\n{name}\r\n", args.len() + 1, name.len());
-        for arg in &args {
+        for arg in args {
             let arg = arg.as_ref();
             let _ = write!(out, "${}\r\n", arg.len());
             out.extend_from_slice(arg);
@@ -405,8 +404,8 @@ mod tests {
             read: Replies::default(),
             write: Vec::new(),
         };
-        conn.command("SUBSCRIBE", ["a", "bc"]);
-        conn.command("PING", [] as [&str; 0]);
+        conn.command("SUBSCRIBE", &["a", "bc"]);
+        conn.command::<&str>("PING", &[]);
         assert_eq!(
             conn.write,
             b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$2\r\nbc\r\n*1\r\n$4\r\nPING\r\n"
