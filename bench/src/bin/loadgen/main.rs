@@ -429,56 +429,62 @@ async fn idle(ctx: &mut Ctx, args: &Args) -> Result<()> {
         let connect_cpu = ctx.server()?.since(&before);
         let app_cpu = side_json(ctx.side(&ctx.app_pid), app0, window);
         tokio::time::sleep(settle).await;
-        ctx.gc().await;
-        let now = ctx.server()?;
-        let connected = ctx.workers.stats(false).await?.connected;
-        let delta = now.rss_kib.saturating_sub(base.rss_kib);
-        eprintln!(
-            "S1: {connected}/{level} sockets in {window:.1}s, RSS {} KiB (+{delta} KiB, {:.2} KiB/socket)",
-            now.rss_kib,
-            delta as f64 / connected.max(1) as f64
-        );
-        ctx.emit(json!({
-            "scenario": "S1",
+        let mut row = rss_row(ctx, &base, &format!("(of {level}) in {window:.1}s")).await?;
+        row.extend(json_fields(json!({
             "level": level,
-            "sockets": connected,
             "complete": complete,
             "gave_up": s.gave_up,
             "connect_s": round(window, 2),
-            "rss_base_kib": base.rss_kib,
-            "rss_kib": now.rss_kib,
-            "rss_kib_per_socket": if connected > 0 { json!(round(delta as f64 / connected as f64, 2)) } else { Value::Null },
             "connect_cpu": cpu_json(&connect_cpu, window),
             "server_cpu_us_per_connect": us_per(connect_cpu.cpu_s(), (level - levels.iter().copied().filter(|l| *l < level).max().unwrap_or(0)) as u64),
             "app_cpu": app_cpu,
             "failures": s.failures,
-        }));
+        })));
+        ctx.emit(Value::Object(row));
     }
     if !idle_for.is_zero() {
         // The same sockets after a long idle spell: what a connect leaves behind for a while
         // (the app answers' caches, presence's batches) is gone, what a socket holds stays.
         tokio::time::sleep(idle_for).await;
-        ctx.gc().await;
-        let now = ctx.server()?;
-        let connected = ctx.workers.stats(false).await?.connected;
-        let delta = now.rss_kib.saturating_sub(base.rss_kib);
-        eprintln!(
-            "S1: {connected} sockets idle for {}s, RSS {} KiB (+{delta} KiB, {:.2} KiB/socket)",
-            idle_for.as_secs(),
-            now.rss_kib,
-            delta as f64 / connected.max(1) as f64
-        );
-        ctx.emit(json!({
-            "scenario": "S1",
-            "level": have,
-            "idle_s": idle_for.as_secs(),
-            "sockets": connected,
-            "rss_base_kib": base.rss_kib,
-            "rss_kib": now.rss_kib,
-            "rss_kib_per_socket": if connected > 0 { json!(round(delta as f64 / connected as f64, 2)) } else { Value::Null },
-        }));
+        let secs = idle_for.as_secs();
+        let mut row = rss_row(ctx, &base, &format!("idle for {secs}s")).await?;
+        row.extend(json_fields(json!({ "level": have, "idle_s": secs })));
+        ctx.emit(Value::Object(row));
     }
     Ok(())
+}
+
+/// The server's RSS over `base` once it has collected garbage, per connected socket: printed
+/// with `what` and returned as an S1 row's fields.
+async fn rss_row(
+    ctx: &mut Ctx,
+    base: &Sample,
+    what: &str,
+) -> Result<serde_json::Map<String, Value>> {
+    ctx.gc().await;
+    let now = ctx.server()?;
+    let connected = ctx.workers.stats(false).await?.connected;
+    let delta = now.rss_kib.saturating_sub(base.rss_kib);
+    let per_socket = delta as f64 / connected.max(1) as f64;
+    eprintln!(
+        "S1: {connected} sockets {what}, RSS {} KiB (+{delta} KiB, {per_socket:.2} KiB/socket)",
+        now.rss_kib
+    );
+    Ok(json_fields(json!({
+        "scenario": "S1",
+        "sockets": connected,
+        "rss_base_kib": base.rss_kib,
+        "rss_kib": now.rss_kib,
+        "rss_kib_per_socket": if connected > 0 { json!(round(per_socket, 2)) } else { Value::Null },
+    })))
+}
+
+/// The fields of a `json!({...})` object.
+fn json_fields(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
