@@ -1,15 +1,18 @@
 // Delivery latency across gateways on a Valkey Cluster, build against build in one run. Two gateways (recovery
-// on, as by default) on a Cluster of PRIMARIES primaries; alice has a socket on each; bob, on the second, sends
-// MESSAGES chat messages to channel:c1 through the app, RATE a second. Latency is from bob's emit to each of
-// alice's sockets receiving message:new (one process, one clock). Prints p50, p90, p99, max and how many took
-// over 20 ms, per build and Pub/Sub mode, and each build's p90 and p99 against the first build's.
+// on, as by default) on a Cluster of PRIMARIES primaries; alice has a socket on each. SOURCE "chat": bob, on
+// the second, sends MESSAGES chat messages to channel:c1 through the app, RATE a second, from bob's emit to each
+// of alice's sockets receiving message:new. SOURCE "emitter": the app's emitter publishes them (classic: the
+// stock @socket.io/redis-emitter; sharded: the example's sharded emitter), from the publish to the arrival.
+// One process, one clock. Prints p50, p90, p99, max and how many took over 20 ms, per source, build and
+// Pub/Sub mode, and each build's p90 and p99 against the first build's.
 //
 // Why: a Cluster node forwards what is PUBLISHed to the other nodes over the cluster bus, and Valkey's outgoing
 // bus links run with Nagle's algorithm; a second message right behind the first waits for the other node's
 // delayed ACK (~40 ms). The gateways' recorded broadcast is published with Node servers' plain copy.
 //
 //   cargo build --release -p socket-gateway && node bench/cluster-latency.mjs
-//   BASELINE_TARGET_DIR=<target dir of another build> RATE=5,50 PUBSUB=classic,sharded node bench/cluster-latency.mjs
+//   BASELINE_TARGET_DIR=<target dir of another build> RATE=5,50 PUBSUB=classic,sharded SOURCE=chat,emitter \
+//     node bench/cluster-latency.mjs
 //
 // Also measures Valkey alone (LUA=1, the default): a script PUBLISHing two messages on one node, a subscriber
 // on another node, how late each arrives.
@@ -19,7 +22,8 @@ import path from "node:path";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 // The packages are tests/node's (scripts/setup.sh installs them); bench/ has none of its own.
-const Redis = createRequire(path.join(root, "tests/node/package.json"))("ioredis");
+const requireFromTests = createRequire(path.join(root, "tests/node/package.json"));
+const Redis = requireFromTests("ioredis");
 process.env.VALKEY_SERVER ??= path.join(root, ".cache/bin/valkey-server");
 process.env.CARGO_PROFILE ??= "release";
 const { startValkeyCluster, gatewayClusterEnv } = await import("../tests/node/lib/valkey-cluster.mjs");
@@ -27,11 +31,15 @@ const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
 const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
 const { startGateway, connect, emitAck, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
 const { waitRelay } = await import("../tests/node/relay/helpers.mjs");
+const { loadShardedEmitter } = await import("../tests/node/lib/sharded-emitter.mjs");
+const { ShardedEmitter } = await loadShardedEmitter();
+const { Emitter } = requireFromTests("@socket.io/redis-emitter");
 
 const PRIMARIES = Number(process.env.PRIMARIES ?? 3);
 const MESSAGES = Number(process.env.MESSAGES ?? 300);
 const RATES = (process.env.RATE ?? "5,50").split(",").map(Number);
 const PUBSUB = (process.env.PUBSUB ?? "classic,sharded").split(",");
+const SOURCES = (process.env.SOURCE ?? "chat,emitter").split(",");
 const LUA = process.env.LUA !== "0";
 const builds = [["gateway", process.env.CARGO_TARGET_DIR || path.join(root, "target")]];
 if (process.env.BASELINE_TARGET_DIR) builds.push(["baseline", process.env.BASELINE_TARGET_DIR]);
@@ -70,7 +78,7 @@ async function valkeyAlone(rate) {
   }
 }
 
-async function measure(targetDir, pubsub, rate, app, cookies) {
+async function measure(targetDir, source, pubsub, rate, app, cookies) {
   const cluster = await startValkeyCluster({ primaries: PRIMARIES, replicasPerPrimary: 0 });
   const env = {
     GATEWAY_REDIS__ENABLED: "true",
@@ -80,6 +88,7 @@ async function measure(targetDir, pubsub, rate, app, cookies) {
     GATEWAY_LIMITS__EVENTS_BURST: "1000",
   };
   const gws = [];
+  let emitterClient;
   try {
     process.env.CARGO_TARGET_DIR = targetDir;
     for (let i = 0; i < 2; i++) gws.push(await startGateway({ appUrl: app.url, env }));
@@ -93,18 +102,29 @@ async function measure(targetDir, pubsub, rate, app, cookies) {
         if (t0 !== undefined) samples.push(performance.now() - t0);
       });
     }
-    const bob = await connect(gws[1].url, cookies.bob, { transports: ["websocket"] });
-    await emitAck(bob, "message:send", { channelId: "c1", content: "warm-up" });
+    let send;
+    if (source === "chat") {
+      const bob = await connect(gws[1].url, cookies.bob, { transports: ["websocket"] });
+      await emitAck(bob, "message:send", { channelId: "c1", content: "warm-up" });
+      send = (content) => bob.emit("message:send", { channelId: "c1", content });
+    } else {
+      const nodes = cluster.seeds.map((u) => ({ host: "127.0.0.1", port: Number(new URL(u).port) }));
+      emitterClient = new Redis.Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+      const emitter = pubsub === "sharded" ? new ShardedEmitter(emitterClient) : new Emitter(emitterClient);
+      send = (content) => emitter.to("channel:c1").emit("message:new", { content });
+      send("warm-up");
+    }
     await sleep(1000);
     for (let i = 0; i < MESSAGES; i++) {
       const content = `lat-${i}`;
       sent.set(content, performance.now());
-      bob.emit("message:send", { channelId: "c1", content });
+      send(content);
       await sleep(1000 / rate);
     }
     await sleep(500);
     return { ...summary(samples), expected: MESSAGES * 2 };
   } finally {
+    emitterClient?.disconnect();
     closeAllClients();
     await Promise.all(gws.map((g) => g.stop()));
     closeAllRedis();
@@ -131,22 +151,24 @@ try {
   for (const name of ["alice", "bob"]) cookies[name] = await signIn(app.url, app.users[name].email, app.users[name].password);
   const rows = [];
   // Builds alternate within each rate and mode, so drift in the machine weighs on both.
-  for (const rate of RATES) {
-    for (const pubsub of PUBSUB) {
-      for (const [build, dir] of builds) {
-        const r = await measure(dir, pubsub, rate, app, cookies);
-        rows.push({ build, pubsub, rate, ...r });
-        console.error(`# ${build} ${pubsub} ${rate}/s: ${JSON.stringify(r)}`);
+  for (const source of SOURCES) {
+    for (const rate of RATES) {
+      for (const pubsub of PUBSUB) {
+        for (const [build, dir] of builds) {
+          const r = await measure(dir, source, pubsub, rate, app, cookies);
+          rows.push({ source, build, pubsub, rate, ...r });
+          console.error(`# ${source} ${build} ${pubsub} ${rate}/s: ${JSON.stringify(r)}`);
+        }
       }
     }
   }
-  console.log(`\nbob's message:send to alice's sockets on both gateways, ${PRIMARIES} primaries, recovery on, ${MESSAGES} messages (ms)\n`);
-  console.log("| rate | Pub/Sub | build | received / expected | p50 | p90 | p99 | max | over 20 ms | p90 vs first build | p99 vs first build |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  console.log(`\nTo alice's sockets on both gateways, ${PRIMARIES} primaries, recovery on, ${MESSAGES} messages (ms)\n`);
+  console.log("| source | rate | Pub/Sub | build | received / expected | p50 | p90 | p99 | max | over 20 ms | p90 vs first build | p99 vs first build |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    const first = rows.find((b) => b.rate === r.rate && b.pubsub === r.pubsub);
+    const first = rows.find((b) => b.source === r.source && b.rate === r.rate && b.pubsub === r.pubsub);
     console.log(
-      `| ${r.rate}/s | ${r.pubsub} | ${r.build} | ${r.n} / ${r.expected} | ${fmt(r.p50)} | ${fmt(r.p90)} | ${fmt(r.p99)} | ${fmt(r.max)} | ` +
+      `| ${r.source} | ${r.rate}/s | ${r.pubsub} | ${r.build} | ${r.n} / ${r.expected} | ${fmt(r.p50)} | ${fmt(r.p90)} | ${fmt(r.p99)} | ${fmt(r.max)} | ` +
         `${r.over20} | ${(r.p90 / first.p90).toFixed(2)} | ${(r.p99 / first.p99).toFixed(2)} |`,
     );
   }
