@@ -17,23 +17,17 @@
 // Also measures Valkey alone (LUA=1, the default): a script PUBLISHing two messages on one node, a subscriber
 // on another node, how late each arrives.
 import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
+import { requireFromTests, startClusterFleet } from "./cluster-fleet.mjs";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-// The packages are tests/node's (scripts/setup.sh installs them); bench/ has none of its own.
-const requireFromTests = createRequire(path.join(root, "tests/node/package.json"));
 const Redis = requireFromTests("ioredis");
-process.env.VALKEY_SERVER ??= path.join(root, ".cache/bin/valkey-server");
-process.env.CARGO_PROFILE ??= "release";
-const { startValkeyCluster, gatewayClusterEnv } = await import("../tests/node/lib/valkey-cluster.mjs");
-const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
+const { Emitter } = requireFromTests("@socket.io/redis-emitter");
+const { startValkeyCluster } = await import("../tests/node/lib/valkey-cluster.mjs");
 const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
-const { startGateway, connect, emitAck, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
-const { waitRelay } = await import("../tests/node/relay/helpers.mjs");
+const { connect, emitAck, sleep } = await import("../tests/node/lib/gateway.mjs");
 const { loadShardedEmitter } = await import("../tests/node/lib/sharded-emitter.mjs");
 const { ShardedEmitter } = await loadShardedEmitter();
-const { Emitter } = requireFromTests("@socket.io/redis-emitter");
 
 const PRIMARIES = Number(process.env.PRIMARIES ?? 3);
 const MESSAGES = Number(process.env.MESSAGES ?? 300);
@@ -79,20 +73,15 @@ async function valkeyAlone(rate) {
 }
 
 async function measure(targetDir, source, pubsub, rate, app, cookies) {
-  const cluster = await startValkeyCluster({ primaries: PRIMARIES, replicasPerPrimary: 0 });
   const env = {
-    GATEWAY_REDIS__ENABLED: "true",
-    ...gatewayClusterEnv(cluster),
     GATEWAY_REDIS__PUBSUB: pubsub,
     GATEWAY_LIMITS__EVENTS_PER_S: "1000",
     GATEWAY_LIMITS__EVENTS_BURST: "1000",
   };
-  const gws = [];
+  process.env.CARGO_TARGET_DIR = targetDir;
+  const { cluster, gws, stop } = await startClusterFleet({ primaries: PRIMARIES, appUrl: app.url, env });
   let emitterClient;
   try {
-    process.env.CARGO_TARGET_DIR = targetDir;
-    for (let i = 0; i < 2; i++) gws.push(await startGateway({ appUrl: app.url, env }));
-    for (const gw of gws) await waitRelay(gw, "up");
     const sent = new Map();
     const samples = [];
     for (const gw of gws) {
@@ -125,10 +114,7 @@ async function measure(targetDir, source, pubsub, rate, app, cookies) {
     return { ...summary(samples), expected: MESSAGES * 2 };
   } finally {
     emitterClient?.disconnect();
-    closeAllClients();
-    await Promise.all(gws.map((g) => g.stop()));
-    closeAllRedis();
-    await cluster.stop();
+    await stop();
   }
 }
 

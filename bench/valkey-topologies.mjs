@@ -18,21 +18,12 @@
 //
 // Needs VALKEY_SERVER (scripts/setup.sh puts valkey-server in .cache/bin; this script finds it there).
 import { readFileSync, existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import path from "node:path";
+import { requireFromTests, startClusterFleet } from "./cluster-fleet.mjs";
 
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
-// The packages are tests/node's (scripts/setup.sh installs them); bench/ has none of its own.
-const requireFromTests = createRequire(path.join(root, "tests/node/package.json"));
 const { Cluster } = requireFromTests("ioredis");
 const { Emitter } = requireFromTests("@socket.io/redis-emitter");
-process.env.VALKEY_SERVER ??= path.join(root, ".cache/bin/valkey-server");
-process.env.CARGO_PROFILE ??= "release";
-const { startValkeyCluster, gatewayClusterEnv } = await import("../tests/node/lib/valkey-cluster.mjs");
-const { closeAllRedis } = await import("../tests/node/lib/valkey.mjs");
 const { startFixtureApp, signIn } = await import("../tests/node/lib/app.mjs");
-const { startGateway, connect, closeAllClients, sleep } = await import("../tests/node/lib/gateway.mjs");
-const { waitRelay } = await import("../tests/node/relay/helpers.mjs");
+const { connect, sleep } = await import("../tests/node/lib/gateway.mjs");
 const { loadShardedEmitter } = await import("../tests/node/lib/sharded-emitter.mjs");
 const { ShardedEmitter } = await loadShardedEmitter();
 
@@ -55,19 +46,14 @@ function cpu(pid) {
 const cpuOf = (pids) => pids.reduce((sum, pid) => sum + cpu(pid), 0);
 
 async function measure(primaries, recovery, pubsub, partitions, app, cookies) {
-  const cluster = await startValkeyCluster({ primaries, replicasPerPrimary: 0 });
   const env = {
-    GATEWAY_REDIS__ENABLED: "true",
-    ...gatewayClusterEnv(cluster),
     GATEWAY_RECOVERY__ENABLED: String(recovery === "on"),
     GATEWAY_REDIS__PUBSUB: pubsub,
     GATEWAY_RECOVERY__LOG_PARTITIONS: String(partitions),
   };
-  const gws = [];
+  const { cluster, gws, stop } = await startClusterFleet({ primaries, appUrl: app.url, env });
   let emitterClient;
   try {
-    for (let i = 0; i < 2; i++) gws.push(await startGateway({ appUrl: app.url, env }));
-    for (const gw of gws) await waitRelay(gw, "up");
     let delivered = 0;
     const sockets = [];
     for (let i = 0; i < SOCKETS; i++) {
@@ -117,10 +103,7 @@ async function measure(primaries, recovery, pubsub, partitions, app, cookies) {
     };
   } finally {
     emitterClient?.disconnect();
-    closeAllClients();
-    await Promise.all(gws.map((g) => g.stop()));
-    closeAllRedis();
-    await cluster.stop();
+    await stop();
   }
 }
 
